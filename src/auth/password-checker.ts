@@ -1,0 +1,56 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { HashWorkerPool } from './hash-worker-pool.ts';
+
+export interface PasswordCheckerOptions {
+  cacheSize: number;
+  cacheTtlMs: number;
+  /** A hash with the same cost as real ones, checked for unknown users so timing reveals nothing. */
+  dummyHash: string;
+}
+
+/**
+ * Verifies user+password against the user's stored hash. Successful checks are cached under a keyed
+ * hash of (user, password, stored hash) with a per-process secret, never the password itself; a
+ * changed or removed hash therefore misses the cache. Concurrent checks of the same credential share
+ * one verification.
+ */
+export class PasswordChecker {
+  private readonly secret = randomBytes(32);
+  private readonly verified: LRUCache<string, string> | undefined;
+  private readonly inflight = new Map<string, Promise<boolean>>();
+  /** How many hash verifications actually ran (the cache and coalescing avoid the rest). */
+  verifications = 0;
+
+  constructor(private readonly pool: HashWorkerPool, private readonly options: PasswordCheckerOptions) {
+    this.verified = options.cacheSize > 0 && options.cacheTtlMs > 0
+      ? new LRUCache({ max: options.cacheSize, ttl: options.cacheTtlMs })
+      : undefined;
+  }
+
+  check(user: string, password: string, storedHash: string | undefined): Promise<boolean> | boolean {
+    const hash = storedHash ?? this.options.dummyHash;
+    const key = createHmac('sha256', this.secret).update(user).update('\0').update(password).update('\0').update(hash).digest('base64');
+    if (storedHash !== undefined && this.verified?.get(key) === user) return true;
+    const running = this.inflight.get(key);
+    if (running) return running;
+    this.verifications++;
+    const check = this.pool.verify(hash, password)
+      .then((ok) => {
+        const accepted = ok && storedHash !== undefined;
+        if (accepted) this.verified?.set(key, user);
+        return accepted;
+      })
+      .finally(() => this.inflight.delete(key));
+    this.inflight.set(key, check);
+    return check;
+  }
+
+  /** Forgets every cached success of these users (their line in the file changed or went away). */
+  forgetUsers(users: Iterable<string>): void {
+    if (!this.verified) return;
+    const gone = new Set(users);
+    if (gone.size === 0) return;
+    for (const [key, user] of this.verified.entries()) if (gone.has(user)) this.verified.delete(key);
+  }
+}

@@ -1,0 +1,8 @@
+export type AuthMethod = 'basic' | 'bearer' | 'session';
+
+/** Who made the request, as established by whichever authenticator accepted it. */
+export interface Principal {
+  user: string;
+  method: AuthMethod;
+  groups: readonly string[];
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { VERSION } from '../version.ts';
+import { registerServe } from './serve.ts';
+
+const program = new Command('mlgate')
+  .description('Authentication gateway for MLflow tracking servers')
+  .version(VERSION)
+  .showHelpAfterError();
+
+registerServe(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`mlgate: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

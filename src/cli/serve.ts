@@ -1,0 +1,31 @@
+import type { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { startGateway } from '../server/gateway.ts';
+import { addConfigFlags, flagOverrides } from './config-flags.ts';
+
+export function registerServe(program: Command): void {
+  addConfigFlags(program.command('serve', { isDefault: true }).description('run the gateway (what "npm start" does)'))
+    .action(async (options: Record<string, unknown>) => {
+      const { config } = loadConfigOrExit(options);
+      const gateway = await startGateway(config);
+      let signals = 0;
+      const stop = (signal: NodeJS.Signals) => {
+        if (++signals > 1) process.exit(1); // a second Ctrl-C means now
+        gateway.logger.info({ signal }, 'shutting down: finishing in-flight requests');
+        void gateway.close().then(() => process.exit(0));
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+}
+
+/** Loads the configuration or prints every problem and exits with status 2. */
+export function loadConfigOrExit(options: Record<string, unknown>) {
+  try {
+    return loadConfig({ configPath: options.config as string | undefined, overrides: flagOverrides(options) });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`mlgate: ${err.message}\n`);
+    process.exit(2);
+  }
+}

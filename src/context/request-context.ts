@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Principal } from '../auth/principal.ts';
+
+/** What the gateway learns about one request as it moves through the stages. */
+export interface RequestContext {
+  id: string;
+  startedAt: bigint;
+  clientIp: string;
+  /** Path without the query string: the only form that is logged. */
+  path: string;
+  principal?: Principal;
+  upstreamStartedAt?: bigint;
+  upstreamMs?: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Set when the gateway gave up waiting on the upstream, so the error becomes a 504. */
+  upstreamTimedOut: boolean;
+}
+
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** Accepts a client's X-Request-Id when it is safe to log and forward, otherwise makes one. */
+export function requestIdFor(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+export function pathOf(url: string | undefined): string {
+  if (!url) return '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+export function createRequestContext(req: IncomingMessage, clientIp: string): RequestContext {
+  return {
+    id: requestIdFor(req),
+    startedAt: process.hrtime.bigint(),
+    clientIp,
+    path: pathOf(req.url),
+    bytesIn: 0,
+    bytesOut: 0,
+    upstreamTimedOut: false,
+  };
+}
+
+export function millisecondsSince(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}

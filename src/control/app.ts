@@ -1,0 +1,36 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { RequestContext } from '../context/request-context.ts';
+
+export interface ControlDependencies {
+  contextOf(req: IncomingMessage): RequestContext | undefined;
+  /** Whether the upstream answers at all (any HTTP status counts). */
+  upstreamReady(): Promise<{ ready: boolean; detail: string }>;
+  version: string;
+}
+
+/** Paths under /-/ that answer without credentials. */
+export const PUBLIC_CONTROL_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz']);
+
+/** The gateway's own routes under the reserved /-/ prefix. */
+export function createControlApp(deps: ControlDependencies): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+
+  app.get('/-/healthz', (c) => c.json({ status: 'ok', version: deps.version }));
+
+  app.get('/-/readyz', async (c) => {
+    const { ready, detail } = await deps.upstreamReady();
+    return c.json({ status: ready ? 'ready' : 'unavailable', upstream: detail }, ready ? 200 : 503);
+  });
+
+  app.get('/-/whoami', (c) => {
+    const principal = deps.contextOf(c.env.incoming)?.principal;
+    if (!principal) return c.json({ error_code: 'UNAUTHENTICATED', message: 'not signed in' }, 401);
+    return c.json({ user: principal.user, groups: principal.groups, method: principal.method });
+  });
+
+  app.notFound((c) => c.json({ error_code: 'ENDPOINT_NOT_FOUND', message: `no gateway route ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
+
+  return getRequestListener(app.fetch, { overrideGlobalObjects: false });
+}

@@ -1,0 +1,62 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+
+/** MLflow's REST routes: the client parses JSON errors here and breaks on HTML. */
+export function isMlflowApiPath(path: string): boolean {
+  return path.startsWith('/api/') || path.startsWith('/ajax-api/');
+}
+
+export interface GatewayError {
+  status: number;
+  /** MLflow's error_code, e.g. UNAUTHENTICATED, PERMISSION_DENIED, INVALID_PARAMETER_VALUE. */
+  code: string;
+  message: string;
+  headers?: OutgoingHttpHeaders;
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad request', 401: 'Sign-in required', 403: 'Access denied', 404: 'Not found', 413: 'Request too large',
+  502: 'MLflow is unreachable', 504: 'MLflow did not answer in time',
+};
+
+/** Answers in MLflow's JSON shape on API paths and with a small readable page elsewhere. */
+export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, requestId: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const path = req.url ?? '/';
+  const wantsJson = isMlflowApiPath(path) || path.startsWith('/-/api/') || !acceptsHtml(req);
+  const body = wantsJson
+    ? JSON.stringify({ error_code: error.code, message: error.message })
+    : errorPage(error, requestId);
+  res.writeHead(error.status, {
+    ...error.headers,
+    'content-type': wantsJson ? 'application/json' : 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+function acceptsHtml(req: IncomingMessage): boolean {
+  const accept = req.headers.accept;
+  return accept === undefined || accept.includes('text/html') || accept.includes('*/*');
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function errorPage(error: GatewayError, requestId: string): string {
+  const title = TITLES[error.status] ?? `Error ${error.status}`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${escapeHtml(title)} · mlgate</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1f24}code{background:#f0f2f4;padding:0 .25em}small{color:#57606a}</style>
+</head><body><main>
+<h1>${escapeHtml(title)}</h1>
+<p>${escapeHtml(error.message)}</p>
+<p><small>Status ${error.status} · request <code>${escapeHtml(requestId)}</code></small></p>
+</main></body></html>
+`;
+}

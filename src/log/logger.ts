@@ -1,0 +1,22 @@
+import pino, { type DestinationStream, type Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+
+export type { Logger };
+
+/** Anything that could carry a secret is removed before a line is written. */
+const REDACT = [
+  'authorization', 'cookie', 'password',
+  '*.authorization', '*.cookie', '*.password', '*.set-cookie',
+  '*.headers.authorization', '*.headers.cookie', '*.headers["set-cookie"]',
+];
+
+/** The one root logger. Lines are written asynchronously so logging never waits on the disk. */
+export function createLogger(options: Config['log'], destination?: DestinationStream): Logger {
+  const base = { level: options.level, base: { pid: process.pid }, redact: { paths: REDACT, remove: true } };
+  if (destination) return pino(base, destination);
+  const pretty = options.format === 'pretty' || (options.format === 'auto' && process.stdout.isTTY === true);
+  if (pretty) {
+    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } });
+  }
+  return pino(base, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+}

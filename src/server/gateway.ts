@@ -1,0 +1,167 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createAuthenticator } from '../auth/authenticate.ts';
+import { bootstrapAdminIfMissing, BOOTSTRAP_USER } from '../auth/bootstrap-admin.ts';
+import { HashWorkerPool } from '../auth/hash-worker-pool.ts';
+import { HtpasswdStore } from '../auth/htpasswd-store.ts';
+import { PasswordChecker } from '../auth/password-checker.ts';
+import type { Config } from '../config/schema.ts';
+import { IDENTITY_HEADERS } from '../config/schema.ts';
+import { trustedProxies } from '../context/client-ip.ts';
+import type { RequestContext } from '../context/request-context.ts';
+import { createControlApp } from '../control/app.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
+import { createForwarder } from '../proxy/forwarder.ts';
+import { ensureCertificate } from './certificate.ts';
+import { createRequestPipeline } from './request-pipeline.ts';
+import { createHttpsRedirectServer, createListener } from './tls-server.ts';
+import { VERSION } from '../version.ts';
+
+export interface Gateway {
+  /** e.g. https://127.0.0.1:8888 */
+  url: string;
+  port: number;
+  logger: Logger;
+  passwordChecker: PasswordChecker;
+  /** Stops accepting, lets in-flight requests finish within the grace period, then closes everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Called with the generated admin password on first start; defaults to printing it to stderr. */
+  announceAdminPassword?: (user: string, password: string, htpasswdPath: string) => void;
+}
+
+export async function startGateway(config: Config, options: StartOptions = {}): Promise<Gateway> {
+  const logger = options.logger ?? createLogger(config.log);
+  const upstream = new URL(config.upstream);
+  const pool = new HashWorkerPool(config.auth.hashWorkers);
+
+  const adminPassword = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost);
+  if (adminPassword) (options.announceAdminPassword ?? printAdminPassword)(BOOTSTRAP_USER, adminPassword, config.auth.htpasswd);
+
+  let checker: PasswordChecker | undefined;
+  const store = new HtpasswdStore({
+    path: config.auth.htpasswd,
+    allowInsecureHashes: config.auth.allowInsecureHashes,
+    watchIntervalMs: config.watchInterval,
+    onUsersChanged: (users) => checker?.forgetUsers(users),
+  }, logger);
+  store.start();
+  checker = new PasswordChecker(pool, {
+    cacheSize: config.auth.cacheSize,
+    cacheTtlMs: config.auth.cacheTtl,
+    dummyHash: await pool.hash('mlgate-dummy-password', config.auth.bcryptCost),
+  });
+  const authenticator = createAuthenticator(store, checker, config.auth.realm);
+
+  const certificate = config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
+  if (certificate?.generated) logger.info({ cert: certificate.cert }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
+  const listener = createListener({ certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval }, logger);
+  const server = listener.server;
+
+  const forwarder = createForwarder({ upstream, timeoutMs: config.proxy.timeout, maxBodySize: config.proxy.maxBodySize, keepAliveSockets: config.proxy.keepAliveSockets });
+  const contexts = new WeakMap<IncomingMessage, RequestContext>();
+  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION });
+  const proxies = trustedProxies(config.proxy.trustedProxies);
+  const userHeader = config.proxy.userHeader.toLowerCase();
+  const pipeline = createRequestPipeline({
+    logger,
+    proxies,
+    authenticator,
+    forwarder,
+    control,
+    identity: {
+      strip: [...new Set([...IDENTITY_HEADERS, ...config.proxy.stripHeaders.map((name) => name.toLowerCase()), userHeader])],
+      userHeader,
+      forwardAuthorization: config.auth.forwardAuthorization,
+    },
+    tls: Boolean(certificate),
+    hsts: certificate ? config.tls.hsts : false,
+    contexts,
+  });
+  server.on('request', pipeline.handleRequest);
+  const upgraded = new Set<Duplex>();
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    pipeline.handleUpgrade(req, socket, head);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  await listen(server, config.port, config.host);
+  const port = (server.address() as AddressInfo).port;
+  const redirect = certificate && config.tls.redirectHttpPort !== undefined ? createHttpsRedirectServer(port) : undefined;
+  if (redirect) await listen(redirect, config.tls.redirectHttpPort!, config.host);
+
+  const displayHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = `${certificate ? 'https' : 'http'}://${displayHost.includes(':') ? `[${displayHost}]` : displayHost}:${port}`;
+  logger.info({ url, upstream: upstream.origin, users: store.userCount, tls: Boolean(certificate) }, 'mlgate listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    logger,
+    passwordChecker: checker,
+    close(graceMs = config.shutdownGrace) {
+      closing ??= (async () => {
+        pipeline.drain();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        redirect?.close();
+        const deadline = Date.now() + graceMs;
+        while (pipeline.inFlight > 0 && Date.now() < deadline) {
+          server.closeIdleConnections();
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+        if (pipeline.inFlight > 0) logger.warn({ inFlight: pipeline.inFlight }, 'grace period over; closing remaining connections');
+        server.closeAllConnections();
+        for (const socket of upgraded) socket.destroy();
+        await closed;
+        listener.stopWatching();
+        store.stop();
+        forwarder.close();
+        await pool.close();
+        logger.info('mlgate stopped');
+        logger.flush();
+      })();
+      return closing;
+    },
+  };
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Ready means the upstream answers HTTP at all; MLflow serves /health. */
+function probeUpstream(upstream: URL): Promise<{ ready: boolean; detail: string }> {
+  return new Promise((resolve) => {
+    const request = (upstream.protocol === 'https:' ? https : http).get(new URL('/health', upstream), { timeout: 2000, agent: false }, (response) => {
+      response.resume();
+      resolve({ ready: true, detail: `${upstream.origin} answered ${response.statusCode}` });
+    });
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', (err: NodeJS.ErrnoException) => resolve({ ready: false, detail: `${upstream.origin}: ${err.code ?? err.message}` }));
+  });
+}
+
+function printAdminPassword(user: string, password: string, htpasswdPath: string): void {
+  process.stderr.write(
+    `\n  mlgate created ${htpasswdPath} with one user.\n` +
+    `    user:     ${user}\n    password: ${password}\n` +
+    `  This is shown once. Change it with: npm run mlgate -- user passwd ${user}\n\n`,
+  );
+}

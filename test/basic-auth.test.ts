@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, waitForLog, type TestGateway } from './helpers/gateway.ts';
+import { basic } from './helpers/http-client.ts';
+import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
+
+let upstream: MlflowUpstream;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  upstream = await startMlflowUpstream();
+  gw = await startTestGateway({ upstream: upstream.url, users: { alice: 'alice-password', bob: 'bob-password' } });
+});
+afterAll(async () => {
+  await gw.close();
+  await upstream.close();
+});
+
+describe('Basic authentication against the htpasswd file', () => {
+  it('forwards an MLflow API call with the right password, naming the user upstream', async () => {
+    const res = await gw.request('/api/2.0/mlflow/experiments/create', {
+      method: 'POST', auth: ['alice', 'alice-password'], headers: { 'content-type': 'application/json' }, body: '{"name":"exp-a"}',
+    });
+    expect(res.status).toBe(200);
+    expect(res.json()).toEqual({ experiment_id: '1' });
+    const seen = upstream.requests.at(-1)!;
+    expect(seen.body).toBe('{"name":"exp-a"}');
+    expect(seen.headers['x-forwarded-user']).toBe('alice');
+    expect(seen.headers.authorization).toBeUndefined();
+  });
+
+  it('refuses a wrong password with 401, a Basic challenge and MLflow JSON', async () => {
+    const before = upstream.requests.length;
+    const res = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: ['alice', 'wrong'], body: '{}' });
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toBe('Basic realm="MLflow", charset="UTF-8"');
+    expect(res.json()).toEqual({ error_code: 'UNAUTHENTICATED', message: 'invalid user name or password' });
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('refuses an unknown user exactly like a wrong password', async () => {
+    const res = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: ['mallory', 'alice-password'], body: '{}' });
+    expect(res.status).toBe(401);
+    expect(res.json()).toEqual({ error_code: 'UNAUTHENTICATED', message: 'invalid user name or password' });
+  });
+
+  it('asks for credentials when none are sent, with an HTML page for browsers', async () => {
+    const api = await gw.request('/ajax-api/2.0/mlflow/experiments/search', { method: 'POST', body: '{}' });
+    expect(api.status).toBe(401);
+    expect(api.json<{ error_code: string }>().error_code).toBe('UNAUTHENTICATED');
+    const page = await gw.request('/', { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(401);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(page.text).toContain('Sign-in required');
+    expect(page.headers['www-authenticate']).toMatch(/^Basic realm=/);
+  });
+
+  it('does not run the hash again for a cached credential', async () => {
+    await gw.request('/echo', { auth: ['bob', 'bob-password'] });
+    const after = gw.gateway.passwordChecker.verifications;
+    for (let i = 0; i < 5; i++) expect((await gw.request('/echo', { auth: ['bob', 'bob-password'] })).status).toBe(200);
+    expect(gw.gateway.passwordChecker.verifications).toBe(after);
+  });
+
+  it('logs the request with user and auth method and never the credentials', async () => {
+    const res = await gw.request('/echo?secret=query', { headers: { authorization: basic('alice', 'alice-password'), 'x-request-id': 'req-123' } });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-request-id']).toBe('req-123');
+    const line = await waitForLog(gw.logs, (l) => l.reqId === 'req-123');
+    expect(line).toMatchObject({ msg: 'request', method: 'GET', path: '/echo', status: 200, user: 'alice', auth: 'basic', ip: '127.0.0.1' });
+    const all = JSON.stringify(gw.logs);
+    expect(all).not.toContain('alice-password');
+    expect(all).not.toContain(basic('alice', 'alice-password').slice(6));
+    expect(all).not.toContain('secret=query');
+  });
+});

@@ -1,0 +1,153 @@
+// An upstream that answers like an MLflow tracking server (started with --serve-artifacts) on the
+// paths the tests use, and records what reached it.
+import { createHash } from 'node:crypto';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+
+export interface ReceivedRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+export interface ReceivedArtifact {
+  path: string;
+  bytes: number;
+  sha256: string;
+  /** When the first body byte arrived (performance.now()). */
+  firstByteAt: number;
+}
+
+export interface MlflowUpstream {
+  url: string;
+  port: number;
+  requests: ReceivedRequest[];
+  artifacts: Map<string, ReceivedArtifact>;
+  /** Resolves when an artifact upload's first byte reaches the upstream. */
+  firstArtifactByte(path: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+const ARTIFACT_PREFIX = '/api/2.0/mlflow-artifacts/artifacts/';
+const SMALL_BODY_LIMIT = 1 << 20;
+
+export async function startMlflowUpstream(): Promise<MlflowUpstream> {
+  const requests: ReceivedRequest[] = [];
+  const artifacts = new Map<string, ReceivedArtifact>();
+  const waiters = new Map<string, (at: number) => void>();
+  const experiments = new Map<string, { experiment_id: string; name: string }>();
+
+  const json = (res: ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
+  const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://upstream');
+    const path = url.pathname;
+
+    if (path.startsWith(ARTIFACT_PREFIX) && req.method === 'PUT') {
+      const artifactPath = decodeURIComponent(path.slice(ARTIFACT_PREFIX.length));
+      const hash = createHash('sha256');
+      let bytes = 0;
+      let firstByteAt = 0;
+      requests.push({ method: 'PUT', url: req.url ?? '', headers: req.headers, body: '' });
+      req.on('data', (chunk: Buffer) => {
+        if (!firstByteAt) {
+          firstByteAt = performance.now();
+          waiters.get(artifactPath)?.(firstByteAt);
+        }
+        bytes += chunk.length;
+        hash.update(chunk);
+      });
+      req.on('end', () => {
+        artifacts.set(artifactPath, { path: artifactPath, bytes, sha256: hash.digest('hex'), firstByteAt });
+        json(res, 200, {});
+      });
+      return;
+    }
+    if (path.startsWith(ARTIFACT_PREFIX) && req.method === 'GET') {
+      // GET .../artifacts/<exp>/<run>/artifacts/generated-<bytes>.bin streams that many bytes.
+      requests.push({ method: 'GET', url: req.url ?? '', headers: req.headers, body: '' });
+      const size = Number(/generated-(\d+)\.bin$/.exec(path)?.[1] ?? -1);
+      if (size < 0) return json(res, 404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: `no artifact ${path}` });
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      let sent = 0;
+      const pump = () => {
+        while (sent < size) {
+          const piece = size - sent >= chunk.length ? chunk : chunk.subarray(0, size - sent);
+          sent += piece.length;
+          if (!res.write(piece)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
+
+    const chunks: Buffer[] = [];
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received <= SMALL_BODY_LIMIT) chunks.push(chunk);
+    });
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      if (path === '/health') return void res.end('OK');
+      if (path === '/version') return void res.end('2.17.2');
+      if (path === '/echo' || path.startsWith('/echo/')) return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body, bytes: received });
+      if (path === '/slow') return void setTimeout(() => json(res, 200, { slow: true }), Number(url.searchParams.get('ms') ?? 1000));
+      if (path === '/redirect') {
+        res.writeHead(302, { location: '/echo' });
+        return void res.end();
+      }
+      const api = /^\/(?:ajax-)?api\/2\.0\/mlflow\/(.+)$/.exec(path)?.[1];
+      if (api === 'experiments/create' && req.method === 'POST') {
+        const name = (JSON.parse(body || '{}') as { name?: string }).name ?? 'unnamed';
+        const experiment_id = String(experiments.size + 1);
+        experiments.set(experiment_id, { experiment_id, name });
+        return json(res, 200, { experiment_id });
+      }
+      if (api === 'experiments/get') {
+        const experiment = experiments.get(url.searchParams.get('experiment_id') ?? '');
+        return experiment ? json(res, 200, { experiment }) : json(res, 404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: 'no such experiment' });
+      }
+      if (api === 'experiments/search') return json(res, 200, { experiments: [...experiments.values()] });
+      if (api === 'runs/create') return json(res, 200, { run: { info: { run_id: 'a'.repeat(32), experiment_id: '1' } } });
+      if (api?.startsWith('runs/') || api?.startsWith('metrics/')) return json(res, 200, {});
+      if (api) return json(res, 200, {});
+      json(res, 404, { error_code: 'ENDPOINT_NOT_FOUND', message: `no route ${req.method} ${path}` });
+    });
+  });
+
+  // A WebSocket echo, standing in for anything behind the gateway that upgrades.
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    requests.push({ method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers, body: '' });
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data, isBinary) => ws.send(isBinary ? data : `echo:${data.toString()}`, { binary: isBinary }));
+    });
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    artifacts,
+    firstArtifactByte: (path) => new Promise((resolve) => waiters.set(path, resolve)),
+    close: () =>
+      new Promise((resolve) => {
+        for (const client of wss.clients) client.terminate();
+        wss.close();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
