@@ -55,7 +55,7 @@ export class HtpasswdStore {
       return false;
     }
     if (parsed.weakUsers.length) this.logger.warn({ file, users: parsed.weakUsers }, 'htpasswd: weak hash formats (MD5/SHA-1); re-set these passwords with "mlgate user passwd NAME"');
-    if (parsed.refusedUsers.length) this.logger.error({ file, users: parsed.refusedUsers }, 'htpasswd: plaintext or DES-crypt passwords are refused (auth.allowInsecureHashes: true accepts them)');
+    if (parsed.refusedUsers.length) this.logger.error({ file, users: parsed.refusedUsers }, 'htpasswd: plaintext and DES-crypt passwords are refused (auth.allowInsecureHashes: true accepts plaintext; DES-crypt is not supported)');
     if (parsed.entries.size === 0) this.logger.warn({ file }, 'htpasswd file has no usable users; every request will be refused');
 
     const changed: string[] = [];
