@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { VERSION } from '../version.ts';
+import { registerCert } from './cert.ts';
+import { registerConfigCheck } from './config-check.ts';
 import { registerServe } from './serve.ts';
+import { registerUser } from './user.ts';
 
 const program = new Command('mlgate')
   .description('Authentication gateway for MLflow tracking servers')
@@ -9,6 +12,9 @@ const program = new Command('mlgate')
   .showHelpAfterError();
 
 registerServe(program);
+registerUser(program);
+registerCert(program);
+registerConfigCheck(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`mlgate: ${err instanceof Error ? err.message : String(err)}\n`);

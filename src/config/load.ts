@@ -1,17 +1,22 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { isMap, LineCounter, parse as parseYamlValue, parseDocument, type Document } from 'yaml';
+import { existsSync } from 'node:fs';
+import { relative, resolve, isAbsolute } from 'node:path';
 import type { z } from 'zod';
+import { CONFIG_FILE_VARIABLE, readEnvironment, valueForKey, variableNames } from './environment.ts';
+import { describeIssue } from './issue-message.ts';
+import { secretPaths, shapeOf } from './schema-paths.ts';
 import { configSchema, type Config } from './schema.ts';
+import { unknownKeyMessage } from './suggest.ts';
+import { readYamlFile, type YamlFile } from './yaml-file.ts';
 
 export const DEFAULT_CONFIG_FILE = 'config/mlgate.yaml';
-const ENV_PREFIX = 'MLGATE_';
 
 /** A value set from outside the file: an environment variable or a command-line flag. */
 export interface ConfigOverride {
   path: string[];
   value: unknown;
   origin: string;
+  /** The value as typed, when it arrived as text: kept for keys that want text ("1.10" stays "1.10"). */
+  text?: string;
 }
 
 export interface LoadConfigOptions {
@@ -35,161 +40,123 @@ export class ConfigError extends Error {
   }
 }
 
+/** Problems are listed file first (by line), then environment, then command line. */
+const RANK = { file: 0, environment: 1, commandLine: 2, defaults: 3 } as const;
+type Rank = (typeof RANK)[keyof typeof RANK];
+interface Problem { rank: Rank; line: number; col: number; text: string }
+interface RankedOverride extends ConfigOverride { rank: Rank }
+
 /** Builds the one validated configuration: embedded defaults < YAML file < MLGATE_* environment < flags. */
 export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const problems: string[] = [];
+  const problems: Problem[] = [];
+  const secrets = secretPaths(configSchema);
+  const showInputAt = (path: readonly (string | number)[]) => !secrets.some((secret) => secret.every((key, i) => String(path[i]) === key));
 
-  const explicitPath = options.configPath ?? env.MLGATE_CONFIG;
+  const explicitPath = options.configPath || env[CONFIG_FILE_VARIABLE] || undefined;
   const defaultPath = resolve(cwd, DEFAULT_CONFIG_FILE);
   const file = explicitPath ? resolve(cwd, explicitPath) : existsSync(defaultPath) ? defaultPath : undefined;
-
-  let raw: Record<string, unknown> = {};
-  let doc: Document | undefined;
-  const lines = new LineCounter();
   const label = file ? displayPath(file, cwd) : '';
+  const namedBy = !options.configPath && explicitPath ? ` (named by ${CONFIG_FILE_VARIABLE})` : '';
+
+  let yaml: YamlFile | undefined;
+  let raw: Record<string, unknown> | undefined = {};
   if (file) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError([`${label}: cannot read the configuration file: ${(err as NodeJS.ErrnoException).code ?? err}`]);
-    }
-    doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
-    for (const error of doc.errors) {
-      const pos = lines.linePos(error.pos[0]);
-      problems.push(`${label}:${pos.line}:${pos.col}: ${error.message.split('\n')[0]}`);
-    }
-    if (problems.length) throw new ConfigError(problems);
-    const value = doc.toJS() as unknown;
-    if (value !== null && value !== undefined) {
-      if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError([`${label}:1:1: the file must be a mapping of keys to values`]);
-      raw = value as Record<string, unknown>;
+    yaml = readYamlFile(file);
+    raw = yaml.value;
+    for (const { line, col, path, message } of yaml.problems) {
+      const text = !line ? `${label}: ${message}${namedBy}`
+        : path ? `${label}:${line}: ${formatPath(path)}: ${message}`
+        : `${label}:${line}:${col}: ${message}`;
+      problems.push({ rank: RANK.file, line, col, text });
     }
   }
 
-  const overrides = [...environmentOverrides(env, problems), ...(options.overrides ?? [])];
-  for (const override of overrides) setPath(raw, override.path, coerceForLeaf(override.path, override.value));
+  const environment = readEnvironment(env, configSchema);
+  for (const text of environment.problems) problems.push({ rank: RANK.environment, line: 0, col: 0, text });
+  const overrides: RankedOverride[] = [
+    ...environment.values.map((value) => ({ ...value, rank: RANK.environment })),
+    ...(options.overrides ?? []).map((override) => ({ ...override, rank: RANK.commandLine })),
+  ];
 
-  const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    for (const issue of result.error.issues) {
-      const keys = issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...issue.path, key]) : [issue.path];
-      for (const path of keys) {
-        const where = describeOrigin(path.map(String), overrides, doc, lines, label);
-        const message = issue.code === 'unrecognized_keys' ? 'unknown key' : issue.message;
-        problems.push(`${where}${path.join('.') || '(top level)'}: ${message}`);
+  // A file that is not valid YAML gives no values to check; its syntax errors are the news.
+  if (raw) {
+    emptySectionsToMappings(raw, configSchema);
+    for (const { path, value, text } of overrides) setPath(raw, path, valueForKey(configSchema, path, value, text));
+    const result = configSchema.safeParse(raw, { reportInput: true });
+    if (result.success && problems.length === 0) return { config: result.data, file };
+    for (const issue of result.error?.issues ?? []) {
+      const paths = issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...issue.path, key]) : [issue.path];
+      for (const path of paths.map(toKeyPath)) {
+        const message = issue.code === 'unrecognized_keys' ? unknownKeyMessage(path.map(String), configSchema) : describeIssue(issue, showInputAt(path));
+        problems.push(locateProblem(path, message, overrides, yaml, label));
       }
     }
   }
-  if (problems.length) throw new ConfigError(problems);
-  return { config: result.data!, file };
+  throw new ConfigError(sortProblems(problems));
 }
 
 /** MLGATE_TLS_CERT -> ['tls', 'cert']: one variable per leaf of the schema. */
 export function environmentVariableNames(): Map<string, string[]> {
-  const names = new Map<string, string[]>();
-  for (const path of leafPaths(configSchema, [])) {
-    names.set(ENV_PREFIX + path.map((part) => part.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()).join('_'), path);
+  return variableNames(configSchema);
+}
+
+export { parseScalar } from './environment.ts';
+
+/** `tls:` with every key under it commented out is an empty section, not a missing value. */
+function emptySectionsToMappings(raw: Record<string, unknown>, schema: z.ZodType): void {
+  for (const [key, child] of Object.entries(shapeOf(schema) ?? {})) {
+    if (!shapeOf(child)) continue;
+    if (raw[key] === null) raw[key] = {};
+    const section = raw[key];
+    if (isMapping(section)) emptySectionsToMappings(section, child);
   }
-  return names;
-}
-
-function environmentOverrides(env: NodeJS.ProcessEnv, problems: string[]): ConfigOverride[] {
-  const known = environmentVariableNames();
-  const overrides: ConfigOverride[] = [];
-  for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || name === 'MLGATE_CONFIG' || value === undefined) continue;
-    const path = known.get(name);
-    if (!path) {
-      problems.push(`${name} (environment): unknown variable; known: ${[...known.keys()].join(', ')}`);
-      continue;
-    }
-    overrides.push({ path, value: parseScalar(value), origin: `${name} (environment)` });
-  }
-  return overrides;
-}
-
-/** Text from the environment or a flag read as YAML would read it: 8888 a number, false a boolean. */
-export function parseScalar(text: string): unknown {
-  try {
-    return parseYamlValue(text);
-  } catch {
-    return text;
-  }
-}
-
-/** Environment and flag values arrive as text; keep the text when the key wants a string. */
-function coerceForLeaf(path: string[], value: unknown): unknown {
-  if (typeof value === 'string') return value;
-  const leaf = schemaAt(path);
-  if (leaf && !leaf.safeParse(value).success && leaf.safeParse(String(value)).success) return String(value);
-  return value;
-}
-
-type AnySchema = z.ZodType;
-
-function unwrap(schema: AnySchema): AnySchema {
-  let current = schema as AnySchema & { _zod: { def: { innerType?: AnySchema; type: string } } };
-  while (current._zod.def.innerType && ['default', 'prefault', 'optional'].includes(current._zod.def.type)) {
-    current = current._zod.def.innerType as typeof current;
-  }
-  return current;
-}
-
-function shapeOf(schema: AnySchema): Record<string, AnySchema> | undefined {
-  const inner = unwrap(schema) as AnySchema & { _zod: { def: { type: string; shape?: Record<string, AnySchema> } } };
-  return inner._zod.def.type === 'object' ? inner._zod.def.shape : undefined;
-}
-
-function* leafPaths(schema: AnySchema, prefix: string[]): Generator<string[]> {
-  const shape = shapeOf(schema);
-  if (!shape) {
-    yield prefix;
-    return;
-  }
-  for (const [key, child] of Object.entries(shape)) yield* leafPaths(child, [...prefix, key]);
-}
-
-function schemaAt(path: string[]): AnySchema | undefined {
-  let current: AnySchema | undefined = configSchema;
-  for (const key of path) current = current && shapeOf(current)?.[key];
-  return current;
 }
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target;
   for (const key of path.slice(0, -1)) {
+    if (node[key] === undefined || node[key] === null) node[key] = {};
     const next = node[key];
-    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
-    node = node[key] as Record<string, unknown>;
+    // The file already has something else here; leave it, so that problem is reported.
+    if (!isMapping(next)) return;
+    node = next;
   }
   node[path[path.length - 1]!] = value;
 }
 
-function describeOrigin(path: string[], overrides: ConfigOverride[], doc: Document | undefined, lines: LineCounter, label: string): string {
-  const override = [...overrides].reverse().find((o) => o.path.length <= path.length && o.path.every((key, i) => key === path[i]));
-  if (override) return `${override.origin}: `;
-  if (!doc) return '(defaults): ';
-  // The deepest node that exists in the file: the key itself, or its closest parent.
-  for (let depth = path.length; depth >= 0; depth--) {
-    const parent = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth - 1), true);
-    if (depth === 0) {
-      const pos = lines.linePos((parent as { range?: number[] } | null)?.range?.[0] ?? 0);
-      return `${label}:${pos.line}: `;
-    }
-    if (!isMap(parent)) continue;
-    const pair = parent.items.find((item) => String((item.key as { value?: unknown })?.value ?? item.key) === path[depth - 1]);
-    const range = (pair?.key as { range?: number[] } | undefined)?.range;
-    if (range) {
-      const pos = lines.linePos(range[0]!);
-      return `${label}:${pos.line}: `;
-    }
-  }
-  return `${label}: `;
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function displayPath(file: string, cwd: string): string {
-  return file.startsWith(cwd + '/') ? file.slice(cwd.length + 1) : file;
+function toKeyPath(path: readonly PropertyKey[]): (string | number)[] {
+  return path.map((key) => (typeof key === 'number' ? key : String(key)));
+}
+
+function locateProblem(keyPath: (string | number)[], message: string, overrides: RankedOverride[], yaml: YamlFile | undefined, label: string): Problem {
+  const text = `${formatPath(keyPath) || '(top level)'}: ${message}`;
+  const override = [...overrides].reverse().find((o) => o.path.length <= keyPath.length && o.path.every((key, i) => key === String(keyPath[i])));
+  if (override) return { rank: override.rank, line: 0, col: 0, text: `${override.origin}: ${text}` };
+  if (!yaml) return { rank: RANK.defaults, line: 0, col: 0, text: `(defaults): ${text}` };
+  const { line, col } = yaml.locate(keyPath);
+  return { rank: RANK.file, line, col, text: `${label}:${line}: ${text}` };
+}
+
+function sortProblems(problems: Problem[]): string[] {
+  return problems
+    .map((problem, order) => ({ ...problem, order }))
+    .sort((a, b) => a.rank - b.rank || a.line - b.line || a.col - b.col || a.order - b.order)
+    .map((problem) => problem.text);
+}
+
+/** tls.hosts[1]: the way a reader finds it in the file. */
+export function formatPath(path: readonly (string | number)[]): string {
+  return path.map((key, i) => (typeof key === 'number' ? `[${key}]` : i ? `.${key}` : key)).join('');
+}
+
+/** Relative to the working directory when inside it, as users typed it; absolute otherwise. */
+export function displayPath(file: string, cwd = process.cwd()): string {
+  const inside = relative(cwd, file);
+  return inside && !inside.startsWith('..') && !isAbsolute(inside) ? inside : file;
 }

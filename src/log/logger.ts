@@ -18,5 +18,5 @@ export function createLogger(options: Config['log'], destination?: DestinationSt
   if (pretty) {
     return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } });
   }
-  return pino(base, pino.destination({ dest: 1, sync: false, minLength: 4096 }));
+  return pino(base, pino.destination({ dest: 1, sync: false }));
 }

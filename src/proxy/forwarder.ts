@@ -1,13 +1,22 @@
 import http, { type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { parse as parseUrl } from 'node:url';
 import httpProxy from 'http-proxy';
 import type { RequestContext } from '../context/request-context.ts';
 import type { GatewayError } from '../http/errors.ts';
 import { upstreamFailure } from './upstream-errors.ts';
 
-/** Response headers that describe the upstream connection, not the message. */
-const HOP_BY_HOP_RESPONSE = ['keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'upgrade'];
+/** Response headers that describe the upstream connection, not the message; the gateway frames its own. */
+const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/**
+ * How long an idle upstream connection is kept. Below uvicorn's default keep-alive of 5 s (what
+ * `mlflow server` runs), so the gateway drops a connection before the upstream does and never
+ * sends a request down a socket the upstream is closing (which would be a spurious 502).
+ */
+const IDLE_UPSTREAM_SOCKET_MS = 4000;
 
 export interface ForwarderOptions {
   upstream: URL;
@@ -24,49 +33,105 @@ export interface Forwarder {
 
 interface InFlight {
   ctx: RequestContext;
+  fail: (error: GatewayError) => void;
   upstreamRequest?: ClientRequest;
   tooLarge: boolean;
+  /** The client got its one answer (an error); later errors of the same exchange are echoes. */
+  answered: boolean;
 }
 
 /** Streams requests to the upstream over kept-alive connections, in both directions, without buffering. */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { upstream, timeoutMs, maxBodySize } = options;
   const Agent = upstream.protocol === 'https:' ? https.Agent : http.Agent;
-  const agent = new Agent({ keepAlive: true, maxFreeSockets: options.keepAliveSockets, scheduling: 'lifo' });
-  const proxy = httpProxy.createProxyServer({ target: upstream.origin, agent, changeOrigin: true, xfwd: false, ws: true });
+  const agent = new Agent({ keepAlive: true, maxFreeSockets: options.keepAliveSockets, scheduling: 'lifo', timeout: IDLE_UPSTREAM_SOCKET_MS });
+  // The target is parsed once here: given as a string, http-proxy would parse it on every request.
+  // The gateway writes responses itself (selfHandleResponse) to control their framing and cleanup.
+  const proxy = httpProxy.createProxyServer({ target: parseUrl(upstream.origin), agent, changeOrigin: true, xfwd: false, ws: true, selfHandleResponse: true });
   // http-proxy's deleteLength pass turns a chunked DELETE/OPTIONS body into "Content-Length: 0",
   // leaving the body on the upstream connection to be read as a second request (smuggling).
   const passes = (proxy as unknown as { webPasses: { name: string }[] }).webPasses;
-  passes.splice(passes.findIndex((pass) => pass.name === 'deleteLength'), 1);
+  const deleteLength = passes.findIndex((pass) => pass.name === 'deleteLength');
+  if (deleteLength === -1) throw new Error('http-proxy no longer has its deleteLength pass; check what replaced it before upgrading');
+  passes.splice(deleteLength, 1);
+  // Called without per-request options, which http-proxy would copy (and re-parse the target from)
+  // on every request; its types do not list this form.
+  const proxyWeb = proxy.web.bind(proxy) as (req: IncomingMessage, res: ServerResponse, callback: (err: Error, req: IncomingMessage) => void) => void;
+  // Upgrades get their own connection each: a tunnel must never go back into the keep-alive pool.
+  const wsOptions = { agent: false as const };
 
   const inflight = new WeakMap<IncomingMessage, InFlight>();
+
+  function answer(state: InFlight, error: GatewayError): void {
+    if (state.answered) return;
+    state.answered = true;
+    state.fail(error);
+  }
 
   proxy.on('proxyReq', (proxyReq, req) => {
     const state = inflight.get(req);
     if (!state) return;
+    // The body may have passed the limit before the upstream connection was assigned.
+    if (state.tooLarge) return void proxyReq.destroy();
     state.upstreamRequest = proxyReq;
     state.ctx.upstreamStartedAt = process.hrtime.bigint();
     proxyReq.setTimeout(timeoutMs, () => {
       state.ctx.upstreamTimedOut = true;
       proxyReq.destroy();
     });
+    // Node applies a request's timeout only once connected; until then the agent's short idle
+    // timeout would cut a slow connect as if the upstream had been silent.
+    if (proxyReq.socket?.connecting) proxyReq.socket.setTimeout(timeoutMs);
   });
 
-  proxy.on('proxyRes', (proxyRes, req) => {
+  proxy.on('proxyRes', (proxyRes, req, res) => {
     const state = inflight.get(req);
-    if (state?.ctx.upstreamStartedAt) state.ctx.upstreamMs = Number(process.hrtime.bigint() - state.ctx.upstreamStartedAt) / 1e6;
-    for (const name of HOP_BY_HOP_RESPONSE) delete proxyRes.headers[name];
-    if (state) proxyRes.on('data', (chunk: Buffer) => { state.ctx.bytesOut += chunk.length; });
+    if (!state || state.answered || res.headersSent) return void proxyRes.destroy();
+    const { ctx } = state;
+    if (ctx.upstreamStartedAt) ctx.upstreamMs = Number(process.hrtime.bigint() - ctx.upstreamStartedAt) / 1e6;
+    writeResponseHead(proxyRes, res);
+    proxyRes.on('data', (chunk: Buffer) => { ctx.bytesOut += chunk.length; });
+    // pipeline, unlike pipe, tears down both sides when either fails: a client that leaves
+    // mid-download frees the upstream connection, an upstream that dies cuts the client off.
+    pipeline(proxyRes, res, ignoreStreamError);
   });
+
+  proxy.on('proxyReqWs', (proxyReq, req, socket) => {
+    const state = inflight.get(req);
+    proxyReq.setTimeout(timeoutMs, () => {
+      if (state) state.ctx.upstreamTimedOut = true;
+      proxyReq.destroy();
+    });
+    // http-proxy ends the upstream side only when the client side ends or errors cleanly; a client
+    // socket destroyed outright (e.g. on shutdown) would leave the upstream tunnel open.
+    const cutRequest = () => proxyReq.destroy();
+    socket.once('close', cutRequest);
+    proxyReq.once('upgrade', (_res, proxySocket) => {
+      socket.off('close', cutRequest);
+      socket.once('close', () => proxySocket.destroy());
+    });
+  });
+
+  function onWebError(err: Error, req: IncomingMessage): void {
+    const state = inflight.get(req);
+    if (!state) return;
+    if (state.tooLarge) return answer(state, tooLargeError(maxBodySize));
+    if (req.socket.destroyed) return; // the client left; nothing to answer
+    answer(state, upstreamFailure(err as NodeJS.ErrnoException, upstream, state.ctx.upstreamTimedOut, timeoutMs));
+  }
+
+  function onWsError(err: Error, req: IncomingMessage): void {
+    const state = inflight.get(req);
+    if (state) answer(state, upstreamFailure(err as NodeJS.ErrnoException, upstream, state.ctx.upstreamTimedOut, timeoutMs));
+  }
 
   return {
     web(req, res, ctx, fail) {
-      const declared = Number(req.headers['content-length'] ?? 0);
-      if (maxBodySize > 0 && declared > maxBodySize) {
+      if (maxBodySize > 0 && Number(req.headers['content-length'] ?? 0) > maxBodySize) {
         fail(tooLargeError(maxBodySize));
         return;
       }
-      const state: InFlight = { ctx, tooLarge: false };
+      const state: InFlight = { ctx, fail, tooLarge: false, answered: false };
       inflight.set(req, state);
       req.on('data', (chunk: Buffer) => {
         ctx.bytesIn += chunk.length;
@@ -75,23 +140,35 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           state.upstreamRequest?.destroy();
         }
       });
-      proxy.web(req, res, {}, (err) => {
-        if (state.tooLarge) return fail(tooLargeError(maxBodySize));
-        if (req.socket.destroyed) return; // the client left; nothing to answer
-        fail(upstreamFailure(err as NodeJS.ErrnoException, upstream, ctx.upstreamTimedOut, timeoutMs));
-      });
+      proxyWeb(req, res, onWebError);
     },
     ws(req, socket, head, ctx, fail) {
-      inflight.set(req, { ctx, tooLarge: false });
-      proxy.ws(req, socket, head, { agent: false }, (err) => {
-        fail(upstreamFailure(err as NodeJS.ErrnoException, upstream, ctx.upstreamTimedOut, timeoutMs));
-      });
+      inflight.set(req, { ctx, fail, tooLarge: false, answered: false });
+      proxy.ws(req, socket, head, wsOptions, onWsError);
     },
     close() {
       proxy.close();
       agent.destroy();
     },
   };
+}
+
+/** Status and end-to-end headers of the upstream's response; Node frames the body for this client. */
+function writeResponseHead(proxyRes: IncomingMessage, res: ServerResponse): void {
+  const headers = proxyRes.headers;
+  const connection = headers.connection;
+  const named = connection && connection !== 'keep-alive' && connection !== 'close' ? connection.toLowerCase().split(',').map((token) => token.trim()) : undefined;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP_RESPONSE.has(name) || named?.includes(name)) continue;
+    res.setHeader(name, value);
+  }
+  res.statusCode = proxyRes.statusCode ?? 502;
+  if (proxyRes.statusMessage) res.statusMessage = proxyRes.statusMessage;
+}
+
+function ignoreStreamError(): void {
+  // Either side failing already destroyed the other; the access log records the cut.
 }
 
 function tooLargeError(limit: number): GatewayError {

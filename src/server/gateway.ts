@@ -59,7 +59,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const authenticator = createAuthenticator(store, checker, config.auth.realm);
 
   const certificate = config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
-  if (certificate?.generated) logger.info({ cert: certificate.cert }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
+  if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
   const listener = createListener({ certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval }, logger);
   const server = listener.server;
 
@@ -98,12 +98,14 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
 
   await listen(server, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
-  const redirect = certificate && config.tls.redirectHttpPort !== undefined ? createHttpsRedirectServer(port) : undefined;
+  const redirect = certificate && config.tls.redirectHttpPort !== undefined ? createHttpsRedirectServer(port, listener) : undefined;
   if (redirect) await listen(redirect, config.tls.redirectHttpPort!, config.host);
 
   const displayHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `${certificate ? 'https' : 'http'}://${displayHost.includes(':') ? `[${displayHost}]` : displayHost}:${port}`;
   logger.info({ url, upstream: upstream.origin, users: store.userCount, tls: Boolean(certificate) }, 'mlgate listening');
+  // The log stream buffers 4 KiB; without this, "listening" (and the URL) shows only once traffic fills it.
+  logger.flush();
 
   let closing: Promise<void> | undefined;
   return {
@@ -159,10 +161,15 @@ function probeUpstream(upstream: URL): Promise<{ ready: boolean; detail: string 
   });
 }
 
+/** A checkout runs the CLI through npm scripts; a build (the Docker image) has no sources for them. */
+function passwdCommand(user: string): string {
+  return import.meta.url.endsWith('.ts') ? `npm run mlgate -- user passwd ${user}` : `mlgate user passwd ${user}`;
+}
+
 function printAdminPassword(user: string, password: string, htpasswdPath: string): void {
   process.stderr.write(
     `\n  mlgate created ${htpasswdPath} with one user.\n` +
     `    user:     ${user}\n    password: ${password}\n` +
-    `  This is shown once. Change it with: npm run mlgate -- user passwd ${user}\n\n`,
+    `  This is shown once. Change it with: ${passwdCommand(user)}\n\n`,
   );
 }

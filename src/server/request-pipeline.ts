@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Authenticator } from '../auth/authenticate.ts';
-import type { TrustedProxies } from '../context/client-ip.ts';
+import { peerAddress, type TrustedProxies } from '../context/client-ip.ts';
 import { createRequestContext, type RequestContext } from '../context/request-context.ts';
 import { PUBLIC_CONTROL_PATHS } from '../control/app.ts';
 import { logAccess } from '../http/access-log.ts';
@@ -40,7 +40,7 @@ export function createRequestPipeline(options: PipelineOptions) {
 
   function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
     prepareUpstreamHeaders(req.headers, ctx.id, ctx.principal!.user, {
-      clientIp: ctx.clientIp,
+      peerIp: peerAddress(req),
       proto,
       host: req.headers.host,
       peerTrusted: options.proxies.peerIsTrusted(req),
@@ -65,8 +65,20 @@ export function createRequestPipeline(options: PipelineOptions) {
       return;
     }
     const outcome = authenticator.authenticate(req);
-    if ('then' in outcome) outcome.then((result) => afterAuthentication(req, res, ctx, result));
-    else afterAuthentication(req, res, ctx, outcome);
+    if ('then' in outcome) outcome.then((result) => afterAuthentication(req, res, ctx, result)).catch((err: unknown) => internalError(req, res, ctx, err));
+    else {
+      try {
+        afterAuthentication(req, res, ctx, outcome);
+      } catch (err) {
+        internalError(req, res, ctx, err);
+      }
+    }
+  }
+
+  /** A bug must cost one request, never the process and everyone else's requests. */
+  function internalError(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, err: unknown): void {
+    logger.error({ reqId: ctx.id, err }, 'internal error while handling a request');
+    fail(req, res, ctx, { status: 500, code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${ctx.id})` });
   }
 
   function afterAuthentication(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, outcome: Awaited<ReturnType<Authenticator['authenticate']>>): void {
@@ -97,10 +109,13 @@ export function createRequestPipeline(options: PipelineOptions) {
       }
       ctx.principal = outcome.principal;
       prepareUpstreamHeaders(req.headers, ctx.id, outcome.principal.user, {
-        clientIp: ctx.clientIp, proto, host: req.headers.host, peerTrusted: options.proxies.peerIsTrusted(req),
+        peerIp: peerAddress(req), proto, host: req.headers.host, peerTrusted: options.proxies.peerIsTrusted(req),
       }, identity, true);
       logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, user: outcome.principal.user, auth: outcome.principal.method, upgrade: true }, 'websocket');
       forwarder.ws(req, socket, head, ctx, refuse);
+    }).catch((err: unknown) => {
+      logger.error({ reqId: ctx.id, err }, 'internal error while handling a WebSocket upgrade');
+      refuse({ status: 500, code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${ctx.id})` });
     });
   }
 

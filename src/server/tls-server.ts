@@ -1,7 +1,9 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { SecureVersion } from 'node:tls';
+import { isIP } from 'node:net';
+import { createSecureContext, type SecureVersion } from 'node:tls';
 import { watchFileChanges } from '../config/watch-file.ts';
 import type { Logger } from '../log/logger.ts';
 import type { CertificatePaths } from './certificate.ts';
@@ -14,11 +16,44 @@ export interface ListenerOptions {
 
 export interface Listener {
   server: http.Server;
+  /** Whether the certificate being served right now is valid for this host name or IP address. */
+  covers(host: string): boolean;
   stopWatching(): void;
 }
 
-function readCertificate(paths: CertificatePaths): { cert: Buffer; key: Buffer } {
-  return { cert: readFileSync(paths.cert), key: readFileSync(paths.key) };
+interface LoadedCertificate {
+  cert: Buffer;
+  key: Buffer;
+  leaf: X509Certificate;
+}
+
+/**
+ * Reads and checks the pair as one unit, so a file that is unreadable, not PEM, or whose key does
+ * not belong to the certificate is reported by name instead of as a bare OpenSSL error.
+ */
+function readCertificate(paths: CertificatePaths, minVersion: SecureVersion): LoadedCertificate {
+  const read = (path: string, what: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new Error(`cannot read the TLS ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+  };
+  const cert = read(paths.cert, 'certificate (tls.cert)');
+  const key = read(paths.key, 'private key (tls.key)');
+  let leaf: X509Certificate;
+  try {
+    // A chain file starts with the server's own certificate; the intermediates follow it.
+    leaf = new X509Certificate(cert);
+  } catch (err) {
+    throw new Error(`${paths.cert} is not a PEM certificate: ${(err as Error).message}`);
+  }
+  try {
+    createSecureContext({ cert, key, minVersion });
+  } catch (err) {
+    throw new Error(`TLS certificate ${paths.cert} and key ${paths.key} cannot be used together: ${(err as Error).message}`);
+  }
+  return { cert, key, leaf };
 }
 
 /**
@@ -27,30 +62,84 @@ function readCertificate(paths: CertificatePaths): { cert: Buffer; key: Buffer }
  */
 export function createListener(options: ListenerOptions, logger: Logger): Listener {
   const common = { keepAliveTimeout: 65_000, headersTimeout: 60_000, requestTimeout: 0 };
-  if (!options.certificate) return { server: http.createServer(common), stopWatching: () => {} };
+  if (!options.certificate) return { server: http.createServer(common), covers: () => false, stopWatching: () => {} };
   const paths = options.certificate;
-  const server = https.createServer({ ...common, ...readCertificate(paths), minVersion: options.minVersion });
+  const { minVersion } = options;
+  let current = readCertificate(paths, minVersion);
+  const server = https.createServer({ ...common, cert: current.cert, key: current.key, minVersion });
   const reload = () => {
     try {
-      server.setSecureContext({ ...readCertificate(paths), minVersion: options.minVersion });
-      logger.info({ cert: paths.cert }, 'TLS certificate reloaded');
+      const next = readCertificate(paths, minVersion);
+      // Both files are watched, so one renewal fires twice; only a real change is worth a log line.
+      if (next.cert.equals(current.cert) && next.key.equals(current.key)) return;
+      server.setSecureContext({ cert: next.cert, key: next.key, minVersion });
+      current = next;
+      logger.info({ cert: paths.cert, fingerprint256: next.leaf.fingerprint256, validTo: next.leaf.validTo }, 'TLS certificate reloaded');
     } catch (err) {
       // Mid-renewal the key and certificate can disagree for a moment; the next change fixes it.
       logger.error({ cert: paths.cert, err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous one');
     }
   };
   const stops = [watchFileChanges(paths.cert, options.watchIntervalMs, reload), watchFileChanges(paths.key, options.watchIntervalMs, reload)];
-  return { server, stopWatching: () => stops.forEach((stop) => stop()) };
+  return {
+    server,
+    covers: (host) => certificateCovers(current.leaf, host),
+    stopWatching: () => stops.forEach((stop) => stop()),
+  };
 }
 
-/** A plain-HTTP port that only sends browsers and clients to the HTTPS one. */
-export function createHttpsRedirectServer(httpsPort: number): http.Server {
-  return http.createServer((req, res) => {
-    const requested = (req.headers.host ?? '').replace(/:\d+$/, '');
-    // Only a plain host name or IP literal, so the redirect cannot be bent elsewhere.
-    const host = /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(requested) ? requested : 'localhost';
-    const location = `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${req.url ?? '/'}`;
-    res.writeHead(308, { location, 'content-type': 'text/plain', connection: 'close' });
-    res.end(`Use ${location}\n`);
+function certificateCovers(leaf: X509Certificate, host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  if (!bare) return false;
+  return (isIP(bare) ? leaf.checkIP(bare) : leaf.checkHost(bare)) !== undefined;
+}
+
+/**
+ * A plain-HTTP port that only sends browsers and clients to the HTTPS one. The Host header is the
+ * client's to choose, so it is kept only when the certificate covers it (any other name would fail
+ * TLS anyway) or it is the very address the connection arrived on; otherwise that address is used.
+ * Either way the redirect cannot point at a host this gateway does not answer for.
+ */
+export function createHttpsRedirectServer(httpsPort: number, names: Pick<Listener, 'covers'>): http.Server {
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 10_000 }, (req, res) => {
+    const local = normalizeAddress(req.socket.localAddress ?? '127.0.0.1');
+    const requested = parseHostHeader(req.headers.host);
+    const host = requested && (names.covers(requested) || normalizeAddress(requested) === local) ? requested : local;
+    const location = `https://${formatHost(host)}${httpsPort === 443 ? '' : `:${httpsPort}`}${pathAndQuery(req.url)}`;
+    res.writeHead(308, { location, 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+    res.end(req.method === 'HEAD' ? undefined : `Use ${location}\n`);
   });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  return server;
+}
+
+/** "Example.org:80" -> "example.org", "[::1]:80" -> "::1"; anything else (paths, userinfo, junk) -> undefined. */
+function parseHostHeader(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::\d{1,5})?$/.exec(value.trim());
+  if (!match) return undefined;
+  const host = (match[1] ?? match[2]!).toLowerCase().replace(/\.$/, '');
+  if (match[1] !== undefined && isIP(host) !== 6) return undefined;
+  return host;
+}
+
+/** An absolute-form request target (GET http://elsewhere/x) must not carry its authority along. */
+function pathAndQuery(target: string | undefined): string {
+  if (!target || target === '*') return '/';
+  if (target.startsWith('/')) return target;
+  try {
+    const url = new URL(target);
+    return url.pathname + url.search;
+  } catch {
+    return '/';
+  }
+}
+
+function normalizeAddress(address: string): string {
+  const lower = address.toLowerCase();
+  return lower.startsWith('::ffff:') && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
+}
+
+function formatHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
 }

@@ -33,7 +33,12 @@ export interface RunningCli {
 }
 
 export function spawnCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): RunningCli {
-  const child = spawn(process.execPath, ['--import', TSX, MAIN, ...args], { cwd: options.cwd, env: { ...cleanEnv(), ...options.env } });
+  return spawnNode(['--import', TSX, MAIN, ...args], options);
+}
+
+/** Any node command line, e.g. the compiled CLI: spawnNode(['dist/cli/main.js', 'serve'], ...). */
+export function spawnNode(nodeArgs: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): RunningCli {
+  const child = spawn(process.execPath, nodeArgs, { cwd: options.cwd, env: { ...cleanEnv(), ...options.env } });
   let stdout = '';
   let stderr = '';
   const listeners = new Set<() => void>();
@@ -65,4 +70,33 @@ export function spawnCli(args: string[], options: { cwd: string; env?: NodeJS.Pr
 /** The test runner's own MLGATE_* settings must not leak into the process under test. */
 function cleanEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('MLGATE_')));
+}
+
+/** The JSON log lines a CLI wrote to stdout so far (stdout is not a TTY here, so logs are JSON). */
+export function jsonLogLines(stdout: string): Record<string, unknown>[] {
+  return stdout.split('\n').filter((line) => line.trim()).map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** Waits for the "mlgate listening" line and returns the URL it names (needed with --port 0). */
+export async function listeningUrl(cli: RunningCli, timeoutMs = 30_000): Promise<string> {
+  const match = await cli.waitFor(/"url":"([^"]+)"[^\n]*"msg":"mlgate listening"/, timeoutMs);
+  return match[1]!;
+}
+
+/** Sends a signal and waits for the exit status, failing instead of hanging if the process stays. */
+export async function stopCli(cli: RunningCli, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<number | null> {
+  if (cli.child.exitCode !== null || cli.child.signalCode !== null) return cli.exited;
+  cli.child.kill(signal);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      cli.child.kill('SIGKILL');
+      reject(new Error(`process did not exit within ${timeoutMs} ms of ${signal}; output:\n${cli.output().stdout}\n${cli.output().stderr}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([cli.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

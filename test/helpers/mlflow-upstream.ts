@@ -10,6 +10,14 @@ export interface ReceivedRequest {
   url: string;
   headers: IncomingHttpHeaders;
   body: string;
+  /** The gateway's end of the connection: equal ports mean a reused (kept-alive) connection. */
+  remotePort: number;
+}
+
+export interface TransferOutcome {
+  /** False when the upload or download was cut off before its end (the gateway aborted it). */
+  completed: boolean;
+  bytes: number;
 }
 
 export interface ReceivedArtifact {
@@ -27,6 +35,10 @@ export interface MlflowUpstream {
   artifacts: Map<string, ReceivedArtifact>;
   /** Resolves when an artifact upload's first byte reaches the upstream. */
   firstArtifactByte(path: string): Promise<number>;
+  /** Resolves when an artifact upload to, or download from, that path ends or is cut off. */
+  transferOutcome(path: string): Promise<TransferOutcome>;
+  /** WebSocket connections the upstream holds open right now. */
+  openWebSockets(): number;
   close(): Promise<void>;
 }
 
@@ -37,6 +49,13 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
   const requests: ReceivedRequest[] = [];
   const artifacts = new Map<string, ReceivedArtifact>();
   const waiters = new Map<string, (at: number) => void>();
+  const outcomes = new Map<string, Promise<TransferOutcome>>();
+  const outcomeWaiters = new Map<string, (outcome: TransferOutcome) => void>();
+  const settleTransfer = (path: string, outcome: TransferOutcome) => {
+    const waiter = outcomeWaiters.get(path);
+    if (waiter) waiter(outcome);
+    else outcomes.set(path, Promise.resolve(outcome));
+  };
   const experiments = new Map<string, { experiment_id: string; name: string }>();
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
@@ -54,7 +73,8 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
       const hash = createHash('sha256');
       let bytes = 0;
       let firstByteAt = 0;
-      requests.push({ method: 'PUT', url: req.url ?? '', headers: req.headers, body: '' });
+      requests.push({ method: 'PUT', url: req.url ?? '', headers: req.headers, body: '', remotePort: req.socket.remotePort ?? 0 });
+      req.on('close', () => settleTransfer(artifactPath, { completed: req.complete, bytes }));
       req.on('data', (chunk: Buffer) => {
         if (!firstByteAt) {
           firstByteAt = performance.now();
@@ -71,12 +91,13 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
     }
     if (path.startsWith(ARTIFACT_PREFIX) && req.method === 'GET') {
       // GET .../artifacts/<exp>/<run>/artifacts/generated-<bytes>.bin streams that many bytes.
-      requests.push({ method: 'GET', url: req.url ?? '', headers: req.headers, body: '' });
+      requests.push({ method: 'GET', url: req.url ?? '', headers: req.headers, body: '', remotePort: req.socket.remotePort ?? 0 });
       const size = Number(/generated-(\d+)\.bin$/.exec(path)?.[1] ?? -1);
       if (size < 0) return json(res, 404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: `no artifact ${path}` });
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
       const chunk = Buffer.alloc(64 * 1024, 7);
       let sent = 0;
+      res.on('close', () => settleTransfer(decodeURIComponent(path.slice(ARTIFACT_PREFIX.length)), { completed: res.writableFinished, bytes: sent }));
       const pump = () => {
         while (sent < size) {
           const piece = size - sent >= chunk.length ? chunk : chunk.subarray(0, size - sent);
@@ -97,11 +118,22 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
     });
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, remotePort: req.socket.remotePort ?? 0 });
       if (path === '/health') return void res.end('OK');
       if (path === '/version') return void res.end('2.17.2');
       if (path === '/echo' || path.startsWith('/echo/')) return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body, bytes: received });
-      if (path === '/slow') return void setTimeout(() => json(res, 200, { slow: true }), Number(url.searchParams.get('ms') ?? 1000));
+      if (path === '/slow' || path === '/api/2.0/mlflow/slow') return void setTimeout(() => json(res, 200, { slow: true }), Number(url.searchParams.get('ms') ?? 1000));
+      if (path === '/truncated') {
+        // Promises twice the bytes it sends, then drops the connection: an upstream dying mid-answer.
+        const bytes = Number(url.searchParams.get('bytes') ?? 65536);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes * 2 });
+        return void res.write(Buffer.alloc(bytes, 1), () => setTimeout(() => req.socket.destroy(), 50));
+      }
+      if (path === '/response-headers') {
+        // Answers with the headers named in the query, e.g. ?Connection=x-private&X-Private=1.
+        for (const [name, value] of url.searchParams) res.setHeader(name, value);
+        return void res.end('headers');
+      }
       if (path === '/redirect') {
         res.writeHead(302, { location: '/echo' });
         return void res.end();
@@ -128,7 +160,7 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
   // A WebSocket echo, standing in for anything behind the gateway that upgrades.
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
-    requests.push({ method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers, body: '' });
+    requests.push({ method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers, body: '', remotePort: req.socket.remotePort ?? 0 });
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('message', (data, isBinary) => ws.send(isBinary ? data : `echo:${data.toString()}`, { binary: isBinary }));
     });
@@ -142,6 +174,14 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
     requests,
     artifacts,
     firstArtifactByte: (path) => new Promise((resolve) => waiters.set(path, resolve)),
+    openWebSockets: () => wss.clients.size,
+    transferOutcome(path) {
+      const settled = outcomes.get(path);
+      if (settled) return settled;
+      const pending = new Promise<TransferOutcome>((resolve) => outcomeWaiters.set(path, resolve));
+      outcomes.set(path, pending);
+      return pending;
+    },
     close: () =>
       new Promise((resolve) => {
         for (const client of wss.clients) client.terminate();
