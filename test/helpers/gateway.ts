@@ -77,10 +77,16 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
   };
   const configPath = join(dir, 'mlgate.yaml');
   writeFileSync(configPath, stringify(file));
-  const { config } = loadConfig({ configPath, env: {}, cwd: dir });
-
   const { logs, stream } = captureLogs();
-  const gateway = await startGateway(config, { logger: pino({ level: 'debug' }, stream) });
+  let config: Config;
+  let gateway: Gateway;
+  try {
+    config = loadConfig({ configPath, env: {}, cwd: dir }).config;
+    gateway = await startGateway(config, { logger: pino({ level: 'debug' }, stream) });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const ca = tls ? readFileSync(config.tls.cert ?? join(dir, 'certs', 'mlgate.crt'), 'utf8') : undefined;
   return {
     url: gateway.url,
