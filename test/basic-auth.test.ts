@@ -37,8 +37,10 @@ describe('Basic authentication against the htpasswd file', () => {
     expect(upstream.requests.length).toBe(before);
   });
 
-  it('refuses an unknown user exactly like a wrong password', async () => {
+  it('refuses an unknown user exactly like a wrong password, after checking a hash all the same', async () => {
+    const before = gw.gateway.passwordChecker.verifications;
     const res = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: ['mallory', 'alice-password'], body: '{}' });
+    expect(gw.gateway.passwordChecker.verifications).toBe(before + 1);
     expect(res.status).toBe(401);
     expect(res.json()).toEqual({ error_code: 'UNAUTHENTICATED', message: 'invalid user name or password' });
   });
@@ -47,7 +49,8 @@ describe('Basic authentication against the htpasswd file', () => {
     const api = await gw.request('/ajax-api/2.0/mlflow/experiments/search', { method: 'POST', body: '{}' });
     expect(api.status).toBe(401);
     expect(api.json<{ error_code: string }>().error_code).toBe('UNAUTHENTICATED');
-    const page = await gw.request('/', { headers: { accept: 'text/html' } });
+    // A POST: a browser's GET of a page goes to the sign-in page instead (browser-sign-in.test.ts).
+    const page = await gw.request('/', { method: 'POST', headers: { accept: 'text/html' } });
     expect(page.status).toBe(401);
     expect(page.headers['content-type']).toMatch(/^text\/html/);
     expect(page.text).toContain('Sign-in required');

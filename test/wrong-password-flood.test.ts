@@ -9,9 +9,9 @@ let gw: TestGateway;
 
 beforeAll(async () => {
   upstream = await startMlflowUpstream();
-  // Cost 13 takes ~0.6 s per check in bcryptjs: were one run on the event loop, every request
-  // behind it would wait that long, which the bound below would catch with a wide margin.
-  const slow = await hashPassword('alice-password', 13);
+  // Cost 14 takes ~1.3 s per check in bcryptjs: were one run on the event loop, every request
+  // behind it would wait that long, which the bound below catches with room for a loaded machine.
+  const slow = await hashPassword('alice-password', 14);
   const fast = await hashPassword('bob-password', 4);
   gw = await startTestGateway({ upstream: upstream.url, htpasswd: `alice:${slow}\nbob:${fast}\n`, config: { auth: { bcryptCost: 4 } } });
 });
@@ -24,7 +24,7 @@ describe('a flood of wrong passwords', () => {
   it('leaves health checks and cached users answering promptly while the hashes are checked', async () => {
     expect((await gw.request('/echo', { auth: ['bob', 'bob-password'] })).status).toBe(200); // now cached
     let floodDone = false;
-    const flood = Promise.all(Array.from({ length: 4 }, (_, i) => gw.request('/echo', { auth: ['alice', `guess-${i}`] })))
+    const flood = Promise.all(Array.from({ length: 3 }, (_, i) => gw.request('/echo', { auth: ['alice', `guess-${i}`] })))
       .finally(() => (floodDone = true));
 
     const latencies: number[] = [];
@@ -39,9 +39,9 @@ describe('a flood of wrong passwords', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const results = await flood;
-    expect(results.map((r) => r.status)).toEqual([401, 401, 401, 401]);
+    expect(results.map((r) => r.status)).toEqual([401, 401, 401]);
     expect(answeredDuringFlood).toBeGreaterThanOrEqual(5);
-    expect(Math.max(...latencies)).toBeLessThan(300);
+    expect(Math.max(...latencies)).toBeLessThan(800);
   });
 
   it('checks concurrent identical credentials once', async () => {

@@ -1,48 +1,141 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { TOKEN_PREFIX, type ApiTokenStore } from './api-tokens.ts';
 import { parseAuthorization } from './basic-credentials.ts';
 import { HashPoolBusyError } from './hash-worker-pool.ts';
 import type { HtpasswdStore } from './htpasswd-store.ts';
+import type { JwtVerifier } from './jwt.ts';
+import type { Lock, Lockout } from './lockout.ts';
 import type { PasswordChecker } from './password-checker.ts';
-import type { Principal } from './principal.ts';
+import type { AuthMethod, Principal } from './principal.ts';
 
 export type AuthOutcome =
   | { ok: true; principal: Principal }
-  | { ok: false; status: 400 | 401 | 503; message: string };
+  /** headers: e.g. the WWW-Authenticate challenge that fits this refusal, Retry-After. */
+  | { ok: false; status: 400 | 401 | 503; message: string; headers?: OutgoingHttpHeaders };
+
+/** What an API token or JWT check concludes; `reason` becomes the Bearer error_description. */
+export type BearerVerdict =
+  | { ok: true; principal: Principal }
+  | { ok: false; reason: string; unavailable?: true };
 
 export interface Authenticator {
   /** Never rejects: bad credentials are an outcome, not an error. */
   authenticate(req: IncomingMessage): AuthOutcome | Promise<AuthOutcome>;
-  /** The WWW-Authenticate value sent with every 401. */
+  /**
+   * A user name and password checked as HTTP Basic checks them: a cached success answers at once,
+   * a locked-out IP or user is refused without hashing, the verdict counts towards lockouts. For the
+   * browser sign-in form.
+   */
+  verifyPassword(user: string, password: string, clientIp: string, method?: AuthMethod): AuthOutcome | Promise<AuthOutcome>;
+  /** The Basic challenge: the WWW-Authenticate value for a 401 whose outcome names none. */
   readonly challenge: string;
+}
+
+export interface AuthenticatorOptions {
+  realm: string;
+  store: HtpasswdStore;
+  checker: PasswordChecker;
+  /** The client's address (trusted proxies applied); asked only when a password must be hashed. */
+  clientIp(req: IncomingMessage): string;
+  /** Absent: lockout.enabled is false. */
+  lockout?: Lockout;
+  /** Absent: tokens.enabled is false. */
+  apiTokens?: ApiTokenStore;
+  /** Absent: no jwt key source is configured. */
+  jwt?: JwtVerifier;
 }
 
 const BUSY: AuthOutcome = { ok: false, status: 503, message: 'the gateway is busy checking passwords; retry in a moment' };
 
-export function createAuthenticator(store: HtpasswdStore, checker: PasswordChecker, realm: string): Authenticator {
-  const refused = (message: string): AuthOutcome => ({ ok: false, status: 401, message });
+/**
+ * One Authorization header, one scheme: Basic is checked against the htpasswd file, Bearer is an
+ * mlgate API token when it starts with "mlg_" and a JWT otherwise. (The MLflow client sends Basic
+ * when both MLFLOW_TRACKING_USERNAME/PASSWORD and MLFLOW_TRACKING_TOKEN are set, so Basic wins.)
+ */
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const { realm, store, checker, lockout, apiTokens, jwt } = options;
+  const basicChallenge = `Basic realm="${realm}", charset="UTF-8"`;
+  const bearerAccepted = Boolean(apiTokens || jwt);
+  const askForCredentials: AuthOutcome = bearerAccepted
+    ? {
+        ok: false,
+        status: 401,
+        message: 'authentication required: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)',
+        headers: { 'www-authenticate': [basicChallenge, `Bearer realm="${realm}"`] },
+      }
+    : { ok: false, status: 401, message: 'authentication required: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)' };
+  const wrongPassword: AuthOutcome = { ok: false, status: 401, message: 'invalid user name or password' };
+
+  function bearerRefused(reason: string): AuthOutcome {
+    return {
+      ok: false,
+      status: 401,
+      message: `invalid bearer token: ${reason}`,
+      headers: { 'www-authenticate': `Bearer realm="${realm}", error="invalid_token", error_description="${quotable(reason)}"` },
+    };
+  }
+
+  function fromBearer(verdict: BearerVerdict): AuthOutcome {
+    if (verdict.ok) return verdict;
+    if (verdict.unavailable) return { ok: false, status: 503, message: verdict.reason };
+    return bearerRefused(verdict.reason);
+  }
+
+  function locked(lock: Lock): AuthOutcome {
+    return { ok: false, status: 401, message: lock.message, headers: { 'retry-after': String(Math.ceil(lock.retryAfterMs / 1000)) } };
+  }
+
+  function verifyPassword(user: string, password: string, clientIp: string | (() => string), method: AuthMethod = 'basic'): AuthOutcome | Promise<AuthOutcome> {
+    const principal: Principal = { user, method, groups: [] };
+    const stored = store.hashOf(user);
+    if (!lockout) return settle(checker.check(user, password, stored), principal);
+    // A credential verified a moment ago is no guess: it passes any lockout, and costs no hash.
+    if (stored !== undefined && checker.isVerified(user, password, stored)) return { ok: true, principal };
+    const ip = typeof clientIp === 'string' ? clientIp : clientIp();
+    const lock = lockout.lockFor(ip, user);
+    if (lock) return locked(lock);
+    return settle(checker.check(user, password, stored), principal, (ok) => (ok ? lockout.recordSuccess(ip, user) : lockout.recordFailure(ip, user)));
+  }
+
+  function settle(verdict: boolean | Promise<boolean>, principal: Principal, record?: (ok: boolean) => void): AuthOutcome | Promise<AuthOutcome> {
+    const outcome = (ok: boolean): AuthOutcome => {
+      record?.(ok);
+      return ok ? { ok: true, principal } : wrongPassword;
+    };
+    if (typeof verdict === 'boolean') return outcome(verdict);
+    return verdict.then(outcome, (err): AuthOutcome => (err instanceof HashPoolBusyError ? BUSY : outcome(false)));
+  }
+
+  function authenticateBearer(token: string): AuthOutcome | Promise<AuthOutcome> {
+    if (token.startsWith(TOKEN_PREFIX)) {
+      return apiTokens ? fromBearer(apiTokens.authenticate(token)) : bearerRefused('mlgate API tokens are turned off on this gateway (tokens.enabled: false)');
+    }
+    if (!jwt) return bearerRefused(`only mlgate API tokens (${TOKEN_PREFIX}...) are accepted; JWT verification is not configured (jwt.*)`);
+    const verdict = jwt.verify(token);
+    return 'then' in verdict ? verdict.then(fromBearer) : fromBearer(verdict);
+  }
+
   return {
-    challenge: `Basic realm="${realm}", charset="UTF-8"`,
+    challenge: basicChallenge,
+    verifyPassword,
     authenticate(req) {
       const credentials = parseAuthorization(req.headers.authorization);
       switch (credentials.scheme) {
         case 'none':
-          return refused('authentication required: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)');
+          return askForCredentials;
         case 'invalid':
           return { ok: false, status: 400, message: `malformed Authorization header: ${credentials.reason}` };
         case 'bearer':
-          return refused('Bearer tokens are not accepted by this gateway yet; use HTTP Basic credentials');
-        case 'basic': {
-          const { user, password } = credentials;
-          const principal: Principal = { user, method: 'basic', groups: [] };
-          const wrong = refused('invalid user name or password');
-          const verdict = checker.check(user, password, store.hashOf(user));
-          if (typeof verdict === 'boolean') return verdict ? { ok: true, principal } : wrong;
-          return verdict.then(
-            (ok): AuthOutcome => (ok ? { ok: true, principal } : wrong),
-            (err): AuthOutcome => (err instanceof HashPoolBusyError ? BUSY : wrong),
-          );
-        }
+          if (!bearerAccepted) return { ok: false, status: 401, message: 'Bearer tokens are not accepted by this gateway (tokens.enabled is false and no jwt key is configured); use HTTP Basic credentials' };
+          return authenticateBearer(credentials.token);
+        case 'basic':
+          return verifyPassword(credentials.user, credentials.password, () => options.clientIp(req));
       }
     },
   };
+}
+
+/** RFC 6750's error_description allows printable ASCII except '"' and '\'. */
+function quotable(text: string): string {
+  return text.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');
 }

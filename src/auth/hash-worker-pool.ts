@@ -6,9 +6,19 @@ import type { HashResult, HashTask } from './hash-worker.ts';
 
 /** Beyond this many queued checks, new ones are refused instead of piling up in memory. */
 const MAX_PENDING = 1024;
+/**
+ * A thread is a whole V8 instance (~15 MB). With the credential cache, hashes are checked only for
+ * new credentials, so threads start when needed and stop after this long without work.
+ */
+const IDLE_THREAD_MS = 60_000;
 
 type Pending = { resolve: (result: HashResult) => void; reject: (error: Error) => void };
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  idleTimer?: NodeJS.Timeout;
+}
 
 export class HashPoolBusyError extends Error {
   constructor() {
@@ -18,32 +28,23 @@ export class HashPoolBusyError extends Error {
 
 /** Password hashing and verification off the event loop, in worker threads. */
 export class HashWorkerPool {
-  private readonly workers: { worker: Worker; pending: Map<number, Pending> }[] = [];
+  private readonly slots: Slot[] = [];
+  private readonly size: number;
+  private readonly script = workerScript();
   private nextId = 1;
+  private closed = false;
 
-  constructor(size: number | 'auto') {
-    const count = size === 'auto' ? Math.max(1, availableParallelism() - 1) : size;
-    const script = workerScript();
-    for (let i = 0; i < count; i++) {
-      const worker = new Worker(script);
-      const slot = { worker, pending: new Map<number, Pending>() };
-      worker.on('message', (result: HashResult) => {
-        const waiting = slot.pending.get(result.id);
-        slot.pending.delete(result.id);
-        if (slot.pending.size === 0) worker.unref(); // idle workers never keep the process alive
-        waiting?.resolve(result);
-      });
-      worker.on('error', (error) => {
-        for (const waiting of slot.pending.values()) waiting.reject(error);
-        slot.pending.clear();
-      });
-      worker.unref();
-      this.workers.push(slot);
-    }
+  constructor(size: number | 'auto', private readonly idleThreadMs = IDLE_THREAD_MS) {
+    this.size = size === 'auto' ? Math.max(1, availableParallelism() - 1) : size;
   }
 
   get pendingCount(): number {
-    return this.workers.reduce((sum, slot) => sum + slot.pending.size, 0);
+    return this.slots.reduce((sum, slot) => sum + slot.pending.size, 0);
+  }
+
+  /** Threads running now (they start on demand and stop when idle). */
+  get threadCount(): number {
+    return this.slots.length;
   }
 
   async verify(hash: string, password: string): Promise<boolean> {
@@ -58,18 +59,61 @@ export class HashWorkerPool {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((slot) => slot.worker.terminate()));
+    this.closed = true;
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((slot) => {
+      clearTimeout(slot.idleTimer);
+      return slot.worker.terminate();
+    }));
   }
 
   private run(task: DistributiveOmit<HashTask, 'id'>): Promise<HashResult> {
+    if (this.closed) return Promise.reject(new Error('the hash worker pool is closed'));
     if (this.pendingCount >= MAX_PENDING) return Promise.reject(new HashPoolBusyError());
-    const slot = this.workers.reduce((best, slot) => (slot.pending.size < best.pending.size ? slot : best));
+    const slot = this.pickSlot();
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      clearTimeout(slot.idleTimer);
       if (slot.pending.size === 0) slot.worker.ref();
       slot.pending.set(id, { resolve, reject });
       slot.worker.postMessage({ ...task, id });
     });
+  }
+
+  /** The least busy thread, starting another while some are busy and the pool is not full. */
+  private pickSlot(): Slot {
+    const idle = this.slots.find((slot) => slot.pending.size === 0);
+    if (idle) return idle;
+    if (this.slots.length < this.size) return this.startSlot();
+    return this.slots.reduce((best, slot) => (slot.pending.size < best.pending.size ? slot : best));
+  }
+
+  private startSlot(): Slot {
+    const slot: Slot = { worker: new Worker(this.script), pending: new Map() };
+    const retire = () => {
+      const index = this.slots.indexOf(slot);
+      if (index !== -1) this.slots.splice(index, 1);
+    };
+    slot.worker.on('message', (result: HashResult) => {
+      const waiting = slot.pending.get(result.id);
+      slot.pending.delete(result.id);
+      if (slot.pending.size === 0) {
+        slot.worker.unref(); // idle threads never keep the process alive
+        slot.idleTimer = setTimeout(() => {
+          retire();
+          void slot.worker.terminate();
+        }, this.idleThreadMs).unref();
+      }
+      waiting?.resolve(result);
+    });
+    slot.worker.on('error', (error) => {
+      retire();
+      for (const waiting of slot.pending.values()) waiting.reject(error);
+      slot.pending.clear();
+    });
+    slot.worker.on('exit', retire);
+    this.slots.push(slot);
+    return slot;
   }
 }
 

@@ -260,7 +260,7 @@ async function resolveTarget(path: string): Promise<string> {
  * the file it replaces (so a root-run CLI does not lock the gateway's user out),
  * fsync, rename, then fsync the directory so the rename survives a crash.
  */
-async function writeFileAtomic(target: string, data: Buffer, existed: boolean): Promise<void> {
+export async function writeFileAtomic(target: string, data: Buffer, existed: boolean): Promise<void> {
   const dir = dirname(target);
   let mode = 0o600;
   let owner: { uid: number; gid: number } | undefined;

@@ -1,6 +1,6 @@
 // Pure functions on a single htpasswd hash string. No file I/O here: verifyHash
 // is CPU-heavy and is meant to run inside a worker thread.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import aprMd5Module from 'apache-md5';
 import { encrypt as shaCrypt } from 'unixcrypt';
@@ -196,4 +196,16 @@ export async function hashPassword(password: string, cost: number): Promise<stri
   }
   const hash = await bcrypt.hash(password, await bcrypt.genSalt(cost));
   return hash.replace(/^\$2[ab]\$/, '$2y$');
+}
+
+const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * A well-formed bcrypt hash that no password matches, checked for unknown users so they cost the
+ * same time as real ones. Random characters rather than a real hash: nothing to compute at start-up.
+ */
+export function unmatchableBcryptHash(cost: number): string {
+  const bytes = randomBytes(53);
+  const chars = Array.from(bytes, (byte) => BCRYPT_ALPHABET[byte & 63]).join('');
+  return `$2y$${String(cost).padStart(2, '0')}$${chars}`;
 }

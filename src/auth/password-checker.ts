@@ -30,7 +30,7 @@ export class PasswordChecker {
 
   check(user: string, password: string, storedHash: string | undefined): Promise<boolean> | boolean {
     const hash = storedHash ?? this.options.dummyHash;
-    const key = createHmac('sha256', this.secret).update(user).update('\0').update(password).update('\0').update(hash).digest('base64');
+    const key = this.keyOf(user, password, hash);
     if (storedHash !== undefined && this.verified?.get(key) === user) return true;
     const running = this.inflight.get(key);
     if (running) return running;
@@ -44,6 +44,15 @@ export class PasswordChecker {
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, check);
     return check;
+  }
+
+  /** Whether this exact credential is in the cache of verified ones; never runs a hash. */
+  isVerified(user: string, password: string, storedHash: string): boolean {
+    return this.verified?.get(this.keyOf(user, password, storedHash)) === user;
+  }
+
+  private keyOf(user: string, password: string, hash: string): string {
+    return createHmac('sha256', this.secret).update(user).update('\0').update(password).update('\0').update(hash).digest('base64');
   }
 
   /** Forgets every cached success of these users (their line in the file changed or went away). */

@@ -10,6 +10,7 @@ const FLAGS: { flag: string; description: string; path: string[] }[] = [
   { flag: '--tls-cert <file>', description: 'TLS certificate chain, PEM (tls.cert)', path: ['tls', 'cert'] },
   { flag: '--tls-key <file>', description: 'TLS private key, PEM (tls.key)', path: ['tls', 'key'] },
   { flag: '--no-tls', description: 'serve plain HTTP, e.g. behind another TLS terminator (tls.enabled: false)', path: ['tls', 'enabled'] },
+  { flag: '--workers <n>', description: 'processes to run, or "auto" for one per core (workers)', path: ['workers'] },
   { flag: '--log-level <level>', description: 'trace, debug, info, warn, error (log.level)', path: ['log', 'level'] },
 ];
 

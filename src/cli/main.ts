@@ -4,6 +4,7 @@ import { VERSION } from '../version.ts';
 import { registerCert } from './cert.ts';
 import { registerConfigCheck } from './config-check.ts';
 import { registerServe } from './serve.ts';
+import { registerToken } from './token.ts';
 import { registerUser } from './user.ts';
 
 const program = new Command('mlgate')
@@ -13,6 +14,7 @@ const program = new Command('mlgate')
 
 registerServe(program);
 registerUser(program);
+registerToken(program);
 registerCert(program);
 registerConfigCheck(program);
 

@@ -1,16 +1,22 @@
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.ts';
+import { runPrimary, workerCount } from '../server/cluster.ts';
 import { startGateway } from '../server/gateway.ts';
+import { createLogger } from '../log/logger.ts';
 import { addConfigFlags, flagOverrides } from './config-flags.ts';
 
 export function registerServe(program: Command): void {
   addConfigFlags(program.command('serve', { isDefault: true }).description('run the gateway (what "npm start" does)'))
     .action(async (options: Record<string, unknown>) => {
       const { config } = loadConfigOrExit(options);
+      const workers = workerCount(config.workers);
+      if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
       const gateway = await startGateway(config);
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
-        if (++signals > 1) process.exit(1); // a second Ctrl-C means now
+        // A terminal's Ctrl-C reaches cluster workers too; only the primary's second one is urgent.
+        if (++signals > 1 && !cluster.isWorker) process.exit(1); // a second Ctrl-C means now
         gateway.logger.info({ signal }, 'shutting down: finishing in-flight requests');
         void gateway.close().then(() => process.exit(0));
       };

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { secret } from './schema-paths.ts';
 
 // Durations: "250ms", "30s", "5m", "12h", "7d", or a bare number of seconds (as nginx reads them).
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -68,6 +69,22 @@ export const certificateName = z.string().refine(
 
 const count = z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'must be "auto" or a whole number from 1 to 256' });
 
+/** JWS algorithms a JWT may be signed with (never "none"). */
+export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
+export const PUBLIC_KEY_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+export type JwtAlgorithm = (typeof HMAC_ALGORITHMS)[number] | (typeof PUBLIC_KEY_ALGORITHMS)[number];
+
+/** A JWKS URL must be https, or http to this machine only: keys must not be swappable on the way. */
+const jwtPublicKey = z.string().min(1).refine((value) => {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return true; // a PEM file or PEM text
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname));
+  } catch {
+    return false;
+  }
+}, 'must be a PEM file, PEM text, or the https:// URL of a JWKS (http:// only for localhost)');
+
 /** Headers a client could use to pose as someone else upstream; always removed from requests. */
 export const IDENTITY_HEADERS = [
   'x-forwarded-user', 'x-forwarded-email', 'x-forwarded-groups', 'x-forwarded-preferred-username',
@@ -81,6 +98,7 @@ export const configSchema = z.strictObject({
   upstream: upstreamUrl.default('http://127.0.0.1:5000'),
   shutdownGrace: duration.prefault('30s'),
   watchInterval: duration.prefault('1s'),
+  workers: count.default(1),
   tls: z.strictObject({
     enabled: z.boolean().default(true),
     cert: z.string().min(1).optional(),
@@ -102,6 +120,14 @@ export const configSchema = z.strictObject({
     hashWorkers: count.default('auto'),
     forwardAuthorization: z.boolean().default(false),
   }).prefault({}),
+  session: z.strictObject({
+    enabled: z.boolean().default(true),
+    secret: secret(z.string().min(32)).optional(),
+    keyFile: z.string().min(1).default('config/session.key'),
+    revocationsFile: z.string().min(1).default('config/session-revocations.json'),
+    idleTimeout: duration.prefault('12h'),
+    absoluteTimeout: duration.prefault('7d'),
+  }).superRefine(sessionTimesAtLeastOneSecond, { when: () => true }).prefault({}),
   proxy: z.strictObject({
     userHeader: headerName.default('X-Forwarded-User'),
     stripHeaders: z.array(headerName).default([]),
@@ -110,11 +136,49 @@ export const configSchema = z.strictObject({
     maxBodySize: size.prefault(0),
     keepAliveSockets: z.number().int().min(1).default(128),
   }).prefault({}),
+  tokens: z.strictObject({
+    enabled: z.boolean().default(true),
+    file: z.string().min(1).default('config/tokens.json'),
+  }).prefault({}),
+  jwt: z.strictObject({
+    secret: secret(z.string().min(32)).optional(),
+    publicKey: jwtPublicKey.optional(),
+    issuer: z.string().min(1).optional(),
+    audience: z.array(z.string().min(1)).default([]),
+    algorithms: z.array(z.enum([...HMAC_ALGORITHMS, ...PUBLIC_KEY_ALGORITHMS])).default([]),
+    clockTolerance: duration.prefault('30s'),
+    userClaim: z.string().min(1).default('sub'),
+    groupsClaim: z.string().min(1).default('groups'),
+    cacheSize: z.number().int().min(0).default(10_000),
+    cacheTtl: duration.prefault('1m'),
+    jwksCooldown: duration.prefault('30s'),
+    jwksCacheMaxAge: duration.prefault('10m'),
+    jwksTimeout: duration.prefault('5s'),
+  }).superRefine(jwtKeysFitAlgorithms, { when: () => true }).prefault({}),
+  lockout: z.strictObject({
+    enabled: z.boolean().default(true),
+    window: duration.prefault('15m'),
+    maxUserFailures: z.number().int().min(1).default(10),
+    maxIpFailures: z.number().int().min(1).default(30),
+    backoff: duration.prefault('30s'),
+    backoffMax: duration.prefault('15m'),
+    knownIpTtl: duration.prefault('7d'),
+    maxEntries: z.number().int().min(100).default(10_000),
+  }).superRefine(lockoutDurationsFit, { when: () => true }).prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     format: z.enum(['auto', 'json', 'pretty']).default('auto'),
   }).prefault({}),
 });
+
+/** Session cookies count in whole seconds; a shorter session would end before it began. */
+function sessionTimesAtLeastOneSecond(session: { idleTimeout?: unknown; absoluteTimeout?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof session !== 'object' || session === null) return; // not a mapping: reported as such
+  for (const key of ['idleTimeout', 'absoluteTimeout'] as const) {
+    const ms = session[key];
+    if (typeof ms === 'number' && ms < 1000) ctx.addIssue({ code: 'custom', path: [key], message: 'must be at least 1s' });
+  }
+}
 
 /**
  * A certificate without its key (or the reverse) is a half-finished edit, not a request for a
@@ -129,6 +193,40 @@ function certificateNeedsKey(tls: { cert?: unknown; key?: unknown } | null, ctx:
     path: [given],
     message: `is set without tls.${missing}; set both (the certificate chain and its private key), or neither for a self-signed pair in tls.selfSignedDir`,
   });
+}
+
+/**
+ * Every allowed algorithm has a key of its kind: HS* the secret, the others the public key. An HMAC
+ * secret never verifies an RS/ES token nor a public key an HS one (the algorithm-confusion attack).
+ */
+function jwtKeysFitAlgorithms(jwt: Record<string, unknown> | null, ctx: z.RefinementCtx): void {
+  if (typeof jwt !== 'object' || jwt === null) return;
+  if (jwt.secret === undefined && jwt.publicKey === undefined) {
+    for (const key of ['issuer', 'audience', 'algorithms'] as const) {
+      const value = jwt[key];
+      if (value !== undefined && !(Array.isArray(value) && value.length === 0)) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'is set but JWT verification is off; set jwt.secret or jwt.publicKey' });
+      }
+    }
+    return;
+  }
+  const algorithms = Array.isArray(jwt.algorithms) ? jwt.algorithms.filter((alg): alg is string => typeof alg === 'string') : [];
+  const hmac = new Set<string>(HMAC_ALGORITHMS);
+  const needSecret = jwt.secret === undefined ? algorithms.filter((alg) => hmac.has(alg)) : [];
+  const needPublicKey = jwt.publicKey === undefined ? algorithms.filter((alg) => !hmac.has(alg)) : [];
+  if (needSecret.length) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: `${needSecret.join(', ')} needs jwt.secret (a shared secret); jwt.publicKey verifies RS*, PS*, ES* and EdDSA` });
+  if (needPublicKey.length) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: `${needPublicKey.join(', ')} needs jwt.publicKey; jwt.secret verifies HS256, HS384 and HS512` });
+}
+
+/** (A refinement on the durations themselves would hide them from `config check`'s formatting.) */
+function lockoutDurationsFit(lockout: { window?: unknown; backoff?: unknown; backoffMax?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof lockout !== 'object' || lockout === null) return;
+  for (const key of ['window', 'backoff'] as const) {
+    if (lockout[key] === 0) ctx.addIssue({ code: 'custom', path: [key], message: 'must be more than 0' });
+  }
+  if (typeof lockout.backoff === 'number' && typeof lockout.backoffMax === 'number' && lockout.backoffMax < lockout.backoff) {
+    ctx.addIssue({ code: 'custom', path: ['backoffMax'], message: `must be at least lockout.backoff (${formatDuration(lockout.backoff)})` });
+  }
 }
 
 export type ConfigInput = z.input<typeof configSchema>;

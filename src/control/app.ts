@@ -1,17 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
+import { SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
 import type { RequestContext } from '../context/request-context.ts';
+import { registerSignInRoutes, type SignInDependencies } from './login.ts';
 
 export interface ControlDependencies {
   contextOf(req: IncomingMessage): RequestContext | undefined;
   /** Whether the upstream answers at all (any HTTP status counts). */
   upstreamReady(): Promise<{ ready: boolean; detail: string }>;
   version: string;
+  /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
+  signIn?: SignInDependencies;
 }
 
-/** Paths under /-/ that answer without credentials. */
-export const PUBLIC_CONTROL_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz']);
+/** Paths under /-/ that answer without credentials (sign-in and sign-out check the session cookie themselves). */
+export const PUBLIC_CONTROL_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz', SIGN_IN_PATH, SIGN_OUT_PATH]);
 
 /** The gateway's own routes under the reserved /-/ prefix. */
 export function createControlApp(deps: ControlDependencies): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
@@ -29,6 +33,8 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
     if (!principal) return c.json({ error_code: 'UNAUTHENTICATED', message: 'not signed in' }, 401);
     return c.json({ user: principal.user, groups: principal.groups, method: principal.method });
   });
+
+  if (deps.signIn) registerSignInRoutes(app, deps.signIn);
 
   app.notFound((c) => c.json({ error_code: 'ENDPOINT_NOT_FOUND', message: `no gateway route ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
 

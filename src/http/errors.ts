@@ -13,6 +13,21 @@ export interface GatewayError {
   headers?: OutgoingHttpHeaders;
 }
 
+/** What an HTML error page says about who is signed in; set by the browser sign-in step (src/auth/session-step.ts). */
+export interface PageIdentity {
+  /** The user signed in with the session cookie, shown with a sign-out link. */
+  user?: string;
+  signOutPath?: string;
+  /** Where an anonymous visitor can sign in. */
+  signInPath?: string;
+}
+
+const pageIdentities = new WeakMap<IncomingMessage, PageIdentity>();
+
+export function setPageIdentity(req: IncomingMessage, identity: PageIdentity): void {
+  pageIdentities.set(req, identity);
+}
+
 const TITLES: Record<number, string> = {
   400: 'Bad request', 401: 'Sign-in required', 403: 'Access denied', 404: 'Not found', 413: 'Request too large',
   502: 'MLflow is unreachable', 504: 'MLflow did not answer in time',
@@ -28,7 +43,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
   const wantsJson = isMlflowApiPath(path) || path.startsWith('/-/api/') || !acceptsHtml(req);
   const body = wantsJson
     ? JSON.stringify({ error_code: error.code, message: error.message })
-    : errorPage(error, requestId);
+    : errorPage(error, requestId, pageIdentities.get(req));
   res.writeHead(error.status, {
     ...error.headers,
     'content-type': wantsJson ? 'application/json' : 'text/html; charset=utf-8',
@@ -47,7 +62,15 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function errorPage(error: GatewayError, requestId: string): string {
+function identityLine(identity: PageIdentity | undefined): string {
+  if (identity?.user !== undefined && identity.signOutPath) {
+    return `<p>Signed in as <strong>${escapeHtml(identity.user)}</strong> · <a href="${escapeHtml(identity.signOutPath)}">Sign out</a></p>\n`;
+  }
+  if (identity?.signInPath) return `<p><a href="${escapeHtml(identity.signInPath)}">Sign in</a></p>\n`;
+  return '';
+}
+
+function errorPage(error: GatewayError, requestId: string, identity?: PageIdentity): string {
   const title = TITLES[error.status] ?? `Error ${error.status}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -57,6 +80,6 @@ function errorPage(error: GatewayError, requestId: string): string {
 <h1>${escapeHtml(title)}</h1>
 <p>${escapeHtml(error.message)}</p>
 <p><small>Status ${error.status} · request <code>${escapeHtml(requestId)}</code></small></p>
-</main></body></html>
+${identityLine(identity)}</main></body></html>
 `;
 }

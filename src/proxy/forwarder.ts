@@ -1,7 +1,7 @@
 import http, { type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream';
 import { parse as parseUrl } from 'node:url';
 import httpProxy from 'http-proxy';
 import type { RequestContext } from '../context/request-context.ts';
@@ -12,11 +12,12 @@ import { upstreamFailure } from './upstream-errors.ts';
 const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'transfer-encoding', 'upgrade']);
 
 /**
- * How long an idle upstream connection is kept. Below uvicorn's default keep-alive of 5 s (what
- * `mlflow server` runs), so the gateway drops a connection before the upstream does and never
- * sends a request down a socket the upstream is closing (which would be a spurious 502).
+ * How long an idle upstream connection is kept: under uvicorn's default keep-alive of 5 s (what
+ * `mlflow server` runs) even with the sweep's granularity, so the gateway drops a connection before
+ * the upstream does and never sends a request down a socket the upstream is closing (a spurious 502).
  */
-const IDLE_UPSTREAM_SOCKET_MS = 4000;
+const IDLE_UPSTREAM_SOCKET_MS = 2500;
+const IDLE_SWEEP_MS = 1000;
 
 export interface ForwarderOptions {
   upstream: URL;
@@ -33,6 +34,8 @@ export interface Forwarder {
 
 interface InFlight {
   ctx: RequestContext;
+  /** The sweep tick of the last byte either way; silence is measured from it. */
+  lastActivity: number;
   fail: (error: GatewayError) => void;
   upstreamRequest?: ClientRequest;
   tooLarge: boolean;
@@ -44,7 +47,9 @@ interface InFlight {
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { upstream, timeoutMs, maxBodySize } = options;
   const Agent = upstream.protocol === 'https:' ? https.Agent : http.Agent;
-  const agent = new Agent({ keepAlive: true, maxFreeSockets: options.keepAliveSockets, scheduling: 'lifo', timeout: IDLE_UPSTREAM_SOCKET_MS });
+  // No per-socket timers: re-arming them on every request costs more than the proxying itself.
+  // One coarse sweep enforces both the upstream timeout and the idle-connection limit.
+  const agent = new Agent({ keepAlive: true, maxFreeSockets: options.keepAliveSockets, scheduling: 'lifo' });
   // The target is parsed once here: given as a string, http-proxy would parse it on every request.
   // The gateway writes responses itself (selfHandleResponse) to control their framing and cleanup.
   const proxy = httpProxy.createProxyServer({ target: parseUrl(upstream.origin), agent, changeOrigin: true, xfwd: false, ws: true, selfHandleResponse: true });
@@ -61,6 +66,29 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const wsOptions = { agent: false as const };
 
   const inflight = new WeakMap<IncomingMessage, InFlight>();
+  const waiting = new Set<InFlight>();
+  const sweepMs = Math.max(25, Math.min(IDLE_SWEEP_MS, Math.floor(timeoutMs / 4)));
+  let tick = 0;
+  const freedAt = new WeakMap<Socket, number>();
+  agent.on('free', (socket: Socket) => freedAt.set(socket, tick));
+  const sweep = setInterval(() => {
+    tick++;
+    for (const state of waiting) {
+      // One tick fewer than elapsed: activity may have come at the very end of its tick, and the
+      // timeout is a promise of at least that much patience.
+      if ((tick - state.lastActivity - 1) * sweepMs < timeoutMs) continue;
+      state.ctx.upstreamTimedOut = true;
+      waiting.delete(state);
+      state.upstreamRequest?.destroy();
+    }
+    if ((tick * sweepMs) % IDLE_SWEEP_MS >= sweepMs) return;
+    for (const sockets of Object.values(agent.freeSockets)) {
+      for (const socket of sockets ?? []) {
+        if ((tick - (freedAt.get(socket) ?? tick)) * sweepMs >= IDLE_UPSTREAM_SOCKET_MS) socket.destroy();
+      }
+    }
+  }, sweepMs);
+  sweep.unref();
 
   function answer(state: InFlight, error: GatewayError): void {
     if (state.answered) return;
@@ -75,13 +103,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     if (state.tooLarge) return void proxyReq.destroy();
     state.upstreamRequest = proxyReq;
     state.ctx.upstreamStartedAt = process.hrtime.bigint();
-    proxyReq.setTimeout(timeoutMs, () => {
-      state.ctx.upstreamTimedOut = true;
-      proxyReq.destroy();
-    });
-    // Node applies a request's timeout only once connected; until then the agent's short idle
-    // timeout would cut a slow connect as if the upstream had been silent.
-    if (proxyReq.socket?.connecting) proxyReq.socket.setTimeout(timeoutMs);
+    state.lastActivity = tick;
+    waiting.add(state);
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
@@ -89,11 +112,22 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     if (!state || state.answered || res.headersSent) return void proxyRes.destroy();
     const { ctx } = state;
     if (ctx.upstreamStartedAt) ctx.upstreamMs = Number(process.hrtime.bigint() - ctx.upstreamStartedAt) / 1e6;
+    state.lastActivity = tick;
     writeResponseHead(proxyRes, res);
-    proxyRes.on('data', (chunk: Buffer) => { ctx.bytesOut += chunk.length; });
-    // pipeline, unlike pipe, tears down both sides when either fails: a client that leaves
-    // mid-download frees the upstream connection, an upstream that dies cuts the client off.
-    pipeline(proxyRes, res, ignoreStreamError);
+    proxyRes.on('data', (chunk: Buffer) => {
+      ctx.bytesOut += chunk.length;
+      state.lastActivity = tick;
+    });
+    // pipe alone would leave the other side open when one fails (stream.pipeline does this too,
+    // at a third of the gateway's throughput): a client that leaves mid-download frees the
+    // upstream connection, an upstream that dies mid-answer cuts the client off.
+    proxyRes.pipe(res);
+    proxyRes.once('end', () => waiting.delete(state));
+    proxyRes.once('error', () => res.destroy());
+    proxyRes.once('aborted', () => res.destroy());
+    res.once('close', () => {
+      if (!proxyRes.complete) proxyRes.destroy();
+    });
   });
 
   proxy.on('proxyReqWs', (proxyReq, req, socket) => {
@@ -131,10 +165,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         fail(tooLargeError(maxBodySize));
         return;
       }
-      const state: InFlight = { ctx, fail, tooLarge: false, answered: false };
+      const state: InFlight = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false };
       inflight.set(req, state);
+      res.once('close', () => waiting.delete(state));
       req.on('data', (chunk: Buffer) => {
         ctx.bytesIn += chunk.length;
+        state.lastActivity = tick;
         if (maxBodySize > 0 && ctx.bytesIn > maxBodySize && !state.tooLarge) {
           state.tooLarge = true;
           state.upstreamRequest?.destroy();
@@ -143,10 +179,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       proxyWeb(req, res, onWebError);
     },
     ws(req, socket, head, ctx, fail) {
-      inflight.set(req, { ctx, fail, tooLarge: false, answered: false });
+      inflight.set(req, { ctx, lastActivity: tick, fail, tooLarge: false, answered: false });
       proxy.ws(req, socket, head, wsOptions, onWsError);
     },
     close() {
+      clearInterval(sweep);
       proxy.close();
       agent.destroy();
     },
@@ -161,14 +198,12 @@ function writeResponseHead(proxyRes: IncomingMessage, res: ServerResponse): void
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP_RESPONSE.has(name) || named?.includes(name)) continue;
-    res.setHeader(name, value);
+    // The gateway may have set its own cookie (a renewed session): keep both.
+    if (name === 'set-cookie' && res.hasHeader(name)) res.appendHeader(name, value);
+    else res.setHeader(name, value);
   }
   res.statusCode = proxyRes.statusCode ?? 502;
   if (proxyRes.statusMessage) res.statusMessage = proxyRes.statusMessage;
-}
-
-function ignoreStreamError(): void {
-  // Either side failing already destroyed the other; the access log records the cut.
 }
 
 function tooLargeError(limit: number): GatewayError {

@@ -1,12 +1,20 @@
+import { existsSync } from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { Duplex } from 'node:stream';
-import { createAuthenticator } from '../auth/authenticate.ts';
+import { ApiTokenStore } from '../auth/api-tokens.ts';
+import { createAuthenticator, type Authenticator } from '../auth/authenticate.ts';
 import { bootstrapAdminIfMissing, BOOTSTRAP_USER } from '../auth/bootstrap-admin.ts';
 import { HashWorkerPool } from '../auth/hash-worker-pool.ts';
+import { unmatchableBcryptHash } from '../auth/htpasswd-formats.ts';
 import { HtpasswdStore } from '../auth/htpasswd-store.ts';
+import { createJwtVerifier } from '../auth/jwt.ts';
+import { Lockout } from '../auth/lockout.ts';
 import { PasswordChecker } from '../auth/password-checker.ts';
+import { SessionManager } from '../auth/session.ts';
+import { createSessionStep } from '../auth/session-step.ts';
 import type { Config } from '../config/schema.ts';
 import { IDENTITY_HEADERS } from '../config/schema.ts';
 import { trustedProxies } from '../context/client-ip.ts';
@@ -25,6 +33,8 @@ export interface Gateway {
   port: number;
   logger: Logger;
   passwordChecker: PasswordChecker;
+  /** Checks credentials; its verifyPassword is what a sign-in form calls (lockout included). */
+  authenticator: Authenticator;
   /** Stops accepting, lets in-flight requests finish within the grace period, then closes everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -38,6 +48,7 @@ export interface StartOptions {
 export async function startGateway(config: Config, options: StartOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config.log);
   const upstream = new URL(config.upstream);
+  const jwt = await createJwtVerifier(config.jwt, logger); // first: a bad key stops start-up before anything is made
   const pool = new HashWorkerPool(config.auth.hashWorkers);
 
   const adminPassword = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost);
@@ -54,9 +65,22 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   checker = new PasswordChecker(pool, {
     cacheSize: config.auth.cacheSize,
     cacheTtlMs: config.auth.cacheTtl,
-    dummyHash: await pool.hash('mlgate-dummy-password', config.auth.bcryptCost),
+    dummyHash: unmatchableBcryptHash(config.auth.bcryptCost),
   });
-  const authenticator = createAuthenticator(store, checker, config.auth.realm);
+  const apiTokens = config.tokens.enabled
+    ? new ApiTokenStore({ path: config.tokens.file, watchIntervalMs: config.watchInterval, userExists: (user) => store.hashOf(user) !== undefined }, logger)
+    : undefined;
+  apiTokens?.start();
+  const lockout = config.lockout.enabled ? new Lockout(config.lockout, logger) : undefined;
+  const authenticator = createAuthenticator({
+    realm: config.auth.realm,
+    store,
+    checker,
+    clientIp: (req) => proxies.clientIp(req),
+    lockout,
+    apiTokens,
+    jwt,
+  });
 
   const certificate = config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
   if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
@@ -65,8 +89,12 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
 
   const forwarder = createForwarder({ upstream, timeoutMs: config.proxy.timeout, maxBodySize: config.proxy.maxBodySize, keepAliveSockets: config.proxy.keepAliveSockets });
   const contexts = new WeakMap<IncomingMessage, RequestContext>();
-  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION });
   const proxies = trustedProxies(config.proxy.trustedProxies);
+  const sessions = config.session.enabled ? new SessionManager({ config: config.session, watchIntervalMs: config.watchInterval }, store, logger) : undefined;
+  sessions?.start();
+  const tls = Boolean(certificate);
+  const signIn = sessions && { sessions, authenticator, contextOf: (req: IncomingMessage) => contexts.get(req), service: config.auth.realm, tls, proxies, logger };
+  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION, signIn });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const pipeline = createRequestPipeline({
     logger,
@@ -82,6 +110,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     tls: Boolean(certificate),
     hsts: certificate ? config.tls.hsts : false,
     contexts,
+    sessionStep: sessions && createSessionStep({ sessions, authenticator, tls, proxies, logger }),
   });
   server.on('request', pipeline.handleRequest);
   const upgraded = new Set<Duplex>();
@@ -113,6 +142,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     port,
     logger,
     passwordChecker: checker,
+    authenticator,
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
         pipeline.drain();
@@ -129,6 +159,8 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         await closed;
         listener.stopWatching();
         store.stop();
+        sessions?.stop();
+        await apiTokens?.stop();
         forwarder.close();
         await pool.close();
         logger.info('mlgate stopped');
@@ -162,11 +194,13 @@ function probeUpstream(upstream: URL): Promise<{ ready: boolean; detail: string 
 }
 
 /** A checkout runs the CLI through npm scripts; a build (the Docker image) has no sources for them. */
+/** From a checkout (npm start) the CLI runs through npm; an installed copy or the image has `mlgate`. */
 function passwdCommand(user: string): string {
-  return import.meta.url.endsWith('.ts') ? `npm run mlgate -- user passwd ${user}` : `mlgate user passwd ${user}`;
+  const checkout = existsSync(fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)));
+  return checkout ? `npm run mlgate -- user passwd ${user}` : `mlgate user passwd ${user}`;
 }
 
-function printAdminPassword(user: string, password: string, htpasswdPath: string): void {
+export function printAdminPassword(user: string, password: string, htpasswdPath: string): void {
   process.stderr.write(
     `\n  mlgate created ${htpasswdPath} with one user.\n` +
     `    user:     ${user}\n    password: ${password}\n` +

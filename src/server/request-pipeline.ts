@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Authenticator } from '../auth/authenticate.ts';
+import type { SessionStep } from '../auth/session-step.ts';
 import { peerAddress, type TrustedProxies } from '../context/client-ip.ts';
 import { createRequestContext, type RequestContext } from '../context/request-context.ts';
 import { PUBLIC_CONTROL_PATHS } from '../control/app.ts';
@@ -20,6 +21,8 @@ export interface PipelineOptions {
   tls: boolean;
   hsts: string | false;
   contexts: WeakMap<IncomingMessage, RequestContext>;
+  /** Browser sign-in (session.enabled): the session cookie, and the redirect of UI pages to /-/login. */
+  sessionStep?: SessionStep;
 }
 
 /**
@@ -64,7 +67,9 @@ export function createRequestPipeline(options: PipelineOptions) {
       void control(req, res);
       return;
     }
-    const outcome = authenticator.authenticate(req);
+    // Null: the session step answered itself (a redirect to /-/login, a refused cross-site request).
+    const outcome = options.sessionStep ? options.sessionStep.authenticate(req, res, ctx) : authenticator.authenticate(req);
+    if (outcome === null) return;
     if ('then' in outcome) outcome.then((result) => afterAuthentication(req, res, ctx, result)).catch((err: unknown) => internalError(req, res, ctx, err));
     else {
       try {
@@ -81,10 +86,11 @@ export function createRequestPipeline(options: PipelineOptions) {
     fail(req, res, ctx, { status: 500, code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${ctx.id})` });
   }
 
-  function afterAuthentication(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, outcome: Awaited<ReturnType<Authenticator['authenticate']>>): void {
+  function afterAuthentication(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, outcome: Awaited<ReturnType<Authenticator['authenticate']>> | null): void {
+    if (outcome === null) return;
     if (!outcome.ok) {
       const code = outcome.status === 400 ? 'INVALID_PARAMETER_VALUE' : outcome.status === 503 ? 'TEMPORARILY_UNAVAILABLE' : 'UNAUTHENTICATED';
-      fail(req, res, ctx, { status: outcome.status, code, message: outcome.message, headers: outcome.status === 503 ? { 'retry-after': '1' } : undefined });
+      fail(req, res, ctx, { status: outcome.status, code, message: outcome.message, headers: outcome.headers ?? (outcome.status === 503 ? { 'retry-after': '1' } : undefined) });
       return;
     }
     ctx.principal = outcome.principal;
@@ -108,6 +114,7 @@ export function createRequestPipeline(options: PipelineOptions) {
         return;
       }
       ctx.principal = outcome.principal;
+      options.sessionStep?.removeSessionCookie(req); // upgrades take the Authorization header only; the cookie stays here
       prepareUpstreamHeaders(req.headers, ctx.id, outcome.principal.user, {
         peerIp: peerAddress(req), proto, host: req.headers.host, peerTrusted: options.proxies.peerIsTrusted(req),
       }, identity, true);

@@ -74,6 +74,8 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
     ...options.config,
     tls: { enabled: tls, selfSignedDir: join(dir, 'certs'), ...(options.config?.tls as object | undefined) },
     auth: { htpasswd: htpasswdPath, bcryptCost: 4, hashWorkers: 1, ...(options.config?.auth as object | undefined) },
+    session: { keyFile: join(dir, 'session.key'), revocationsFile: join(dir, 'session-revocations.json'), ...(options.config?.session as object | undefined) },
+    tokens: { file: join(dir, 'tokens.json'), ...(options.config?.tokens as object | undefined) },
   };
   const configPath = join(dir, 'mlgate.yaml');
   writeFileSync(configPath, stringify(file));

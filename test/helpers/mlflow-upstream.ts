@@ -45,6 +45,28 @@ export interface MlflowUpstream {
 const ARTIFACT_PREFIX = '/api/2.0/mlflow-artifacts/artifacts/';
 const SMALL_BODY_LIMIT = 1 << 20;
 
+/**
+ * A stand-in for the MLflow UI's index page: its script calls the API the way the UI does (a relative
+ * `ajax-api/` URL, POST, JSON) and writes the answer into the page, as does the user MLflow was told.
+ */
+function uiPage(res: ServerResponse, headers: IncomingHttpHeaders): void {
+  const user = String(headers['x-forwarded-user'] ?? '').replace(/[^A-Za-z0-9._@-]/g, '?');
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>MLflow</title></head><body>
+<h1>MLflow</h1>
+<p id="user">${user}</p>
+<pre id="experiments">loading</pre>
+<script>
+fetch('ajax-api/2.0/mlflow/experiments/search', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ max_results: 10 }) })
+  .then((response) => response.text().then((text) => { document.getElementById('experiments').textContent = response.status + ' ' + text; }))
+  .catch((err) => { document.getElementById('experiments').textContent = 'failed: ' + err; });
+</script>
+</body></html>
+`;
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html) });
+  res.end(html);
+}
+
 export async function startMlflowUpstream(): Promise<MlflowUpstream> {
   const requests: ReceivedRequest[] = [];
   const artifacts = new Map<string, ReceivedArtifact>();
@@ -120,6 +142,7 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
       const body = Buffer.concat(chunks).toString('utf8');
       requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, remotePort: req.socket.remotePort ?? 0 });
       if (path === '/health') return void res.end('OK');
+      if (path === '/' && req.method === 'GET') return void uiPage(res, req.headers);
       if (path === '/version') return void res.end('2.17.2');
       if (path === '/echo' || path.startsWith('/echo/')) return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body, bytes: received });
       if (path === '/slow' || path === '/api/2.0/mlflow/slow') return void setTimeout(() => json(res, 200, { slow: true }), Number(url.searchParams.get('ms') ?? 1000));

@@ -1,0 +1,299 @@
+// API tokens issued by mlgate (`mlgate token issue`), for CI jobs and scripts that set
+// MLFLOW_TRACKING_TOKEN. A token is "mlg_" + 43 base62 characters (32 random bytes) + a 6-character
+// checksum, so secret scanners can find leaked ones and typos are told apart from revoked tokens.
+// Only its SHA-256 is stored: for a 256-bit random secret a slow hash adds nothing, and a lookup by
+// hash keeps the request path at one hash and one map lookup.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { watchFileChanges } from '../config/watch-file.ts';
+import type { Logger } from '../log/logger.ts';
+import type { BearerVerdict } from './authenticate.ts';
+import { writeFileAtomic } from './htpasswd-file.ts';
+import type { Principal } from './principal.ts';
+
+export const TOKEN_PREFIX = 'mlg_';
+const SECRET_CHARS = 43; // 62^43 > 2^256
+const CHECKSUM_CHARS = 6; // 62^6 > 2^32
+const TOKEN_SHAPE = new RegExp(`^${TOKEN_PREFIX}[0-9A-Za-z]{${SECRET_CHARS + CHECKSUM_CHARS}}$`);
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const HASH = /^sha256:[0-9a-f]{64}$/;
+const ID = /^[0-9a-f]{12}$/;
+const MAX_NAME_LENGTH = 100;
+
+/** One line of `mlgate token list`; what the tokens file holds for each token. */
+export interface TokenRecord {
+  id: string;
+  user: string;
+  name: string;
+  /** "sha256:" + hex of the token. */
+  hash: string;
+  /** ISO 8601. */
+  created: string;
+  /** ISO 8601, or null for a token that does not expire. */
+  expires: string | null;
+}
+
+function base62(bytes: Buffer, length: number): string {
+  let n = BigInt(`0x${bytes.toString('hex')}`);
+  let text = '';
+  while (n > 0n) {
+    text = BASE62[Number(n % 62n)]! + text;
+    n /= 62n;
+  }
+  return text.padStart(length, '0');
+}
+
+function checksum(secret: string): string {
+  return base62(createHash('sha256').update(secret).digest().subarray(0, 4), CHECKSUM_CHARS);
+}
+
+export function hashToken(token: string): string {
+  return `sha256:${createHash('sha256').update(token).digest('hex')}`;
+}
+
+export function generateToken(): string {
+  const secret = base62(randomBytes(32), SECRET_CHARS);
+  return TOKEN_PREFIX + secret + checksum(secret);
+}
+
+/** Why a string starting with mlg_ cannot be an mlgate token (cut short, mistyped), or undefined. */
+export function tokenFormatProblem(token: string): string | undefined {
+  if (!TOKEN_SHAPE.test(token)) return `malformed mlgate token: expected ${TOKEN_PREFIX} and ${SECRET_CHARS + CHECKSUM_CHARS} letters and digits (was it cut short?)`;
+  const secret = token.slice(TOKEN_PREFIX.length, TOKEN_PREFIX.length + SECRET_CHARS);
+  if (checksum(secret) !== token.slice(-CHECKSUM_CHARS)) return 'malformed mlgate token: its checksum does not match (was it mistyped?)';
+  return undefined;
+}
+
+export function tokenNameProblem(name: string): string | undefined {
+  if (name.length > MAX_NAME_LENGTH) return `the token name is longer than ${MAX_NAME_LENGTH} characters`;
+  if (/\p{Cc}/u.test(name)) return 'the token name contains a control character';
+  return undefined;
+}
+
+/** config/tokens.json -> config/tokens.last-used.json: written by the gateway, never by the CLI. */
+export function lastUsedPath(tokensFile: string): string {
+  return tokensFile.endsWith('.json') ? `${tokensFile.slice(0, -5)}.last-used.json` : `${tokensFile}.last-used.json`;
+}
+
+// ---- the file -------------------------------------------------------------------------------
+
+export interface ParsedTokenFile {
+  records: TokenRecord[];
+  /** Each names the entry ("tokens[2]") and what is wrong; never quotes a hash. */
+  problems: string[];
+}
+
+export function parseTokenFile(text: string): ParsedTokenFile {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return { records: [], problems: [`not valid JSON (${(err as Error).message})`] };
+  }
+  if (!isRecord(data) || data.version !== 1 || !Array.isArray(data.tokens)) {
+    return { records: [], problems: ['expected {"version": 1, "tokens": [...]}'] };
+  }
+  const records: TokenRecord[] = [];
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  data.tokens.forEach((entry: unknown, i) => {
+    const problem = recordProblem(entry);
+    if (problem) return void problems.push(`tokens[${i}]: ${problem}`);
+    const record = entry as TokenRecord;
+    if (ids.has(record.id)) return void problems.push(`tokens[${i}]: id ${record.id} appears twice`);
+    ids.add(record.id);
+    records.push({ id: record.id, user: record.user, name: record.name, hash: record.hash, created: record.created, expires: record.expires });
+  });
+  return { records, problems };
+}
+
+function recordProblem(entry: unknown): string | undefined {
+  if (!isRecord(entry)) return 'not an object';
+  if (typeof entry.id !== 'string' || !ID.test(entry.id)) return 'id must be 12 hex digits';
+  if (typeof entry.user !== 'string' || entry.user === '') return 'user must be a user name';
+  if (typeof entry.name !== 'string') return 'name must be text';
+  if (typeof entry.hash !== 'string' || !HASH.test(entry.hash)) return 'hash must be "sha256:" and 64 hex digits';
+  if (typeof entry.created !== 'string' || Number.isNaN(Date.parse(entry.created))) return 'created must be an ISO 8601 time';
+  if (entry.expires !== null && (typeof entry.expires !== 'string' || Number.isNaN(Date.parse(entry.expires)))) return 'expires must be an ISO 8601 time or null';
+  return undefined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A missing file holds no tokens. */
+export async function readTokenFile(path: string): Promise<ParsedTokenFile> {
+  try {
+    return parseTokenFile(await readFile(path, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], problems: [] };
+    throw err;
+  }
+}
+
+/** Rewrites the file atomically (temp file, rename), mode 0600 when new. */
+export async function writeTokenFile(path: string, records: readonly TokenRecord[]): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, Buffer.from(`${JSON.stringify({ version: 1, tokens: records }, null, 2)}\n`), existsSync(path));
+}
+
+/** Reads the file for an edit; an edit of a file with problems could drop entries, so it is refused. */
+async function readForEdit(path: string): Promise<TokenRecord[]> {
+  const { records, problems } = await readTokenFile(path);
+  if (problems.length) throw new Error(`${path} has problems; fix them first, nothing was changed:\n  ${problems.join('\n  ')}`);
+  return records;
+}
+
+export async function issueToken(path: string, options: { user: string; name: string; ttlMs: number | undefined }): Promise<{ token: string; record: TokenRecord }> {
+  const records = await readForEdit(path);
+  const now = Date.now();
+  const ids = new Set(records.map((record) => record.id));
+  let id: string;
+  do id = randomBytes(6).toString('hex'); while (ids.has(id));
+  const token = generateToken();
+  const record: TokenRecord = {
+    id,
+    user: options.user,
+    name: options.name,
+    hash: hashToken(token),
+    created: new Date(now).toISOString(),
+    expires: options.ttlMs === undefined ? null : new Date(now + options.ttlMs).toISOString(),
+  };
+  await writeTokenFile(path, [...records, record]);
+  return { token, record };
+}
+
+/** The revoked token's record, or undefined (file untouched) if no token has that id. */
+export async function revokeToken(path: string, id: string): Promise<TokenRecord | undefined> {
+  const records = await readForEdit(path);
+  const revoked = records.find((record) => record.id === id);
+  if (revoked) await writeTokenFile(path, records.filter((record) => record !== revoked));
+  return revoked;
+}
+
+/** Token id -> ISO time of last use, as the gateway last saved it. */
+export async function readLastUsed(tokensFile: string): Promise<Record<string, string>> {
+  try {
+    const data: unknown = JSON.parse(await readFile(lastUsedPath(tokensFile), 'utf8'));
+    if (!isRecord(data)) return {};
+    return Object.fromEntries(Object.entries(data).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+  } catch {
+    return {}; // missing or damaged: it is only a convenience
+  }
+}
+
+// ---- the gateway's view ---------------------------------------------------------------------
+
+export interface ApiTokenStoreOptions {
+  path: string;
+  watchIntervalMs: number;
+  /** Whether the user is still in the htpasswd file; asked on every request, so it must be cheap. */
+  userExists(user: string): boolean;
+  /** How often "last used" times are saved (at most); also saved on stop. */
+  saveIntervalMs?: number;
+}
+
+interface ActiveToken {
+  id: string;
+  expiresAt: number;
+  principal: Principal;
+}
+
+/**
+ * The tokens of one file, looked up by hash and re-read whenever the file changes (so a revoke takes
+ * effect within watchInterval). Last-use times are kept in memory and saved at most once a minute to
+ * a file of their own, so the gateway never rewrites the tokens file and cannot undo a revoke.
+ */
+export class ApiTokenStore {
+  private byHash = new Map<string, ActiveToken>();
+  private readonly lastUsed = new Map<string, number>();
+  private dirty = false;
+  private saving: Promise<void> = Promise.resolve();
+  private stopWatching: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: ApiTokenStoreOptions, private readonly logger: Logger) {}
+
+  start(): void {
+    this.reload(true);
+    this.stopWatching = watchFileChanges(this.options.path, this.options.watchIntervalMs, () => this.reload(false));
+    this.timer = setInterval(() => void this.saveLastUsed(), this.options.saveIntervalMs ?? 60_000).unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopWatching?.();
+    clearInterval(this.timer);
+    await this.saveLastUsed();
+  }
+
+  /** Synchronous: one SHA-256 and a map lookup. */
+  authenticate(token: string): BearerVerdict {
+    const active = this.byHash.get(hashToken(token));
+    if (!active) return { ok: false, reason: tokenFormatProblem(token) ?? 'unknown or revoked token' };
+    const now = Date.now();
+    if (now >= active.expiresAt) return { ok: false, reason: `the token expired at ${new Date(active.expiresAt).toISOString()}` };
+    if (!this.options.userExists(active.principal.user)) return { ok: false, reason: "the token's user no longer exists" };
+    this.lastUsed.set(active.id, now);
+    this.dirty = true;
+    return { ok: true, principal: active.principal };
+  }
+
+  /** At start-up a bad entry is skipped; on a reload a file with any problem keeps the previous tokens. */
+  reload(initial: boolean): void {
+    const file = this.options.path;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') {
+        this.logger.error({ file, code }, initial ? 'tokens file unreadable; no API tokens are accepted until it is fixed' : 'tokens file unreadable; keeping the previous tokens');
+        return;
+      }
+      if (this.byHash.size) this.logger.warn({ file }, 'tokens file removed; no API tokens are accepted');
+      this.byHash = new Map();
+      return;
+    }
+    const { records, problems } = parseTokenFile(text);
+    for (const problem of problems) this.logger.error({ file }, `tokens file: ${problem}`);
+    if (problems.length && !initial) {
+      this.logger.error({ file }, 'tokens file has errors; keeping the previous tokens until it is fixed');
+      return;
+    }
+    const byHash = new Map<string, ActiveToken>();
+    for (const record of records) {
+      byHash.set(record.hash, {
+        id: record.id,
+        expiresAt: record.expires === null ? Infinity : Date.parse(record.expires),
+        principal: Object.freeze({ user: record.user, method: 'bearer', groups: Object.freeze([]) }),
+      });
+    }
+    this.byHash = byHash;
+    if (!initial) this.logger.info({ file, tokens: byHash.size }, 'tokens file reloaded');
+  }
+
+  /** Merges this process's last-use times into the shared file (several workers or replicas may write it). */
+  saveLastUsed(): Promise<void> {
+    this.saving = this.saving.then(async () => {
+      if (!this.dirty) return;
+      this.dirty = false;
+      const file = lastUsedPath(this.options.path);
+      try {
+        const saved = await readLastUsed(this.options.path);
+        const current = new Set([...this.byHash.values()].map((active) => active.id));
+        const merged: Record<string, string> = {};
+        for (const [id, at] of Object.entries(saved)) if (current.has(id)) merged[id] = at;
+        for (const [id, at] of this.lastUsed) {
+          if (current.has(id) && !(Date.parse(merged[id] ?? '') >= at)) merged[id] = new Date(at).toISOString();
+        }
+        await writeFileAtomic(file, Buffer.from(`${JSON.stringify(merged, null, 2)}\n`), existsSync(file));
+      } catch (err) {
+        this.logger.warn({ file, err }, 'could not save the last-use times of API tokens');
+      }
+    });
+    return this.saving;
+  }
+}

@@ -1,0 +1,174 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TrustedProxies } from '../context/client-ip.ts';
+import type { RequestContext } from '../context/request-context.ts';
+import { isMlflowApiPath, sendError, setPageIdentity } from '../http/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import type { AuthOutcome, Authenticator } from './authenticate.ts';
+import { checkSameOrigin, externalOrigin, isSafeMethod } from './csrf.ts';
+import type { Principal } from './principal.ts';
+import { cookieValue, withoutCookie, type SessionManager, type SessionVerdict } from './session.ts';
+
+export const SIGN_IN_PATH = '/-/login';
+export const SIGN_OUT_PATH = '/-/logout';
+
+/** Both cookie names contain this, so a request without it skips all cookie work. */
+const COOKIE_MARKER = 'mlgate-session';
+
+/**
+ * Authentication for a request, browsers' sign-in included. Null means the step has answered the
+ * request itself (a redirect to the sign-in page, a refused cross-site request) and the pipeline
+ * must do nothing more.
+ */
+export type SessionStepOutcome = AuthOutcome | null;
+
+export interface SessionStep {
+  authenticate(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): SessionStepOutcome | Promise<SessionStepOutcome>;
+  /** Takes the session cookie out of a request before it is forwarded (done by authenticate too). */
+  removeSessionCookie(req: IncomingMessage): void;
+}
+
+export interface SessionStepOptions {
+  sessions: SessionManager;
+  /** Credentials in the Authorization header (Basic, tokens): they win over the cookie. */
+  authenticator: Authenticator;
+  tls: boolean;
+  proxies: TrustedProxies;
+  logger: Logger;
+}
+
+/**
+ * The browser sign-in step, in front of the Authorization-header authenticator:
+ * - a request with an Authorization header is the authenticator's alone (the MLflow client, curl,
+ *   a browser that remembers a password);
+ * - otherwise the session cookie, when valid, authenticates it (renewed when old enough); a request
+ *   that could change something must then come from this gateway's own pages (Origin or Referer);
+ * - without either, a browser asking for a UI page is sent to /-/login, the MLflow UI's own calls to
+ *   /ajax-api/ get a 401 without a Basic challenge (so no password prompt pops up over the UI), and
+ *   everything else gets the authenticator's answer, as before.
+ * The session cookie never reaches MLflow.
+ */
+export function createSessionStep(options: SessionStepOptions): SessionStep {
+  const { sessions, authenticator, logger } = options;
+  const anonymous: Parameters<typeof setPageIdentity>[1] = { signInPath: SIGN_IN_PATH };
+
+  function refusedWithoutCredentials(outcome: AuthOutcome, req: IncomingMessage): AuthOutcome {
+    if (!outcome.ok) setPageIdentity(req, anonymous);
+    return outcome;
+  }
+
+  /** No usable credentials: the sign-in page for a browser's page load, a quiet 401 for the UI's calls. */
+  function unauthenticated(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): SessionStepOutcome | Promise<SessionStepOutcome> {
+    if (wantsSignInPage(req, ctx.path)) {
+      redirectToSignIn(req, res);
+      return null;
+    }
+    if (ctx.path.startsWith('/ajax-api/')) {
+      setPageIdentity(req, anonymous);
+      sendError(req, res, { status: 401, code: 'UNAUTHENTICATED', message: `not signed in, or the session has ended: reload the page to sign in (${SIGN_IN_PATH})` }, ctx.id);
+      return null;
+    }
+    const outcome = authenticator.authenticate(req);
+    return 'then' in outcome ? outcome.then((settled) => refusedWithoutCredentials(settled, req)) : refusedWithoutCredentials(outcome, req);
+  }
+
+  function accepted(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, cookie: string, verdict: SessionVerdict, secure: boolean, origin: string | undefined): SessionStepOutcome | Promise<SessionStepOutcome> {
+    if (!verdict.ok) {
+      logger.debug({ reqId: ctx.id, reason: verdict.reason }, 'session cookie refused');
+      res.setHeader('set-cookie', sessions.clearCookie(secure));
+      return unauthenticated(req, res, ctx);
+    }
+    const { session } = verdict;
+    if (!isSafeMethod(req.method)) {
+      const check = checkSameOrigin(req, origin);
+      if (!check.sameOrigin) {
+        logger.info({ reqId: ctx.id, user: session.user, reason: check.reason }, 'cross-site request with the session cookie refused');
+        setPageIdentity(req, { user: session.user, signOutPath: SIGN_OUT_PATH });
+        sendError(req, res, {
+          status: 403,
+          code: 'PERMISSION_DENIED',
+          message: `cross-site request refused: ${check.reason}. Requests signed in with the session cookie must come from this site's own pages`,
+        }, ctx.id);
+        return null;
+      }
+    }
+    setPageIdentity(req, { user: session.user, signOutPath: SIGN_OUT_PATH });
+    const principal: Principal = { user: session.user, method: 'session', groups: [] };
+    const renewal = sessions.renewal(cookie, session);
+    if (!renewal) return { ok: true, principal };
+    return renewal.then((issued) => {
+      if (!res.headersSent) res.setHeader('set-cookie', sessions.setCookie(issued, secure));
+      return { ok: true, principal };
+    });
+  }
+
+  function removeSessionCookie(req: IncomingMessage): void {
+    const header = req.headers.cookie;
+    if (header === undefined || !header.includes(COOKIE_MARKER)) return;
+    const rest = withoutCookie(withoutCookie(header, sessions.cookieName(true)) ?? '', sessions.cookieName(false));
+    if (rest === undefined) delete req.headers.cookie;
+    else req.headers.cookie = rest;
+  }
+
+  return {
+    removeSessionCookie,
+    authenticate(req, res, ctx) {
+      const header = req.headers.cookie;
+      let cookie: string | undefined;
+      let external: ReturnType<typeof externalOrigin> | undefined;
+      if (header !== undefined && header.includes(COOKIE_MARKER)) {
+        external = externalOrigin(req, options.tls, options.proxies);
+        cookie = cookieValue(header, sessions.cookieName(external.secure));
+        removeSessionCookie(req);
+      }
+      if (req.headers.authorization !== undefined) return authenticator.authenticate(req);
+      if (!cookie) return unauthenticated(req, res, ctx);
+      const { secure, origin } = external!;
+      const verdict = sessions.verify(cookie);
+      if ('then' in verdict) return verdict.then((settled) => accepted(req, res, ctx, cookie, settled, secure, origin));
+      return accepted(req, res, ctx, cookie, verdict, secure, origin);
+    },
+  };
+}
+
+/** A browser loading a page of the MLflow UI: never an API path (a 200 HTML page there breaks the client). */
+function wantsSignInPage(req: IncomingMessage, path: string): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  if (isMlflowApiPath(path) || path.startsWith('/-/') || !path.startsWith('/')) return false;
+  const accept = req.headers.accept;
+  return accept !== undefined && accept.includes('text/html');
+}
+
+function redirectToSignIn(req: IncomingMessage, res: ServerResponse): void {
+  const next = safeNextPath(req.url) ?? '/';
+  const location = `${SIGN_IN_PATH}?next=${encodeURIComponent(next)}`;
+  const body = `<!doctype html><meta charset="utf-8"><title>Sign in · mlgate</title><p><a href="${location.replace(/&/g, '&amp;')}">Sign in</a> to continue.</p>\n`;
+  res.writeHead(302, {
+    location,
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * A path on this site to return to after sign-in, or undefined. Only a relative path that starts with
+ * a single "/" is accepted: no scheme, no "//host", no backslashes (browsers read "/\host" as
+ * "//host"), no control characters; what comes back is re-serialised from its parsed form.
+ */
+export function safeNextPath(next: string | undefined | null): string | undefined {
+  if (typeof next !== 'string' || next.length === 0 || next.length > 2048) return undefined;
+  if (next[0] !== '/' || next[1] === '/' || next.includes('\\')) return undefined;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(next)) return undefined;
+  const base = 'https://mlgate.invalid';
+  let url: URL;
+  try {
+    url = new URL(next, base);
+  } catch {
+    return undefined;
+  }
+  if (url.origin !== base) return undefined;
+  const path = url.pathname + url.search + url.hash;
+  return path.startsWith('//') ? undefined : path;
+}

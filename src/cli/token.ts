@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { issueToken, readLastUsed, readTokenFile, revokeToken, tokenNameProblem, type TokenRecord } from '../auth/api-tokens.ts';
+import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
+import { duration, formatDuration } from '../config/schema.ts';
+import { addConfigFlags } from './config-flags.ts';
+import { loadConfigOrExit } from './serve.ts';
+
+type Options = Record<string, unknown>;
+
+const DEFAULT_TTL = '90d';
+
+/** `mlgate token issue|list|revoke`: edits tokens.file; a running gateway re-reads it. */
+export function registerToken(program: Command): void {
+  const token = program.command('token').description('issue, list and revoke API tokens for MLFLOW_TRACKING_TOKEN (tokens.file)');
+
+  addConfigFlags(token.command('issue').argument('<user>', 'the htpasswd user the token acts as'))
+    .description('issue a token and print it once on standard output')
+    .option('--ttl <duration>', `how long the token is valid, e.g. 12h, 30d, or "never"`, DEFAULT_TTL)
+    .option('--name <text>', 'what the token is for, shown by "token list" (e.g. ci-nightly)', '')
+    .action(async (user: string, options: Options) => {
+      const { auth, tokens } = loadConfigOrExit(options).config;
+      const ttlMs = parseTtl(String(options.ttl));
+      const name = String(options.name);
+      const nameProblem = tokenNameProblem(name);
+      if (nameProblem) throw new Error(`${nameProblem}; no token was issued`);
+      if (!(await readHtpasswdUsers(auth.htpasswd)).includes(user)) {
+        throw new Error(`user "${user}" does not exist in ${auth.htpasswd}; add it first with "mlgate user add ${user}". No token was issued`);
+      }
+      const { token: secret, record } = await issueToken(tokens.file, { user, name, ttlMs });
+      process.stdout.write(`${secret}\n`);
+      process.stderr.write(
+        `issued token ${record.id} for "${user}"${name ? ` (${name})` : ''}, ${record.expires ? `valid until ${record.expires}` : 'never expiring'}.\n` +
+        'It is shown only this once: store it now, e.g. as MLFLOW_TRACKING_TOKEN in your CI secrets.\n' +
+        (tokens.enabled ? '' : 'Note: tokens.enabled is false, so the gateway does not accept it yet.\n'),
+      );
+    });
+
+  addConfigFlags(token.command('list'))
+    .description('show every token: id, user, name, created, expires, last used (never the token itself)')
+    .option('--user <name>', 'only this user\'s tokens')
+    .action(async (options: Options) => {
+      const { tokens } = loadConfigOrExit(options).config;
+      const { records, problems } = await readTokenFile(tokens.file);
+      for (const problem of problems) process.stderr.write(`warning: ${tokens.file}: ${problem}\n`);
+      const shown = options.user === undefined ? records : records.filter((record) => record.user === options.user);
+      if (shown.length === 0) {
+        process.stderr.write(`no tokens in ${tokens.file}\n`);
+        return;
+      }
+      const lastUsed = await readLastUsed(tokens.file);
+      process.stdout.write(table(shown, lastUsed, Date.now()));
+    });
+
+  addConfigFlags(token.command('revoke').argument('<id>', 'the token id, as "token list" shows it'))
+    .description('revoke a token; a running gateway refuses it within watchInterval')
+    .action(async (id: string, options: Options) => {
+      const { tokens } = loadConfigOrExit(options).config;
+      const revoked = await revokeToken(tokens.file, id);
+      if (!revoked) throw new Error(`no token with id "${id}" in ${tokens.file} ("mlgate token list" shows the ids); nothing was changed`);
+      console.log(`revoked token ${revoked.id} of "${revoked.user}"${revoked.name ? ` (${revoked.name})` : ''}`);
+    });
+}
+
+/** undefined for "never". */
+function parseTtl(text: string): number | undefined {
+  if (text === 'never') return undefined;
+  const parsed = duration.safeParse(text);
+  if (!parsed.success || parsed.data <= 0) throw new Error(`--ttl must be a duration such as 12h, 30d or 1s, or "never"; got "${text}". No token was issued`);
+  return parsed.data;
+}
+
+function table(records: readonly TokenRecord[], lastUsed: Record<string, string>, now: number): string {
+  const rows = records.map((record) => [
+    record.id,
+    record.user,
+    record.name || '-',
+    when(record.created),
+    record.expires === null ? 'never' : `${when(record.expires)}${Date.parse(record.expires) <= now ? ' (expired)' : ` (in ${formatDuration(roughly(Date.parse(record.expires) - now))})`}`,
+    lastUsed[record.id] ? when(lastUsed[record.id]!) : 'never',
+  ]);
+  const all = [['ID', 'USER', 'NAME', 'CREATED', 'EXPIRES', 'LAST USED'], ...rows];
+  const widths = all[0]!.map((_, column) => Math.max(...all.map((row) => row[column]!.length)));
+  return all.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n') + '\n';
+}
+
+/** "2025-06-01 14:03Z": minutes are enough to tell tokens apart, and UTC reads the same everywhere. */
+function when(iso: string): string {
+  return `${new Date(iso).toISOString().slice(0, 16).replace('T', ' ')}Z`;
+}
+
+/** To the nearest day, hour, minute or second: "in 30d" rather than "in 2591998s". */
+function roughly(ms: number): number {
+  for (const unit of [86_400_000, 3_600_000, 60_000, 1000]) if (ms >= unit) return Math.round(ms / unit) * unit;
+  return ms;
+}

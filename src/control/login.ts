@@ -1,0 +1,153 @@
+import type { IncomingMessage } from 'node:http';
+import type { HttpBindings } from '@hono/node-server';
+import type { Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { checkSameOrigin, externalOrigin } from '../auth/csrf.ts';
+import type { Authenticator } from '../auth/authenticate.ts';
+import type { Session, SessionManager } from '../auth/session.ts';
+import { safeNextPath, SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
+import type { TrustedProxies } from '../context/client-ip.ts';
+import type { RequestContext } from '../context/request-context.ts';
+import type { Logger } from '../log/logger.ts';
+import { messagePage, PAGE_HEADERS, signInPage, signOutPage } from './pages.ts';
+
+export interface SignInDependencies {
+  sessions: SessionManager;
+  /** Checks the form's user name and password exactly as HTTP Basic is checked, lockout included. */
+  authenticator: Pick<Authenticator, 'verifyPassword'>;
+  contextOf(req: IncomingMessage): RequestContext | undefined;
+  /** The service's name on the page (auth.realm). */
+  service: string;
+  tls: boolean;
+  proxies: TrustedProxies;
+  logger: Logger;
+}
+
+type Env = { Bindings: HttpBindings };
+
+const SIGN_OUT_PURPOSE = 'sign-out';
+const WRONG_CREDENTIALS = 'Invalid user name or password.';
+const FORM_LIMIT_BYTES = 16 * 1024;
+
+/**
+ * /-/login and /-/logout: the sign-in form (checked against the htpasswd users as HTTP Basic is: off
+ * the event loop, cached, behind the password-guessing lockout), and sign-out (a confirmation page, then a POST that ends the
+ * session everywhere and clears the cookie). Both answer without credentials.
+ */
+export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): void {
+  const { sessions, logger } = deps;
+
+  function page(c: Context<Env>, status: number, html: string, headers: Record<string, string> = {}): Response {
+    return c.body(html, status as 200, { ...PAGE_HEADERS, ...headers });
+  }
+
+  /** See Other: after a POST the browser follows with a GET, so a reload never re-submits the form. */
+  function seeOther(c: Context<Env>, location: string, setCookie?: string): Response {
+    const headers: Record<string, string> = { location, 'cache-control': 'no-store' };
+    if (setCookie) headers['set-cookie'] = setCookie;
+    return c.body(null, 303, headers);
+  }
+
+  async function currentSession(req: IncomingMessage, secure: boolean): Promise<Session | undefined> {
+    const cookie = sessions.readCookie(req, secure);
+    if (!cookie) return undefined;
+    const verdict = await sessions.verify(cookie);
+    return verdict.ok ? verdict.session : undefined;
+  }
+
+  const formLimit = bodyLimit({
+    maxSize: FORM_LIMIT_BYTES,
+    onError: (c) => page(c as Context<Env>, 413, messagePage('Request too large', 'The form sent was larger than a sign-in form can be.', { href: SIGN_IN_PATH, text: 'Back to sign-in' })),
+  });
+
+  /** A form sent from another site's page: login CSRF, or a forced sign-out. */
+  function crossSite(c: Context<Env>, reason: string, ctx: RequestContext | undefined): Response {
+    logger.info({ reqId: ctx?.id, reason }, 'cross-site sign-in form refused');
+    return page(c, 403, messagePage('Access denied', 'This form was sent from another site, so it was not accepted.', { href: SIGN_IN_PATH, text: 'Go to the sign-in page' }));
+  }
+
+  app.get(SIGN_IN_PATH, async (c) => {
+    const req = c.env.incoming;
+    const { secure } = externalOrigin(req, deps.tls, deps.proxies);
+    const current = await currentSession(req, secure);
+    const notice = c.req.query('signed-out') !== undefined ? 'You have signed out.' : undefined;
+    return page(c, 200, signInPage({ service: deps.service, next: safeNextPath(c.req.query('next')) ?? '/', notice, signedInAs: current?.user }));
+  });
+
+  app.post(SIGN_IN_PATH, formLimit, async (c) => {
+    const req = c.env.incoming;
+    const ctx = deps.contextOf(req);
+    const ip = ctx?.clientIp ?? '';
+    const { origin, secure } = externalOrigin(req, deps.tls, deps.proxies);
+    const same = checkSameOrigin(req, origin);
+    if (!same.sameOrigin) return crossSite(c, same.reason, ctx);
+
+    const form = await c.req.parseBody();
+    const user = typeof form.username === 'string' ? form.username.trim() : '';
+    const password = typeof form.password === 'string' ? form.password : '';
+    const next = safeNextPath(typeof form.next === 'string' ? form.next : undefined) ?? '/';
+    const again = (status: number, error: string, headers?: Record<string, string>) =>
+      page(c, status, signInPage({ service: deps.service, next, username: user, error }), headers);
+
+    if (!user || !password) return again(400, 'Enter your user name and password.');
+    // As HTTP Basic checks it: cached successes at once, lockouts before any hash, off the event loop.
+    const outcome = await deps.authenticator.verifyPassword(user, password, ip, 'session');
+    if (!outcome.ok) {
+      if (outcome.status === 503) return again(503, 'The gateway is busy checking passwords; try again in a moment.', { 'retry-after': '1' });
+      const retryAfter = outcome.headers?.['retry-after'];
+      if (retryAfter !== undefined) {
+        logger.info({ reqId: ctx?.id, ip, user }, 'sign-in refused during a lockout');
+        // 401 like every refused credential, not 429: the policy is one answer everywhere.
+        return again(401, `${outcome.message.charAt(0).toUpperCase()}${outcome.message.slice(1)}.`, { 'retry-after': String(retryAfter) });
+      }
+      logger.info({ reqId: ctx?.id, ip, user }, 'sign-in failed: invalid user name or password');
+      return again(401, WRONG_CREDENTIALS);
+    }
+    let issued;
+    try {
+      issued = await sessions.issue(user);
+    } catch {
+      return again(401, WRONG_CREDENTIALS); // removed from the htpasswd file a moment ago
+    }
+    if (ctx) ctx.principal = { user, method: 'session', groups: [] };
+    logger.info({ reqId: ctx?.id, ip, user, session: issued.session.id }, 'signed in');
+    return seeOther(c, next, sessions.setCookie(issued, secure));
+  });
+
+  app.get(SIGN_OUT_PATH, async (c) => {
+    const req = c.env.incoming;
+    const { secure } = externalOrigin(req, deps.tls, deps.proxies);
+    const current = await currentSession(req, secure);
+    if (!current) return seeOther(c, SIGN_IN_PATH);
+    return page(c, 200, signOutPage({ user: current.user, token: sessions.formToken(SIGN_OUT_PURPOSE, current), basicToo: req.headers.authorization !== undefined }));
+  });
+
+  app.post(SIGN_OUT_PATH, formLimit, async (c) => {
+    const req = c.env.incoming;
+    const ctx = deps.contextOf(req);
+    const { origin, secure } = externalOrigin(req, deps.tls, deps.proxies);
+    const same = checkSameOrigin(req, origin);
+    if (!same.sameOrigin) return crossSite(c, same.reason, ctx);
+
+    const form = await c.req.parseBody();
+    const current = await currentSession(req, secure);
+    if (current) {
+      if (!sessions.verifyFormToken(SIGN_OUT_PURPOSE, current, form.token)) {
+        return page(c, 403, signOutPage({
+          user: current.user,
+          token: sessions.formToken(SIGN_OUT_PURPOSE, current),
+          basicToo: req.headers.authorization !== undefined,
+          error: 'That sign-out form was out of date; sign out again.',
+        }));
+      }
+      if (ctx) ctx.principal = { user: current.user, method: 'session', groups: [] };
+      try {
+        await sessions.revoke(current);
+      } catch (err) {
+        logger.error({ reqId: ctx?.id, err }, 'could not save the ended session to session.revocationsFile; only this process refuses it');
+      }
+      logger.info({ reqId: ctx?.id, ip: ctx?.clientIp, user: current.user, session: current.id }, 'signed out');
+    }
+    return seeOther(c, `${SIGN_IN_PATH}?signed-out`, sessions.clearCookie(secure));
+  });
+}

@@ -1,0 +1,113 @@
+// The gateway's own HTML pages (sign-in, sign-out): self-contained, no external assets, usable with
+// a keyboard and a screen reader, and working without JavaScript.
+import { createHash } from 'node:crypto';
+import { escapeHtml } from '../http/errors.ts';
+
+const STYLE = `
+:root{color-scheme:light dark;--fg:#1b1f24;--muted:#57606a;--bg:#fff;--panel:#f6f8fa;--line:#8c959f;--accent:#0860c4;--error:#b3261e}
+@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9da7b3;--bg:#0d1117;--panel:#161b22;--line:#6e7681;--accent:#58a6ff;--error:#ff7b72}}
+*{box-sizing:border-box}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);margin:0}
+main{max-width:24rem;margin:10vh auto;padding:1.5rem;background:var(--panel);border-radius:.5rem}
+h1{font-size:1.4rem;margin:0 0 1rem}
+label{display:block;font-weight:600;margin:1rem 0 .25rem}
+input{width:100%;font:inherit;padding:.5rem;border:1px solid var(--line);border-radius:.25rem;background:var(--bg);color:var(--fg)}
+input[aria-invalid=true]{border-color:var(--error)}
+button{margin-top:1.25rem;width:100%;font:inherit;font-weight:600;padding:.6rem;border:0;border-radius:.25rem;background:var(--accent);color:#fff;cursor:pointer}
+:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
+a{color:var(--accent)}
+.error{color:var(--error);font-weight:600}
+.status{border-left:4px solid var(--accent);padding-left:.75rem}
+small,.hint{color:var(--muted);font-size:.875rem}
+`.trim();
+
+/** Puts the part of the address after "#" (the MLflow UI's own route) back onto the return path. */
+const KEEP_FRAGMENT_SCRIPT = `(function(){var n=document.getElementById('next');if(n&&location.hash&&n.value.indexOf('#')<0)n.value+=location.hash;})();`;
+
+const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+
+/** Headers for every page: nothing loads from anywhere, forms post only here, never framed or cached. */
+export const PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'content-security-policy': `default-src 'none'; style-src ${sha256(STYLE)}; script-src ${sha256(KEEP_FRAGMENT_SCRIPT)}; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+};
+
+function layout(title: string, body: string, script = ''): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="robots" content="noindex">
+<link rel="icon" href="data:,">
+<title>${escapeHtml(title)} · mlgate</title>
+<style>${STYLE}</style>
+</head><body><main>
+${body}
+</main>${script ? `<script>${script}</script>` : ''}</body></html>
+`;
+}
+
+export interface SignInPageOptions {
+  /** The name users know the service by (auth.realm), e.g. "MLflow". */
+  service: string;
+  next: string;
+  username?: string;
+  error?: string;
+  /** A neutral message, e.g. after signing out. */
+  notice?: string;
+  /** Who this browser is signed in as already, if anyone. */
+  signedInAs?: string;
+}
+
+export function signInPage(options: SignInPageOptions): string {
+  const { service, next, error } = options;
+  const invalid = error ? ' aria-invalid="true" aria-describedby="error"' : '';
+  const focusPassword = Boolean(error && options.username);
+  // Signed in already: the form is for switching users, so the notice (with Continue) gets read first.
+  const focusUser = !focusPassword && options.signedInAs === undefined;
+  const parts = [`<h1>Sign in to ${escapeHtml(service)}</h1>`];
+  if (options.notice) parts.push(`<p class="status" role="status">${escapeHtml(options.notice)}</p>`);
+  if (options.signedInAs !== undefined) {
+    parts.push(`<p class="status">Signed in as <strong>${escapeHtml(options.signedInAs)}</strong>. <a href="${escapeHtml(next)}">Continue</a> · <a href="/-/logout">Sign out</a></p>`);
+  }
+  if (error) parts.push(`<p id="error" class="error" role="alert">${escapeHtml(error)}</p>`);
+  parts.push(`<form method="post" action="/-/login">
+<input type="hidden" id="next" name="next" value="${escapeHtml(next)}">
+<label for="username">User name</label>
+<input id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required value="${escapeHtml(options.username ?? '')}"${invalid}${focusUser ? ' autofocus' : ''}>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required${invalid}${focusPassword ? ' autofocus' : ''}>
+<button type="submit">Sign in</button>
+</form>`);
+  parts.push(`<p class="hint">The MLflow client and scripts sign in with <code>MLFLOW_TRACKING_USERNAME</code> and <code>MLFLOW_TRACKING_PASSWORD</code> instead.</p>`);
+  return layout(`Sign in to ${service}`, parts.join('\n'), KEEP_FRAGMENT_SCRIPT);
+}
+
+export interface SignOutPageOptions {
+  user: string;
+  token: string;
+  error?: string;
+  /** The browser also sends a remembered password (HTTP Basic), which signing out cannot clear. */
+  basicToo: boolean;
+}
+
+export function signOutPage(options: SignOutPageOptions): string {
+  const parts = ['<h1>Sign out</h1>'];
+  if (options.error) parts.push(`<p class="error" role="alert">${escapeHtml(options.error)}</p>`);
+  parts.push(`<p>Signed in as <strong>${escapeHtml(options.user)}</strong>.</p>`);
+  parts.push(`<form method="post" action="/-/logout">
+<input type="hidden" name="token" value="${escapeHtml(options.token)}">
+<button type="submit">Sign out</button>
+</form>`);
+  if (options.basicToo) parts.push('<p class="hint">This browser also sends a saved password (HTTP Basic); close the browser to make it forget that.</p>');
+  parts.push('<p><a href="/">Back to MLflow</a></p>');
+  return layout('Sign out', parts.join('\n'));
+}
+
+export function messagePage(title: string, message: string, link?: { href: string; text: string }): string {
+  const parts = [`<h1>${escapeHtml(title)}</h1>`, `<p>${escapeHtml(message)}</p>`];
+  if (link) parts.push(`<p><a href="${escapeHtml(link.href)}">${escapeHtml(link.text)}</a></p>`);
+  return layout(title, parts.join('\n'));
+}

@@ -1,0 +1,52 @@
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { bootstrapAdminIfMissing, BOOTSTRAP_USER } from '../auth/bootstrap-admin.ts';
+import { HashWorkerPool } from '../auth/hash-worker-pool.ts';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log/logger.ts';
+import { ensureCertificate } from './certificate.ts';
+import { printAdminPassword } from './gateway.ts';
+
+/** Restarting a worker that keeps dying right away would only spin; wait this long first. */
+const RESTART_DELAY_MS = 1000;
+
+export function workerCount(workers: Config['workers']): number {
+  return workers === 'auto' ? availableParallelism() : workers;
+}
+
+/**
+ * The primary of `workers: N`: it does the first-start work once (admin user, self-signed
+ * certificate) so workers do not race to create files, then runs N gateway processes that share
+ * the port, restarts any that die, and on SIGTERM/SIGINT lets each finish its requests.
+ */
+export async function runPrimary(config: Config, count: number, logger: Logger): Promise<void> {
+  const pool = new HashWorkerPool(1);
+  const password = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost).finally(() => pool.close());
+  if (password) printAdminPassword(BOOTSTRAP_USER, password, config.auth.htpasswd);
+  if (config.tls.enabled) await ensureCertificate(config.tls);
+
+  let stopping = false;
+  const fork = () => cluster.fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        logger.info('mlgate stopped');
+        logger.flush();
+        process.exit(0);
+      }
+      return;
+    }
+    logger.error({ workerPid: worker.process.pid, code, signal }, 'worker died; starting another');
+    setTimeout(fork, RESTART_DELAY_MS).unref();
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1); // a second Ctrl-C means now
+    stopping = true;
+    logger.info({ signal }, 'shutting down workers: finishing in-flight requests');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  for (let i = 0; i < count; i++) fork();
+  logger.info({ workers: count }, 'mlgate primary started its workers');
+}

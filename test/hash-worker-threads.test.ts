@@ -1,0 +1,36 @@
+// Hash checks run in worker threads that exist only while there is work, keeping idle memory low.
+import { describe, expect, it } from 'vitest';
+import { HashWorkerPool } from '../src/auth/hash-worker-pool.ts';
+import { hashPassword, unmatchableBcryptHash } from '../src/auth/htpasswd-formats.ts';
+
+describe('the hash worker threads', () => {
+  it('start on the first check, share the work, and stop when idle', async () => {
+    const pool = new HashWorkerPool(2, 200);
+    try {
+      expect(pool.threadCount).toBe(0);
+      const hash = await hashPassword('right', 4);
+      const results = await Promise.all([pool.verify(hash, 'right'), pool.verify(hash, 'wrong'), pool.verify(hash, 'right')]);
+      expect(results).toEqual([true, false, true]);
+      expect(pool.threadCount).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect(pool.threadCount).toBe(0);
+      expect(await pool.verify(hash, 'right')).toBe(true); // starts again when needed
+      expect(pool.threadCount).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('check unknown users against a hash no password matches, at the configured cost', async () => {
+    const pool = new HashWorkerPool(1);
+    try {
+      const dummy = unmatchableBcryptHash(5);
+      expect(dummy).toMatch(/^\$2y\$05\$[./A-Za-z0-9]{53}$/);
+      expect(unmatchableBcryptHash(5)).not.toBe(dummy);
+      expect(await pool.verify(dummy, '')).toBe(false);
+      expect(await pool.verify(dummy, 'anything')).toBe(false);
+    } finally {
+      await pool.close();
+    }
+  });
+});
