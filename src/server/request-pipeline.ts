@@ -9,7 +9,7 @@ import { logAccess } from '../http/access-log.ts';
 import { sendError, type GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Forwarder } from '../proxy/forwarder.ts';
-import { prepareUpstreamHeaders, type IdentityHeaders } from '../proxy/request-headers.ts';
+import { upstreamHeaderBuilder, type IdentityHeaders } from '../proxy/request-headers.ts';
 
 export interface PipelineOptions {
   logger: Logger;
@@ -30,7 +30,8 @@ export interface PipelineOptions {
  * gateway's own /-/ routes or the upstream; the access log line is written when the response ends.
  */
 export function createRequestPipeline(options: PipelineOptions) {
-  const { logger, authenticator, forwarder, control, identity, contexts } = options;
+  const { logger, authenticator, forwarder, control, contexts } = options;
+  const upstreamHeaders = upstreamHeaderBuilder(options.identity);
   const proto = options.tls ? 'https' : 'http';
   let inFlight = 0;
   let draining = false;
@@ -42,12 +43,12 @@ export function createRequestPipeline(options: PipelineOptions) {
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
-    prepareUpstreamHeaders(req.headers, ctx.id, ctx.principal!.user, {
+    req.headers = upstreamHeaders(req.headers, ctx.id, ctx.principal!.user, {
       peerIp: peerAddress(req),
       proto,
       host: req.headers.host,
       peerTrusted: options.proxies.peerIsTrusted(req),
-    }, identity, false);
+    }, false);
     forwarder.web(req, res, ctx, (error) => fail(req, res, ctx, error));
   }
 
@@ -115,9 +116,9 @@ export function createRequestPipeline(options: PipelineOptions) {
       }
       ctx.principal = outcome.principal;
       options.sessionStep?.removeSessionCookie(req); // upgrades take the Authorization header only; the cookie stays here
-      prepareUpstreamHeaders(req.headers, ctx.id, outcome.principal.user, {
+      req.headers = upstreamHeaders(req.headers, ctx.id, outcome.principal.user, {
         peerIp: peerAddress(req), proto, host: req.headers.host, peerTrusted: options.proxies.peerIsTrusted(req),
-      }, identity, true);
+      }, true);
       logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, user: outcome.principal.user, auth: outcome.principal.method, upgrade: true }, 'websocket');
       forwarder.ws(req, socket, head, ctx, refuse);
     }).catch((err: unknown) => {

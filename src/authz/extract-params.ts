@@ -1,0 +1,202 @@
+// Reads the resource ids a request names exactly where MLflow's handler will read them, so the
+// gateway never checks one id while MLflow acts on another. MLflow's rules (reference §2.1): GET
+// takes the query string (repeated keys for lists, the first value otherwise), or the JSON body
+// when the query string is empty; every other method takes the JSON body, whatever its
+// Content-Type. Flask routes outside the RPCs read their own places (route-rule.ts ParamSource).
+import { EXPERIMENT_ID, experimentOfArtifactPath, fileNameProblem, relativePathProblem } from './artifact-path.ts';
+import { levelRank, type PermissionLevel } from './levels.ts';
+import {
+  ABSENT, hasQueryParams, invalid, plainField, readJsonField, readQueryField,
+  type ExtractionError, type JsonObject, type Read,
+} from './mlflow-message.ts';
+import type { PathCheck, RefKind, ResourceSpec, RouteRule } from './route-rule.ts';
+
+export { hasQueryParams, parseRequestJson, type ExtractionError } from './mlflow-message.ts';
+
+export type ResourceRef =
+  | { kind: 'experiment' | 'run' | 'logged-model' | 'trace' | 'dataset'; id: string }
+  | { kind: 'experiment-name' | 'registered-model'; name: string }
+  | { kind: 'artifact-path'; experimentId: string; path: string };
+
+export interface ResourceCheck {
+  ref: ResourceRef;
+  level: PermissionLevel;
+  /** Where the id was read, for logs and messages: "body run_id", "query name", "path trace_id". */
+  source: string;
+}
+
+export interface ExtractedResources {
+  ok: true;
+  /** Each resource once, with the highest level any of the rule's checks asks of it. */
+  checks: ResourceCheck[];
+  /** Tag keys written or deleted (rules with writesTags), for the reserved-key checks. */
+  tagKeys: string[];
+  /** The name a create gives, or a rename moves to. */
+  newName?: string;
+}
+
+export interface RequestParams {
+  query: URLSearchParams;
+  /** The parsed JSON body (parseRequestJson) when needsRequestBody said to read it; otherwise undefined. */
+  body: unknown;
+  pathParams: Readonly<Record<string, string>>;
+  headers?: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/** Enough for the UI's widest comparisons; more would be a flood of upstream look-ups. */
+export const MAX_IDS_PER_REQUEST = 1000;
+
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,255}$/;
+const OBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,255}$/;
+const NAME = /^[^\u0000-\u001f\u007f]{1,1024}$/;
+
+/** `get`: a GET without a query string, whose message MLflow takes from the body instead. */
+type Message = { from: 'query'; query: URLSearchParams } | { from: 'body'; body: JsonObject; get: boolean };
+
+function messageOf(rule: RouteRule, request: RequestParams): Message {
+  if (rule.method === 'GET' && hasQueryParams(request.query)) return { from: 'query', query: request.query };
+  if (request.body === undefined) {
+    if (rule.readsMessage) throw new Error(`extractResources: ${rule.method} ${rule.name} reads the JSON body, but none was given (see needsRequestBody)`);
+    return { from: 'body', body: {}, get: rule.method === 'GET' };
+  }
+  return { from: 'body', body: request.body as JsonObject, get: rule.method === 'GET' };
+}
+
+function readMessageField(message: Message, field: string): Read {
+  return message.from === 'query' ? readQueryField(message.query, field) : readJsonField(message.body, field);
+}
+
+function readSource(spec: Pick<ResourceSpec, 'from' | 'field'>, message: Message, request: RequestParams): Read {
+  switch (spec.from) {
+    case 'message':
+      return readMessageField(message, spec.field);
+    case 'query':
+      return readQueryField(request.query, spec.field);
+    case 'path': {
+      const value = request.pathParams[spec.field];
+      return value === undefined || value === '' ? ABSENT : { absent: false, values: [value] };
+    }
+    case 'header': {
+      const value = request.headers?.[spec.field];
+      if (Array.isArray(value)) return invalid(`the ${spec.field} header is given more than once`);
+      return value === undefined || value === '' ? ABSENT : { absent: false, values: [value] };
+    }
+  }
+}
+
+/** "body", "query", "path" or "header": where a value was read. */
+function whereOf(from: ResourceSpec['from'], message: Message): string {
+  return from === 'message' ? message.from : from;
+}
+
+const PLACE: Readonly<Record<string, string>> = { body: 'the JSON body', query: 'the query string', path: 'the path', header: 'the request headers' };
+
+function refFor(kind: RefKind, value: string, spec: ResourceSpec): ResourceRef | ExtractionError {
+  const bad = (what: string) => invalid(`'${plainField(spec.field)}' is not ${what}: ${JSON.stringify(value.slice(0, 100))}`);
+  switch (kind) {
+    case 'experiment':
+      return EXPERIMENT_ID.test(value) ? { kind, id: value } : bad('an experiment id');
+    case 'run':
+      return RUN_ID.test(value) ? { kind, id: value } : bad('a run id');
+    case 'logged-model':
+    case 'trace':
+    case 'dataset':
+      return OBJECT_ID.test(value) ? { kind, id: value } : bad(`a ${kind} id`);
+    case 'experiment-name':
+    case 'registered-model':
+      return NAME.test(value) ? { kind, name: value } : bad('a name');
+    case 'artifact-path': {
+      const found = experimentOfArtifactPath(value, spec.from !== 'path');
+      return found.ok ? { kind, experimentId: found.experimentId, path: value } : invalid(found.reason);
+    }
+  }
+}
+
+function missing(spec: ResourceSpec, message: Message): ExtractionError {
+  if (spec.ref === 'artifact-path') {
+    return { ok: false, status: 403, code: 'PERMISSION_DENIED', message: 'only admins may list the artifact root; give path=<experiment_id>/...' };
+  }
+  const atLeastOne = spec.field.includes('[]') ? ' (at least one)' : '';
+  const place = spec.from === 'message' && message.from === 'body' && message.get ? 'the query string (or, without one, the JSON body)' : PLACE[whereOf(spec.from, message)];
+  return invalid(`Missing value for required parameter '${plainField(spec.field)}'${atLeastOne} in ${place}`);
+}
+
+function checksOf(spec: ResourceSpec, message: Message, request: RequestParams): ResourceCheck[] | ExtractionError {
+  let read = readSource(spec, message, request);
+  let field = spec.field;
+  if ('ok' in read) return read;
+  if (read.absent && spec.fallback !== undefined) {
+    read = readSource({ from: spec.from, field: spec.fallback }, message, request);
+    field = spec.fallback;
+    if ('ok' in read) return read;
+  }
+  if (read.absent) return spec.optional ? [] : missing(spec, message);
+  if (read.values.length > MAX_IDS_PER_REQUEST) return invalid(`'${plainField(field)}' lists ${read.values.length} ids; at most ${MAX_IDS_PER_REQUEST} are checked per request`);
+  const source = `${whereOf(spec.from, message)} ${field}`;
+  const checks: ResourceCheck[] = [];
+  for (const value of read.values) {
+    const ref = refFor(spec.ref, value, spec);
+    if ('ok' in ref) return ref;
+    checks.push({ ref, level: spec.level, source });
+  }
+  if (spec.twin !== undefined && checks.length === 1) {
+    const twin = readMessageField(message, spec.twin);
+    if ('ok' in twin) return twin;
+    const named = (checks[0]!.ref as { id?: string }).id;
+    if (!twin.absent && twin.values[0] !== named) {
+      return invalid(`the path names ${spec.field} ${JSON.stringify(named)} but the ${message.from === 'body' ? 'body' : 'query'} names ${spec.twin} ${JSON.stringify(twin.values[0])}`);
+    }
+  }
+  return checks;
+}
+
+function pathProblem(check: PathCheck, message: Message, request: RequestParams): ExtractionError | undefined {
+  const read = check.from === 'message' ? readMessageField(message, check.field) : readQueryField(request.query, check.field);
+  if ('ok' in read) return read;
+  if (read.absent) return undefined;
+  const value = read.values[0]!;
+  const problem = check.kind === 'file-name' ? fileNameProblem(value) : relativePathProblem(value);
+  return problem ? invalid(`'${check.field}' ${problem}`) : undefined;
+}
+
+function keyOf(ref: ResourceRef): string {
+  if ('id' in ref) return `${ref.kind}\u0000${ref.id}`;
+  if ('name' in ref) return `${ref.kind}\u0000${ref.name}`;
+  return `${ref.kind}\u0000${ref.experimentId}`;
+}
+
+/**
+ * The resources a request names, each with the level it needs, or the 400 (403 for listing the
+ * artifact root) MLflow's shape calls for. Rules without resources give no checks. Admins need
+ * not be checked at all, but still go through this for tag keys and names on creates.
+ */
+export function extractResources(rule: RouteRule, request: RequestParams): ExtractedResources | ExtractionError {
+  const message = messageOf(rule, request);
+  const byResource = new Map<string, ResourceCheck>();
+  for (const spec of rule.find) {
+    const found = checksOf(spec, message, request);
+    if (!Array.isArray(found)) return found;
+    for (const check of found) {
+      const key = keyOf(check.ref);
+      const seen = byResource.get(key);
+      if (!seen || levelRank(check.level) > levelRank(seen.level)) byResource.set(key, check);
+    }
+  }
+  for (const check of rule.checksPaths ?? []) {
+    const problem = pathProblem(check, message, request);
+    if (problem) return problem;
+  }
+  const result: ExtractedResources = { ok: true, checks: [...byResource.values()], tagKeys: [] };
+  if (rule.writesTags) {
+    const keys = readMessageField(message, rule.writesTags.keyField);
+    if ('ok' in keys) return keys;
+    if (!keys.absent) result.tagKeys = keys.values;
+  }
+  const nameField = rule.renames?.newNameField ?? (rule.creates ? 'name' : undefined);
+  if (nameField !== undefined) {
+    const name = readMessageField(message, nameField);
+    if ('ok' in name) return name;
+    if (!name.absent) result.newName = name.values[0];
+  }
+  return result;
+}

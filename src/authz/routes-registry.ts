@@ -1,0 +1,39 @@
+// The model registry (reference §3 "Model registry", §4 model-version artifacts); prompts are
+// registered models too. A model version inherits its registered model's permission.
+import { loggedModel, optional, registeredModel, run, type RouteDef } from './route-rule.ts';
+
+const V2 = '/{api,ajax-api}/2.0/mlflow';
+
+export const REGISTRY_ROUTES: readonly RouteDef[] = [
+  { at: `POST ${V2}/registered-models/create`, access: 'none', creates: 'registered-model', writesTags: { on: 'registered-model', keyField: 'tags[].key' } },
+  {
+    at: `POST ${V2}/registered-models/rename`, find: [registeredModel('MANAGE')], renames: { on: 'registered-model', newNameField: 'new_name' },
+    deviation: 'auth app: EDIT. A new name can move the model under other policy rules (name globs), and renaming is MANAGE in mlgate\'s model',
+  },
+  { at: `PATCH ${V2}/registered-models/update`, find: [registeredModel('EDIT')] },
+  { at: `DELETE ${V2}/registered-models/delete`, find: [registeredModel('MANAGE')] },
+  { at: `GET ${V2}/registered-models/get`, find: [registeredModel('READ')] },
+  { at: `GET ${V2}/registered-models/search`, access: 'none', filter: 'registered-models' },
+  { at: `POST ${V2}/registered-models/get-latest-versions`, find: [registeredModel('READ')] },
+  { at: `GET ${V2}/registered-models/get-latest-versions`, find: [registeredModel('READ')] },
+  { at: `POST ${V2}/registered-models/set-tag`, find: [registeredModel('EDIT')], writesTags: { on: 'registered-model', keyField: 'key' } },
+  { at: `DELETE ${V2}/registered-models/delete-tag`, find: [registeredModel('EDIT')], writesTags: { on: 'registered-model', keyField: 'key' } },
+  { at: `POST ${V2}/registered-models/alias`, find: [registeredModel('EDIT')] },
+  { at: `DELETE ${V2}/registered-models/alias`, find: [registeredModel('MANAGE')] },
+  { at: `GET ${V2}/registered-models/alias`, find: [registeredModel('READ')] },
+  {
+    at: `POST ${V2}/model-versions/create`,
+    find: [registeredModel('EDIT'), optional(run('READ', 'run_id')), optional(loggedModel('READ', 'model_id'))],
+    deviation: 'auth app: EDIT on the model only; a run or logged model given as the source must also be readable',
+  },
+  { at: `PATCH ${V2}/model-versions/update`, find: [registeredModel('EDIT')] },
+  { at: `POST ${V2}/model-versions/transition-stage`, find: [registeredModel('EDIT')] },
+  { at: `DELETE ${V2}/model-versions/delete`, find: [registeredModel('MANAGE')] },
+  { at: `GET ${V2}/model-versions/get`, find: [registeredModel('READ')] },
+  { at: `GET ${V2}/model-versions/search`, access: 'none', filter: 'model-versions' },
+  { at: `GET ${V2}/model-versions/get-download-uri`, find: [registeredModel('READ')] },
+  { at: `POST ${V2}/model-versions/set-tag`, find: [registeredModel('EDIT')] },
+  { at: `DELETE ${V2}/model-versions/delete-tag`, find: [registeredModel('MANAGE')] },
+  // Flask route (request.args only).
+  { at: 'GET /model-versions/get-artifact', find: [registeredModel('READ', 'name', 'query')], checksPaths: [{ from: 'query', field: 'path', kind: 'relative' }] },
+];

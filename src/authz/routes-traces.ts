@@ -1,0 +1,60 @@
+// Traces (v2 and v3), assessments and trace artifacts (reference §3 "Traces", §4, §5 /v1/traces).
+// MLflow 3.11.1's auth app checks none of these but the 2.0 trace-artifact route (fixed upstream
+// after 3.11.1 by #23014 and #23317); here a trace is checked on its experiment like a run.
+import {
+  experiment, experiments, inPath, registeredModel, run, trace,
+  type RouteDef,
+} from './route-rule.ts';
+
+const V2 = '/{api,ajax-api}/2.0/mlflow';
+const V3 = '/{api,ajax-api}/3.0/mlflow';
+const UNCHECKED = 'auth app 3.11.1: unchecked (#23014)';
+
+export const TRACE_ROUTES: readonly RouteDef[] = [
+  { at: `POST ${V2}/traces`, find: [experiment('EDIT')], deviation: UNCHECKED },
+  {
+    at: `POST ${V3}/traces`, find: [experiment('EDIT', 'trace.trace_info.trace_location.mlflow_experiment.experiment_id')],
+    deviation: `${UNCHECKED}; a trace location that is not an MLflow experiment is refused`,
+  },
+  { at: `PATCH ${V2}/traces/{request_id}`, find: [inPath('trace', 'EDIT', 'request_id')], deviation: UNCHECKED },
+  { at: `GET ${V2}/traces/{request_id}/info`, find: [inPath('trace', 'READ', 'request_id')], deviation: UNCHECKED },
+  { at: `GET ${V3}/traces/{trace_id}`, find: [inPath('trace', 'READ', 'trace_id')], deviation: UNCHECKED },
+  { at: `GET ${V3}/traces/get`, find: [trace('READ', 'trace_id')], deviation: UNCHECKED },
+  { at: `GET ${V3}/traces/batchGet`, find: [trace('READ', 'trace_ids[]')], deviation: UNCHECKED },
+  { at: `POST ${V3}/traces/batchGetInfos`, find: [trace('READ', 'trace_ids[]')], deviation: UNCHECKED },
+  { at: `PATCH ${V2}/traces/{request_id}/tags`, find: [inPath('trace', 'EDIT', 'request_id')], deviation: UNCHECKED },
+  { at: `PATCH ${V3}/traces/{trace_id}/tags`, find: [inPath('trace', 'EDIT', 'trace_id')], deviation: UNCHECKED },
+  { at: `DELETE ${V2}/traces/{request_id}/tags`, find: [inPath('trace', 'EDIT', 'request_id')], deviation: UNCHECKED },
+  { at: `DELETE ${V3}/traces/{trace_id}/tags`, find: [inPath('trace', 'EDIT', 'trace_id')], deviation: UNCHECKED },
+  // Searches name their experiments; an empty list would mean "all of them".
+  { at: `GET ${V2}/traces`, find: [experiments('READ')], deviation: `${UNCHECKED}; at least one experiment id is required` },
+  {
+    at: `POST ${V3}/traces/search`, find: [experiments('READ', 'locations[].mlflow_experiment.experiment_id')],
+    deviation: `${UNCHECKED}; every location must be an MLflow experiment, and at least one is required`,
+  },
+  { at: `POST ${V3}/traces/metrics`, find: [experiments('READ')], deviation: `${UNCHECKED}; at least one experiment id is required` },
+  { at: `POST ${V3}/traces/calculate-filter-correlation`, find: [experiments('READ')], deviation: `${UNCHECKED}; at least one experiment id is required` },
+  { at: `POST ${V2}/traces/delete-traces`, find: [experiment('MANAGE')], deviation: `${UNCHECKED}; deleting is MANAGE` },
+  { at: `POST ${V3}/traces/delete-traces`, find: [experiment('MANAGE')], deviation: `${UNCHECKED}; deleting is MANAGE` },
+  { at: `POST ${V2}/traces/link-to-run`, find: [run('EDIT'), trace('EDIT', 'trace_ids[]')], deviation: UNCHECKED },
+  {
+    at: `POST ${V2}/traces/link-prompts`, find: [trace('EDIT', 'trace_id'), registeredModel('READ', 'prompt_versions[].name')],
+    deviation: `${UNCHECKED}; the linked prompts (registered models) must be readable too`,
+  },
+  // No handler in 3.11.1 (404); checked anyway in case a later release adds one.
+  { at: `GET ${V2}/unified-traces`, find: [experiments('READ')], deviation: `${UNCHECKED}; no handler upstream` },
+  { at: `GET ${V2}/get-online-trace-details`, find: [trace('READ', 'trace_id')], deviation: `${UNCHECKED}; no handler upstream` },
+  // Assessments belong to a trace. The create route's path fills `assessment.trace_id`: both must agree.
+  { at: `GET ${V3}/traces/{trace_id}/assessments/{assessment_id}`, find: [inPath('trace', 'READ', 'trace_id')], deviation: UNCHECKED },
+  { at: `POST ${V3}/traces/{trace_id}/assessments`, find: [inPath('trace', 'EDIT', 'trace_id', 'assessment.trace_id')], deviation: UNCHECKED },
+  { at: `PATCH ${V3}/traces/{trace_id}/assessments/{assessment_id}`, find: [inPath('trace', 'EDIT', 'trace_id', 'assessment.trace_id')], deviation: UNCHECKED },
+  { at: `DELETE ${V3}/traces/{trace_id}/assessments/{assessment_id}`, find: [inPath('trace', 'EDIT', 'trace_id')], deviation: UNCHECKED },
+  // Flask routes of the UI (request.args only).
+  { at: 'GET /ajax-api/2.0/mlflow/get-trace-artifact', find: [trace('READ', 'request_id', 'query')], checksPaths: [{ from: 'query', field: 'path', kind: 'relative' }] },
+  {
+    at: 'GET /ajax-api/3.0/mlflow/get-trace-artifact', find: [trace('READ', 'request_id', 'query')], checksPaths: [{ from: 'query', field: 'path', kind: 'relative' }],
+    deviation: 'auth app 3.11.1: unchecked (#23317); READ on the trace, as on the 2.0 route',
+  },
+  // OTLP (FastAPI, uvicorn only): protobuf body, experiment in a header.
+  { at: 'POST /v1/traces', find: [experiment('EDIT', 'x-mlflow-experiment-id', 'header')] },
+];

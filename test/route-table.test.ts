@@ -1,0 +1,395 @@
+// The route table against MLflow's own route lists (test/fixtures, copied from the reference) and
+// against what the real MLflow client sends (mlflow-client-paths.md, transcribed below).
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { canonicalizeTarget } from '../src/authz/canonical-path.ts';
+import { extractResources, parseRequestJson } from '../src/authz/extract-params.ts';
+import type { PermissionLevel } from '../src/authz/levels.ts';
+import type { RouteRule } from '../src/authz/route-rule.ts';
+import { matchRoute, needsRequestBody, ROUTE_RULES, type RouteMatch } from '../src/authz/route-table.ts';
+
+interface FixtureRoute {
+  method: string;
+  path: string;
+  since: string;
+  rpc: string;
+  /** The 3.11.1 auth app's validator (3.11.1 fixture only). */
+  v3?: string | null;
+}
+
+function fixture(name: string): FixtureRoute[] {
+  return JSON.parse(readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8')) as FixtureRoute[];
+}
+
+const V3_ROUTES = fixture('mlflow-3.11.1-routes.json');
+const V2_ROUTES = fixture('mlflow-2.17.2-routes.json');
+
+const RUN_ID = '0123456789abcdef0123456789abcdef';
+
+/** A concrete path for a proto path template, as a client would send it (before decoding). */
+function samplePath(template: string): string {
+  return template
+    .replace('<path:artifact_path>', `1/${RUN_ID}/artifacts/model%20dir/My%20File%25.txt`)
+    .replace(/\{[^}]+\}/g, 'x-1');
+}
+
+/** Flask registers each RPC at /api/<major>.0<path> and /ajax-api/<major>.0<path> (reference §1.1). */
+function servedPaths(route: FixtureRoute): string[] {
+  const version = `${route.since.split('.')[0]}.0`;
+  return ['api', 'ajax-api'].map((prefix) => `/${prefix}/${version}${samplePath(route.path)}`);
+}
+
+function routed(method: string, target: string): RouteMatch | undefined {
+  const canonical = canonicalizeTarget(target);
+  if (!canonical.ok) throw new Error(`${target}: ${canonical.reason}`);
+  return matchRoute(method, canonical.path);
+}
+
+describe('every route of the reference lists is classified', () => {
+  for (const [name, routes] of [['3.11.1', V3_ROUTES], ['2.17.2', V2_ROUTES]] as const) {
+    it(`MLflow ${name}: ${routes.length} RPC routes, both prefixes`, () => {
+      const unclassified: string[] = [];
+      for (const route of routes) {
+        for (const path of servedPaths(route)) {
+          const found = routed(route.method, path);
+          if (!found || found.rule.name === 'OPTIONS') unclassified.push(`${route.method} ${path}`);
+        }
+      }
+      expect(unclassified).toEqual([]);
+    });
+  }
+
+  it('2.17.2 is a subset of 3.11.1, so one table serves both', () => {
+    const key = (r: FixtureRoute) => `${r.method} ${r.since.split('.')[0]} ${r.path}`;
+    const newer = new Set(V3_ROUTES.map(key));
+    expect(V2_ROUTES.filter((r) => !newer.has(key(r))).map(key)).toEqual([]);
+  });
+});
+
+/** What the 3.11.1 auth app asks for, from its validator's name (reference §3, §7.4). */
+function authAppExpectation(validator: string | null | undefined): { resource: RouteRule['resource'] | 'other'; level?: PermissionLevel } {
+  if (!validator || validator === '-') return { resource: 'none' };
+  if (validator === 'sender_is_admin') return { resource: 'admin-only' };
+  if (validator === 'validate_can_create_experiment' || validator === 'validate_can_create_registered_model') return { resource: 'none' };
+  const verb = /^validate_can_(read|update|delete)_(.+)$/.exec(validator);
+  if (!verb) return { resource: 'other' };
+  const level = ({ read: 'READ', update: 'EDIT', delete: 'MANAGE' } as const)[verb[1] as 'read' | 'update' | 'delete'];
+  const object = verb[2]!;
+  if (['experiment', 'experiment_by_name', 'run', 'logged_model'].includes(object)) return { resource: 'experiment', level };
+  if (object === 'registered_model') return { resource: 'registered-model', level };
+  return { resource: 'other', level };
+}
+
+describe('deviations from the auth app are written down', () => {
+  it('a rule that asks for other than the 3.11.1 auth app says why', () => {
+    const silent: string[] = [];
+    for (const route of V3_ROUTES) {
+      if (route.v3 === '(proxy-artifact fallback)') continue;
+      const expected = authAppExpectation(route.v3);
+      for (const path of servedPaths(route)) {
+        const { rule } = routed(route.method, path)!;
+        const same = rule.resource === expected.resource && rule.level === expected.level;
+        if (!same && !rule.deviation) silent.push(`${route.method} ${path}: auth app ${route.v3}, table ${rule.resource} ${rule.level ?? ''}`);
+      }
+    }
+    expect(silent).toEqual([]);
+  });
+
+  it('every artifact-proxy rule says how it differs from the auth app\'s fallback', () => {
+    const proxy = ROUTE_RULES.filter((rule) => rule.template.includes('/mlflow-artifacts/'));
+    expect(proxy.length).toBe(16);
+    for (const rule of proxy) expect(rule.deviation, rule.template).toBeDefined();
+  });
+});
+
+type Expect = { resource: RouteRule['resource']; level?: PermissionLevel };
+const NONE: Expect = { resource: 'none' };
+const ADMIN: Expect = { resource: 'admin-only' };
+const exp = (level: PermissionLevel): Expect => ({ resource: 'experiment', level });
+const model = (level: PermissionLevel): Expect => ({ resource: 'registered-model', level });
+
+describe('Flask, FastAPI and basic-auth routes outside the RPC lists (reference §4, §5, §7.8)', () => {
+  const cases: [string, Expect][] = [
+    ['GET /health', { resource: 'public' }],
+    ['GET /version', NONE],
+    ['GET /static-files/static/js/main.12ab.js', NONE],
+    ['GET /', NONE],
+    ['GET /get-artifact', exp('READ')],
+    ['GET /model-versions/get-artifact', model('READ')],
+    ['GET /ajax-api/2.0/mlflow/metrics/get-history-bulk', exp('READ')],
+    ['GET /ajax-api/2.0/mlflow/metrics/get-history-bulk-interval', exp('READ')],
+    ['POST /ajax-api/2.0/mlflow/experiments/search-datasets', exp('READ')],
+    ['POST /ajax-api/2.0/mlflow/runs/create-promptlab-run', exp('EDIT')],
+    ['GET /ajax-api/2.0/mlflow/gateway-proxy', ADMIN],
+    ['POST /ajax-api/2.0/mlflow/gateway-proxy', ADMIN],
+    ['POST /ajax-api/2.0/mlflow/upload-artifact', exp('EDIT')],
+    ['GET /ajax-api/2.0/mlflow/get-trace-artifact', exp('READ')],
+    ['GET /ajax-api/3.0/mlflow/get-trace-artifact', exp('READ')],
+    ['GET /ajax-api/2.0/mlflow/logged-models/m-1/artifacts/files', exp('READ')],
+    ['GET /ajax-api/3.0/mlflow/ui-telemetry', NONE],
+    ['POST /ajax-api/3.0/mlflow/ui-telemetry', NONE],
+    ['GET /graphql', ADMIN],
+    ['POST /graphql', ADMIN],
+    ['GET /api/3.0/mlflow/server-info', NONE],
+    ['GET /ajax-api/3.0/mlflow/server-info', NONE],
+    ['GET /api/3.0/mlflow/scorers/online-configs', ADMIN],
+    ['GET /ajax-api/3.0/mlflow/scorers/online-configs', ADMIN],
+    ['PUT /api/3.0/mlflow/scorers/online-config', exp('EDIT')],
+    ['PUT /ajax-api/3.0/mlflow/scorers/online-config', exp('EDIT')],
+    ['GET /ajax-api/3.0/mlflow/gateway/supported-providers', ADMIN],
+    ['GET /ajax-api/3.0/mlflow/gateway/supported-models', ADMIN],
+    ['GET /ajax-api/3.0/mlflow/gateway/provider-config', ADMIN],
+    ['GET /ajax-api/3.0/mlflow/gateway/secrets/config', ADMIN],
+    ['POST /ajax-api/3.0/mlflow/scorer/invoke', ADMIN],
+    ['POST /ajax-api/3.0/mlflow/issues/invoke', ADMIN],
+    ['POST /ajax-api/3.0/mlflow/demo/generate', ADMIN],
+    ['POST /ajax-api/3.0/mlflow/demo/delete', ADMIN],
+    ['GET /ajax-api/3.0/mlflow/jobs/j-1', ADMIN],
+    ['PATCH /ajax-api/3.0/mlflow/jobs/cancel/j-1', ADMIN],
+    // FastAPI (uvicorn only)
+    ['POST /v1/traces', exp('EDIT')],
+    ['POST /gateway/my-endpoint/mlflow/invocations', ADMIN],
+    ['POST /gateway/mlflow/v1/chat/completions', ADMIN],
+    ['POST /gateway/openai/v1/chat/completions', ADMIN],
+    ['POST /gateway/openai/v1/embeddings', ADMIN],
+    ['POST /gateway/openai/v1/responses', ADMIN],
+    ['POST /gateway/anthropic/v1/messages', ADMIN],
+    ['POST /gateway/gemini/v1beta/models/my-endpoint:generateContent', ADMIN],
+    ['POST /gateway/gemini/v1beta/models/my-endpoint:streamGenerateContent', ADMIN],
+    ['GET /ajax-api/3.0/jobs/j-1', ADMIN],
+    ['POST /ajax-api/3.0/jobs/', ADMIN],
+    ['PATCH /ajax-api/3.0/jobs/cancel/j-1', ADMIN],
+    ['POST /ajax-api/3.0/jobs/search', ADMIN],
+    ['POST /ajax-api/3.0/mlflow/assistant/message', { resource: 'blocked' }],
+    ['GET /ajax-api/3.0/mlflow/assistant/sessions/s-1/stream', { resource: 'blocked' }],
+    ['PATCH /ajax-api/3.0/mlflow/assistant/sessions/s-1', { resource: 'blocked' }],
+    ['GET /ajax-api/3.0/mlflow/assistant/providers/p/health', { resource: 'blocked' }],
+    ['GET /ajax-api/3.0/mlflow/assistant/config', { resource: 'blocked' }],
+    ['PUT /ajax-api/3.0/mlflow/assistant/config', { resource: 'blocked' }],
+    ['POST /ajax-api/3.0/mlflow/assistant/skills/install', { resource: 'blocked' }],
+    // --app-name basic-auth
+    ['GET /signup', ADMIN],
+    ['POST /api/2.0/mlflow/users/create-ui', ADMIN],
+    ['POST /api/2.0/mlflow/users/create', ADMIN],
+    ['GET /api/2.0/mlflow/users/get', ADMIN],
+    ['GET /api/2.0/mlflow/users/list', ADMIN],
+    ['GET /ajax-api/2.0/mlflow/users/list', ADMIN],
+    ['PATCH /api/2.0/mlflow/users/update-password', ADMIN],
+    ['PATCH /api/2.0/mlflow/users/update-admin', ADMIN],
+    ['DELETE /api/2.0/mlflow/users/delete', ADMIN],
+    ...['experiments', 'registered-models'].flatMap((kind): [string, Expect][] => [
+      [`POST /api/2.0/mlflow/${kind}/permissions/create`, ADMIN],
+      [`GET /api/2.0/mlflow/${kind}/permissions/get`, ADMIN],
+      [`PATCH /api/2.0/mlflow/${kind}/permissions/update`, ADMIN],
+      [`DELETE /api/2.0/mlflow/${kind}/permissions/delete`, ADMIN],
+    ]),
+    ['POST /api/3.0/mlflow/scorers/permissions/create', ADMIN],
+    ['GET /api/3.0/mlflow/scorers/permissions/get', ADMIN],
+    ['PATCH /api/3.0/mlflow/scorers/permissions/update', ADMIN],
+    ['DELETE /api/3.0/mlflow/scorers/permissions/delete', ADMIN],
+    ...['secrets', 'endpoints', 'model-definitions'].flatMap((kind): [string, Expect][] => [
+      [`POST /api/3.0/mlflow/gateway/${kind}/permissions/create`, ADMIN],
+      [`GET /api/3.0/mlflow/gateway/${kind}/permissions/get`, ADMIN],
+      [`PATCH /api/3.0/mlflow/gateway/${kind}/permissions/update`, ADMIN],
+      [`DELETE /api/3.0/mlflow/gateway/${kind}/permissions/delete`, ADMIN],
+    ]),
+    ['GET /api/3.0/mlflow/workspaces/team-a/permissions', ADMIN],
+    ['POST /api/3.0/mlflow/workspaces/team-a/permissions', ADMIN],
+    ['DELETE /api/3.0/mlflow/workspaces/team-a/permissions', ADMIN],
+    ['GET /api/3.0/mlflow/workspace-permissions', ADMIN],
+  ];
+  it.each(cases)('%s', (line, expected) => {
+    const [method, target] = line.split(' ') as [string, string];
+    const found = routed(method, target);
+    expect(found, line).toBeDefined();
+    expect({ resource: found!.rule.resource, level: found!.rule.level }).toEqual({ level: undefined, ...expected });
+  });
+});
+
+/**
+ * Every line of mlflow-client-paths.md (2.17.2 and 3.11.1 clients), with the request the client
+ * sends there and what the table must make of it.
+ */
+interface ClientCall {
+  line: string;
+  target: string;
+  body?: unknown;
+  expect: Expect & { ref?: string; stampsUser?: boolean; creates?: string; filter?: string };
+}
+
+const EXP = '12';
+const MODEL_ID = 'm-0123456789abcdef0123456789abcdef';
+const ARTIFACT = `${EXP}/${RUN_ID}/artifacts/plots/loss curve.png`;
+const CLIENT_CALLS: ClientCall[] = [
+  { line: 'DELETE /api/2.0/mlflow/registered-models/delete', target: '/api/2.0/mlflow/registered-models/delete', body: { name: 'iris' }, expect: { ...model('MANAGE'), ref: 'registered-model' } },
+  { line: 'GET /api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run_id}/artifacts/{path}', target: `/api/2.0/mlflow-artifacts/artifacts/${EXP}/${RUN_ID}/artifacts/plots/loss%20curve.png`, expect: { ...exp('READ'), ref: 'artifact-path' } },
+  { line: 'GET /api/2.0/mlflow-artifacts/artifacts/{exp_id}/models/{model_id}/artifacts/{path}', target: `/api/2.0/mlflow-artifacts/artifacts/${EXP}/models/${MODEL_ID}/artifacts/MLmodel`, expect: { ...exp('READ'), ref: 'artifact-path' } },
+  { line: 'GET /api/2.0/mlflow-artifacts/artifacts?path', target: `/api/2.0/mlflow-artifacts/artifacts?path=${encodeURIComponent(`${EXP}/${RUN_ID}/artifacts/plots`)}`, expect: { ...exp('READ'), ref: 'artifact-path' } },
+  { line: 'GET /api/2.0/mlflow/experiments/get-by-name?experiment_name', target: '/api/2.0/mlflow/experiments/get-by-name?experiment_name=team-a%2Fchurn', expect: { ...exp('READ'), ref: 'experiment-name' } },
+  { line: 'GET /api/2.0/mlflow/experiments/get?experiment_id', target: `/api/2.0/mlflow/experiments/get?experiment_id=${EXP}`, expect: { ...exp('READ'), ref: 'experiment' } },
+  { line: 'GET /api/2.0/mlflow/logged-models/{model_id}', target: `/api/2.0/mlflow/logged-models/${MODEL_ID}`, body: {}, expect: { ...exp('READ'), ref: 'logged-model' } },
+  { line: 'GET /api/2.0/mlflow/metrics/get-history?max_results&metric_key&run_id&run_uuid', target: `/api/2.0/mlflow/metrics/get-history?max_results=25000&metric_key=loss&run_id=${RUN_ID}&run_uuid=${RUN_ID}`, expect: { ...exp('READ'), ref: 'run' } },
+  { line: 'GET /api/2.0/mlflow/model-versions/get-download-uri?name&version', target: '/api/2.0/mlflow/model-versions/get-download-uri?name=iris&version=1', expect: { ...model('READ'), ref: 'registered-model' } },
+  { line: 'GET /api/2.0/mlflow/model-versions/get?name&version', target: '/api/2.0/mlflow/model-versions/get?name=iris&version=1', expect: { ...model('READ'), ref: 'registered-model' } },
+  { line: 'GET /api/2.0/mlflow/model-versions/search?filter&max_results', target: "/api/2.0/mlflow/model-versions/search?filter=name%3D%27iris%27&max_results=200000", expect: { ...NONE, filter: 'model-versions' } },
+  { line: 'GET /api/2.0/mlflow/registered-models/alias?alias&name', target: '/api/2.0/mlflow/registered-models/alias?alias=champion&name=iris', expect: { ...model('READ'), ref: 'registered-model' } },
+  { line: 'GET /api/2.0/mlflow/registered-models/get?name', target: '/api/2.0/mlflow/registered-models/get?name=iris', expect: { ...model('READ'), ref: 'registered-model' } },
+  { line: 'GET /api/2.0/mlflow/registered-models/search?filter&max_results', target: "/api/2.0/mlflow/registered-models/search?filter=name%3D%27iris%27&max_results=100", expect: { ...NONE, filter: 'registered-models' } },
+  { line: 'GET /api/2.0/mlflow/runs/get?run_id', target: `/api/2.0/mlflow/runs/get?run_id=${RUN_ID}`, expect: { ...exp('READ'), ref: 'run' } },
+  { line: 'GET /api/2.0/mlflow/runs/get?run_id&run_uuid', target: `/api/2.0/mlflow/runs/get?run_id=${RUN_ID}&run_uuid=${RUN_ID}`, expect: { ...exp('READ'), ref: 'run' } },
+  { line: 'GET /health', target: '/health', expect: { resource: 'public' } },
+  { line: 'GET /version', target: '/version', expect: NONE },
+  { line: 'PATCH /api/2.0/mlflow/logged-models/{model_id}', target: `/api/2.0/mlflow/logged-models/${MODEL_ID}`, body: { model_id: MODEL_ID, status: 'LOGGED_MODEL_READY' }, expect: { ...exp('EDIT'), ref: 'logged-model' } },
+  { line: 'PATCH /api/2.0/mlflow/logged-models/{model_id}/tags', target: `/api/2.0/mlflow/logged-models/${MODEL_ID}/tags`, body: { tags: [{ key: 'a', value: 'b' }] }, expect: { ...exp('EDIT'), ref: 'logged-model' } },
+  { line: 'PATCH /api/2.0/mlflow/model-versions/update', target: '/api/2.0/mlflow/model-versions/update', body: { name: 'iris', version: '1', description: 'x' }, expect: { ...model('EDIT'), ref: 'registered-model' } },
+  { line: 'POST /api/2.0/mlflow/experiments/create', target: '/api/2.0/mlflow/experiments/create', body: { name: 'team-a/churn' }, expect: { ...NONE, creates: 'experiment' } },
+  { line: 'POST /api/2.0/mlflow/experiments/delete', target: '/api/2.0/mlflow/experiments/delete', body: { experiment_id: EXP }, expect: { ...exp('MANAGE'), ref: 'experiment' } },
+  { line: 'POST /api/2.0/mlflow/experiments/search', target: '/api/2.0/mlflow/experiments/search', body: { max_results: 1000 }, expect: { ...NONE, filter: 'experiments' } },
+  { line: 'POST /api/2.0/mlflow/experiments/set-experiment-tag', target: '/api/2.0/mlflow/experiments/set-experiment-tag', body: { experiment_id: EXP, key: 'k', value: 'v' }, expect: { ...exp('EDIT'), ref: 'experiment' } },
+  { line: 'POST /api/2.0/mlflow/logged-models', target: '/api/2.0/mlflow/logged-models', body: { experiment_id: EXP, source_run_id: RUN_ID }, expect: { ...exp('EDIT'), ref: 'experiment' } },
+  { line: 'POST /api/2.0/mlflow/logged-models/search', target: '/api/2.0/mlflow/logged-models/search', body: { experiment_ids: [EXP] }, expect: { ...exp('READ'), ref: 'experiment', filter: 'logged-models' } },
+  { line: 'POST /api/2.0/mlflow/model-versions/create', target: '/api/2.0/mlflow/model-versions/create', body: { name: 'iris', source: `models:/${MODEL_ID}`, run_id: RUN_ID }, expect: { ...model('EDIT'), ref: 'registered-model' } },
+  { line: 'POST /api/2.0/mlflow/model-versions/set-tag', target: '/api/2.0/mlflow/model-versions/set-tag', body: { name: 'iris', version: '1', key: 'k', value: 'v' }, expect: { ...model('EDIT'), ref: 'registered-model' } },
+  { line: 'POST /api/2.0/mlflow/registered-models/alias', target: '/api/2.0/mlflow/registered-models/alias', body: { name: 'iris', alias: 'champion', version: '1' }, expect: { ...model('EDIT'), ref: 'registered-model' } },
+  { line: 'POST /api/2.0/mlflow/registered-models/create', target: '/api/2.0/mlflow/registered-models/create', body: { name: 'iris' }, expect: { ...NONE, creates: 'registered-model' } },
+  { line: 'POST /api/2.0/mlflow/runs/create', target: '/api/2.0/mlflow/runs/create', body: { experiment_id: EXP, user_id: 'jovyan', tags: [{ key: 'mlflow.user', value: 'jovyan' }] }, expect: { ...exp('EDIT'), ref: 'experiment', stampsUser: true } },
+  { line: 'POST /api/2.0/mlflow/runs/delete', target: '/api/2.0/mlflow/runs/delete', body: { run_id: RUN_ID }, expect: { ...exp('MANAGE'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/delete-tag', target: '/api/2.0/mlflow/runs/delete-tag', body: { run_id: RUN_ID, key: 'k' }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/log-batch', target: '/api/2.0/mlflow/runs/log-batch', body: { run_id: RUN_ID, metrics: [{ key: 'm', value: 1, timestamp: 1, step: 0 }] }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/log-metric', target: '/api/2.0/mlflow/runs/log-metric', body: { run_id: RUN_ID, run_uuid: RUN_ID, key: 'm', value: 1, timestamp: 1, step: 0 }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/log-model', target: '/api/2.0/mlflow/runs/log-model', body: { run_id: RUN_ID, model_json: '{}' }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/log-parameter', target: '/api/2.0/mlflow/runs/log-parameter', body: { run_id: RUN_ID, run_uuid: RUN_ID, key: 'p', value: '1' }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/outputs', target: '/api/2.0/mlflow/runs/outputs', body: { run_id: RUN_ID, models: [{ model_id: MODEL_ID, step: 0 }] }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/search', target: '/api/2.0/mlflow/runs/search', body: { experiment_ids: [EXP], max_results: 1000 }, expect: { ...exp('READ'), ref: 'experiment' } },
+  { line: 'POST /api/2.0/mlflow/runs/set-tag', target: '/api/2.0/mlflow/runs/set-tag', body: { run_id: RUN_ID, run_uuid: RUN_ID, key: 'k', value: 'v' }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'POST /api/2.0/mlflow/runs/update', target: '/api/2.0/mlflow/runs/update', body: { run_id: RUN_ID, run_uuid: RUN_ID, status: 'FINISHED', end_time: 1 }, expect: { ...exp('EDIT'), ref: 'run' } },
+  { line: 'PUT /api/2.0/mlflow-artifacts/artifacts/{exp_id}/models/{model_id}/artifacts/{path}', target: `/api/2.0/mlflow-artifacts/artifacts/${EXP}/models/${MODEL_ID}/artifacts/model.pkl`, expect: { ...exp('EDIT'), ref: 'artifact-path' } },
+  { line: 'PUT /api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run_id}/artifacts/{path}', target: `/api/2.0/mlflow-artifacts/artifacts/${encodeURI(ARTIFACT)}`, expect: { ...exp('EDIT'), ref: 'artifact-path' } },
+];
+
+describe('what the real MLflow client sends (mlflow-client-paths.md)', () => {
+  it.each(CLIENT_CALLS.map((call) => [call.line, call] as const))('%s', (_line, call) => {
+    const method = call.line.split(' ')[0]!;
+    const canonical = canonicalizeTarget(call.target);
+    expect(canonical.ok).toBe(true);
+    if (!canonical.ok) return;
+    const found = matchRoute(method, canonical.path);
+    expect(found).toBeDefined();
+    const { rule, params } = found!;
+    expect({ resource: rule.resource, level: rule.level }).toEqual({ level: undefined, resource: call.expect.resource, ...(call.expect.level ? { level: call.expect.level } : {}) });
+    if (call.expect.stampsUser) expect(rule.stampsUser).toBe(true);
+    if (call.expect.creates) expect(rule.creates).toBe(call.expect.creates);
+    expect(rule.filter).toBe(call.expect.filter);
+
+    const query = new URLSearchParams(canonical.query);
+    const body = needsRequestBody(rule, canonical.query !== '') ? parseRequestJson(JSON.stringify(call.body ?? {})) : undefined;
+    if (body && !body.ok) throw new Error(body.message);
+    const extracted = extractResources(rule, { query, body: body?.value, pathParams: params });
+    expect(extracted.ok, JSON.stringify(extracted)).toBe(true);
+    if (!extracted.ok) return;
+    if (call.expect.ref) {
+      expect(extracted.checks[0]?.ref.kind).toBe(call.expect.ref);
+      expect(extracted.checks[0]?.level).toBe(call.expect.level);
+    } else expect(extracted.checks).toEqual([]);
+    if (call.expect.ref === 'artifact-path') expect(extracted.checks[0]?.ref).toMatchObject({ experimentId: EXP });
+  });
+
+  it('the 200-step log_metric loop costs one Map lookup per call', () => {
+    const started = performance.now();
+    for (let i = 0; i < 100_000; i++) matchRoute('POST', '/api/2.0/mlflow/runs/log-metric');
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(matchRoute('POST', '/api/2.0/mlflow/runs/log-metric')!.params).toEqual({});
+  });
+});
+
+describe('matching', () => {
+  it.each([
+    ['GET', '/api/2.0/mlflow/runs/get/', 'trailing slash: MLflow answers 404 too'],
+    ['GET', '/api/3.0/mlflow/runs/get', 'runs/get exists under 2.0 only'],
+    ['GET', '/api/4.0/mlflow/traces', 'no 4.0 routes on the OSS server'],
+    ['GET', '/api/2.0/mlflow/nope', 'unknown route'],
+    ['POST', '/api/2.0/mlflow/runs/get', 'wrong method'],
+    ['GET', '/api/2.0/mlflow/runs/log-metric', 'wrong method'],
+    ['GET', '/API/2.0/mlflow/runs/get', 'routes are case-sensitive'],
+    ['GET', '/api/2.0/mlflow/runs/get;jsessionid=1', 'no hop strips ";..." parameters'],
+    ['GET', '/api/2.0/mlflow-artifacts/artifacts/', 'an empty artifact path'],
+    ['TRACE', '/api/2.0/mlflow/runs/get', 'a method MLflow never serves'],
+    ['GET', '/-/healthz', 'the gateway\'s own routes are not MLflow\'s'],
+  ])('%s %s is unknown (%s)', (method, path) => {
+    expect(matchRoute(method, path)).toBeUndefined();
+  });
+
+  it('exact paths win over parameters, as in werkzeug', () => {
+    expect(matchRoute('GET', '/api/3.0/mlflow/traces/get')!.rule.name).toBe('traces/get');
+    expect(matchRoute('GET', '/ajax-api/3.0/mlflow/traces/batchGet')!.rule.name).toBe('traces/batchGet');
+    expect(matchRoute('GET', '/api/3.0/mlflow/datasets/search')!.rule.name).toBe('datasets/search');
+    expect(matchRoute('POST', '/api/2.0/mlflow/traces/link-to-run')!.rule.name).toBe('traces/link-to-run');
+    // No GET route has the path, so werkzeug (and the table) take "search" as a model id.
+    expect(matchRoute('GET', '/api/2.0/mlflow/logged-models/search')!.params).toEqual({ model_id: 'search' });
+  });
+
+  it('path parameters come back decoded, one segment each, the artifact path whole', () => {
+    expect(matchRoute('DELETE', '/api/2.0/mlflow/logged-models/m-1/tags/my tag')!.params).toEqual({ model_id: 'm-1', tag_key: 'my tag' });
+    expect(matchRoute('GET', '/ajax-api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/a b/c%.txt')!.params).toEqual({ artifact_path: '1/r/artifacts/a b/c%.txt' });
+    expect(matchRoute('POST', '/api/2.0/mlflow-artifacts/mpu/create/1/r/artifacts')!.params).toEqual({ artifact_path: '1/r/artifacts' });
+  });
+
+  it('HEAD is GET; OPTIONS needs no resource, except where everything is blocked', () => {
+    expect(matchRoute('HEAD', '/api/2.0/mlflow/runs/get')!.rule.name).toBe('runs/get');
+    expect(matchRoute('OPTIONS', '/api/2.0/mlflow/runs/log-metric')!.rule).toMatchObject({ resource: 'none', find: [] });
+    expect(matchRoute('OPTIONS', '/ajax-api/3.0/mlflow/assistant/config')!.rule.resource).toBe('blocked');
+    expect(matchRoute('OPTIONS', '/api/2.0/mlflow/nope')).toBeUndefined();
+  });
+
+  it('both prefixes reach the same kind of rule', () => {
+    for (const rule of ROUTE_RULES.filter((r) => r.template.startsWith('/api/'))) {
+      const twin = ROUTE_RULES.find((r) => r.method === rule.method && r.template === rule.template.replace('/api/', '/ajax-api/'));
+      if (!twin) continue; // the basic-auth app's routes are /api only
+      expect({ resource: twin.resource, level: twin.level, find: twin.find }).toEqual({ resource: rule.resource, level: rule.level, find: rule.find });
+    }
+  });
+});
+
+describe('what the lead wires from the rule', () => {
+  const rule = (method: string, path: string) => matchRoute(method, path)!.rule;
+
+  it('reads the body only when the check needs it', () => {
+    expect(needsRequestBody(rule('POST', '/api/2.0/mlflow/runs/log-metric'), false)).toBe(true);
+    expect(needsRequestBody(rule('GET', '/api/2.0/mlflow/runs/get'), true)).toBe(false);
+    expect(needsRequestBody(rule('GET', '/api/2.0/mlflow/runs/get'), false)).toBe(true);
+    expect(needsRequestBody(rule('PUT', '/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/x'), false)).toBe(false);
+    expect(needsRequestBody(rule('GET', '/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/x'), false)).toBe(false);
+    expect(needsRequestBody(rule('POST', '/ajax-api/2.0/mlflow/upload-artifact'), true)).toBe(false);
+    expect(needsRequestBody(rule('POST', '/api/2.0/mlflow/experiments/search'), false)).toBe(false);
+    expect(needsRequestBody(rule('POST', '/api/2.0/mlflow/experiments/create'), false)).toBe(true);
+    expect(needsRequestBody(rule('POST', '/v1/traces'), false)).toBe(false);
+    expect(needsRequestBody(rule('POST', '/graphql'), false)).toBe(false);
+  });
+
+  it('marks creates, owner-tag writes, renames and user stamping', () => {
+    expect(rule('POST', '/ajax-api/2.0/mlflow/experiments/create')).toMatchObject({ creates: 'experiment', writesTags: { on: 'experiment', keyField: 'tags[].key' } });
+    expect(rule('POST', '/api/2.0/mlflow/registered-models/create')).toMatchObject({ creates: 'registered-model', writesTags: { on: 'registered-model' } });
+    for (const [method, path] of [
+      ['POST', '/api/2.0/mlflow/experiments/set-experiment-tag'], ['POST', '/api/2.0/mlflow/experiments/delete-experiment-tag'],
+      ['POST', '/api/2.0/mlflow/registered-models/set-tag'], ['DELETE', '/api/2.0/mlflow/registered-models/delete-tag'],
+    ] as const) expect(rule(method, path).writesTags?.keyField, path).toBe('key');
+    expect(rule('POST', '/api/2.0/mlflow/runs/log-batch').writesTags).toEqual({ on: 'run', keyField: 'tags[].key' });
+    expect(rule('POST', '/api/2.0/mlflow/experiments/update')).toMatchObject({ level: 'MANAGE', renames: { on: 'experiment', newNameField: 'new_name' } });
+    expect(rule('POST', '/ajax-api/2.0/mlflow/registered-models/rename')).toMatchObject({ level: 'MANAGE', renames: { on: 'registered-model' } });
+    expect(rule('POST', '/ajax-api/2.0/mlflow/runs/create').stampsUser).toBe(true);
+    expect(rule('POST', '/ajax-api/2.0/mlflow/runs/create-promptlab-run').stampsUser).toBe(true);
+    const stamping = ROUTE_RULES.filter((r) => r.stampsUser).map((r) => `${r.method} ${r.template}`);
+    expect(stamping).toEqual(['POST /api/2.0/mlflow/runs/create', 'POST /ajax-api/2.0/mlflow/runs/create', 'POST /ajax-api/2.0/mlflow/runs/create-promptlab-run']);
+  });
+
+  it('lists its response filters', () => {
+    const filters = ROUTE_RULES.filter((r) => r.filter).map((r) => `${r.method} ${r.template} ${r.filter}`);
+    expect(filters).toEqual([
+      'POST /api/2.0/mlflow/experiments/search experiments', 'POST /ajax-api/2.0/mlflow/experiments/search experiments',
+      'GET /api/2.0/mlflow/experiments/search experiments', 'GET /ajax-api/2.0/mlflow/experiments/search experiments',
+      'POST /api/2.0/mlflow/logged-models/search logged-models', 'POST /ajax-api/2.0/mlflow/logged-models/search logged-models',
+      'GET /api/2.0/mlflow/registered-models/search registered-models', 'GET /ajax-api/2.0/mlflow/registered-models/search registered-models',
+      'GET /api/2.0/mlflow/model-versions/search model-versions', 'GET /ajax-api/2.0/mlflow/model-versions/search model-versions',
+    ]);
+  });
+});
