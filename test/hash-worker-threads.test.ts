@@ -12,7 +12,8 @@ describe('the hash worker threads', () => {
       const results = await Promise.all([pool.verify(hash, 'right'), pool.verify(hash, 'wrong'), pool.verify(hash, 'right')]);
       expect(results).toEqual([true, false, true]);
       expect(pool.threadCount).toBe(2);
-      await new Promise((resolve) => setTimeout(resolve, 600));
+      const deadline = Date.now() + 5000;
+      while (pool.threadCount > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
       expect(pool.threadCount).toBe(0);
       expect(await pool.verify(hash, 'right')).toBe(true); // starts again when needed
       expect(pool.threadCount).toBe(1);
@@ -29,6 +30,25 @@ describe('the hash worker threads', () => {
       expect(unmatchableBcryptHash(5)).not.toBe(dummy);
       expect(await pool.verify(dummy, '')).toBe(false);
       expect(await pool.verify(dummy, 'anything')).toBe(false);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('a queue of checks on one thread', () => {
+  it('answers them one after another, in order, not all at the end', async () => {
+    const pool = new HashWorkerPool(1);
+    try {
+      const hash = await hashPassword('right', 10);
+      await pool.verify(hash, 'warm-up'); // the thread's start-up is not part of the queue
+      const started = performance.now();
+      const finishedAt: number[] = [];
+      await Promise.all(Array.from({ length: 4 }, (_, i) => pool.verify(hash, `guess-${i}`).then(() => (finishedAt[i] = performance.now() - started))));
+      // One after another: the first is done after about a quarter of the time all four take.
+      // Interleaved, every check would finish at the very end.
+      expect(finishedAt).toEqual([...finishedAt].sort((a, b) => a - b));
+      expect(finishedAt[0]!).toBeLessThan(finishedAt[3]! * 0.6);
     } finally {
       await pool.close();
     }

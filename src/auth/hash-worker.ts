@@ -7,13 +7,20 @@ export type HashTask =
   | { id: number; kind: 'hash'; password: string; cost: number };
 export type HashResult = { id: number; ok: boolean; hash?: string; error?: string };
 
-parentPort?.on('message', async (task: HashTask) => {
+async function run(task: HashTask): Promise<HashResult> {
   try {
-    const result: HashResult = task.kind === 'verify'
+    return task.kind === 'verify'
       ? { id: task.id, ok: await verifyHash(task.hash, task.password) }
       : { id: task.id, ok: true, hash: await hashPassword(task.password, task.cost) };
-    parentPort!.postMessage(result);
   } catch (err) {
-    parentPort!.postMessage({ id: task.id, ok: false, error: String(err) } satisfies HashResult);
+    return { id: task.id, ok: false, error: String(err) };
   }
+}
+
+// One task at a time, in arrival order. bcryptjs's async functions yield between rounds, so tasks
+// started together would interleave and all finish together, at the end: ten queued checks would
+// each take as long as all ten, and a lockout would only count failures once the batch is done.
+let queue = Promise.resolve();
+parentPort?.on('message', (task: HashTask) => {
+  queue = queue.then(async () => parentPort!.postMessage(await run(task)));
 });

@@ -4,7 +4,6 @@ import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import selfsigned from 'selfsigned';
 import type { Config } from '../config/schema.ts';
 
 export interface CertificatePaths {
@@ -33,6 +32,8 @@ export async function generateSelfSignedCertificate(paths: CertificatePaths, nam
   const notBeforeDate = new Date(Date.now() - 60_000);
   const notAfterDate = new Date(notBeforeDate.getTime() + days * 86_400_000);
   const dnsName = names.find((name) => !isIP(name)) ?? 'localhost';
+  // Loaded only when a certificate is made: its X.509 libraries cost ~15 MB of every process.
+  const { default: selfsigned } = await import('selfsigned');
   const pems = await selfsigned.generate([{ name: 'commonName', value: dnsName }, { name: 'organizationName', value: 'mlgate self-signed' }], {
     keyType: 'ec',
     curve: 'P-256',

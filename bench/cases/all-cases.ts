@@ -1,0 +1,21 @@
+// Every case, in the order they run. Cheap, steady cases first; the flood (which leaves hashing
+// work behind) and idle-rss (which starts its own gateways) last.
+import type { CaseName } from '../lib/options.ts';
+import type { BenchCase } from './bench-case.ts';
+import { guessingFlood } from './guessing-flood.ts';
+import { idleRss } from './idle-rss.ts';
+import { latencyOneConnection, smallBasic, smallBearer, smallNoauth } from './small-requests.ts';
+import { streamDown, streamUp } from './streaming.ts';
+import { tlsHandshake } from './tls-handshake.ts';
+
+export const ALL_CASES: Record<CaseName, BenchCase> = {
+  'small-basic': smallBasic,
+  'small-bearer': smallBearer,
+  'small-noauth': smallNoauth,
+  'latency-1conn': latencyOneConnection,
+  'tls-handshake': tlsHandshake,
+  'stream-up': streamUp,
+  'stream-down': streamDown,
+  'guessing-flood': guessingFlood,
+  'idle-rss': idleRss,
+};

@@ -1,0 +1,50 @@
+// What a benchmark case is: which targets, which set-up of them, and how one round is measured.
+import type { CaseName, Options, TargetName } from '../lib/options.ts';
+import type { Workspace } from '../lib/workspace.ts';
+import type { Endpoint, Flavor, Targets } from '../servers/targets.ts';
+
+export interface Measurement {
+  /** The headline number, in the case's unit. */
+  value: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  /** Further numbers kept in the JSON and summarised in the notes; keys starting "peak" take the max over rounds, the rest the median. */
+  extra?: Record<string, number>;
+}
+
+export interface CaseContext {
+  ws: Workspace;
+  options: Options;
+  targets: Targets;
+  /** Where the gateways forward to, for cases that start their own. */
+  upstreamUrl: string;
+  /** A progress line on stderr (the table goes to stdout). */
+  log(line: string): void;
+}
+
+export interface BenchCase {
+  name: CaseName;
+  /** e.g. "req/s", "handshakes/s", "MB/s", "MB" (memory in 10^6 bytes, as the goals are stated). */
+  unit: string;
+  /** One line printed under the table: what was measured and how. */
+  about: string;
+  /** The set-up of each target to measure; "own" means the case starts what it measures itself. */
+  flavor: Flavor | 'own';
+  targets: readonly TargetName[];
+  /** Rounds for this case when not the run's --rounds. */
+  rounds?: (options: Options) => number;
+  /** Why the whole case cannot run here, if it cannot. */
+  skipReason?(ctx: CaseContext): Promise<string | undefined>;
+  /** One round against one target; throws to record that round as failed. */
+  measure(ctx: CaseContext, target: TargetName, endpoint: Endpoint | undefined): Promise<Measurement>;
+  /** The notes column from the aggregated extras. */
+  notes?(extra: Record<string, number>): string;
+}
+
+/**
+ * Refuses a result made of error answers: 401s are fast, and would read as a great result. No
+ * answer at all is a result, not an error (nginx checking bcrypt per request may answer none).
+ */
+export function requireSuccess(what: string, requests: number, non2xx: number): void {
+  if (non2xx > 0) throw new Error(`${what}: ${non2xx} of ${requests} answers were not 2xx (check the credentials and the target)`);
+}

@@ -1,0 +1,89 @@
+// mlgate's resident memory per process: freshly started with no traffic, then with 1,000 idle
+// keep-alive connections attached (each made one authenticated request). A fresh instance per
+// round, so earlier cases' traffic does not count.
+import { rssMB } from '../lib/memory-and-cpu.ts';
+import { lastLines } from '../lib/net.ts';
+import { processTree, sleep, startProcess, stopProcess } from '../lib/processes.ts';
+import { REPO_ROOT, TSX } from '../lib/workspace.ts';
+import { startMlgate } from '../servers/mlgate.ts';
+import { Unavailable } from '../servers/targets.ts';
+import { ConfigRejected } from '../servers/mlgate.ts';
+import type { BenchCase, CaseContext } from './bench-case.ts';
+
+const CONNECTIONS = 1000;
+/** Long enough for the runtime's start-up allocations to settle, short enough for the time budget. */
+const SETTLE_MS = 1000;
+
+/** The largest VmRSS each process reached over a short window (one reading can miss a GC's high point). */
+async function rssByProcess(root: number): Promise<number[]> {
+  const pids = processTree(root);
+  const peaks = pids.map(() => 0);
+  for (let i = 0; i < 5; i++) {
+    pids.forEach((pid, k) => { peaks[k] = Math.max(peaks[k]!, rssMB(pid) ?? 0); });
+    await sleep(100);
+  }
+  return peaks;
+}
+
+export const idleRss: BenchCase = {
+  name: 'idle-rss',
+  unit: 'MB',
+  about: `mlgate freshly started (no traffic), then with ${CONNECTIONS} idle keep-alive connections opened by a separate Node process, each after one authenticated GET; value = the largest process (primary or worker)`,
+  flavor: 'own',
+  targets: ['mlgate', 'mlgate-auto'],
+  async measure(ctx: CaseContext, target, _endpoint) {
+    const upstreamUrl = ctx.upstreamUrl;
+    let gateway;
+    try {
+      gateway = await startMlgate(ctx.ws, { name: `${target}-idle`, upstreamUrl, tls: false, workersAuto: target === 'mlgate-auto' });
+    } catch (err) {
+      if (err instanceof ConfigRejected && target === 'mlgate-auto') throw new Unavailable(`gateway does not take \`workers: auto\` yet (${err.message})`);
+      throw err;
+    }
+    try {
+      await sleep(SETTLE_MS);
+      const idle = await rssByProcess(gateway.process.pid);
+      const args = ['--import', TSX, 'bench/load/idle-connections.ts', `${gateway.url}/health`, String(CONNECTIONS), '60', ctx.ws.authorization];
+      const client = startProcess('idle connections', process.execPath, args, { cwd: REPO_ROOT, minOpenFiles: CONNECTIONS + 100 });
+      try {
+        const ready = await waitForLine(client.child.stdout!, /^ready (\d+)(.*)$/m, 30_000);
+        const open = Number(ready[1]);
+        if (open < CONNECTIONS) throw new Error(`only ${open} of ${CONNECTIONS} connections stayed open${ready[2]}`);
+        await sleep(SETTLE_MS);
+        const loaded = await rssByProcess(gateway.process.pid);
+        const extra: Record<string, number> = { idleMaxMB: Math.max(...idle), loadedMaxMB: Math.max(...loaded), processes: loaded.length };
+        idle.forEach((mib, i) => { extra[`idleMB${i}`] = mib; });
+        loaded.forEach((mib, i) => { extra[`loadedMB${i}`] = mib; });
+        return { value: Math.max(...loaded, ...idle), extra };
+      } catch (err) {
+        throw new Error(`${(err as Error).message}; client: ${lastLines(client.output(), 2)}`);
+      } finally {
+        await stopProcess(client, 1000);
+      }
+    } finally {
+      await stopProcess(gateway.process, 5000);
+    }
+  },
+  notes(extra) {
+    const count = extra.processes ?? 0;
+    const list = (prefix: string) => Array.from({ length: count }, (_, i) => (extra[`${prefix}${i}`] ?? 0).toFixed(0)).join('/');
+    const who = count > 1 ? ' (primary/workers)' : '';
+    return `idle ${list('idleMB')} MB, ${CONNECTIONS} conns ${list('loadedMB')} MB${who}`;
+  },
+};
+
+function waitForLine(stream: NodeJS.ReadableStream, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => { stream.off('data', onData); reject(new Error(`no "${pattern.source}" within ${timeoutMs / 1000}s`)); }, timeoutMs);
+    function onData(chunk: Buffer | string) {
+      text += chunk.toString();
+      const match = pattern.exec(text);
+      if (!match) return;
+      clearTimeout(timer);
+      stream.off('data', onData);
+      resolve(match);
+    }
+    stream.on('data', onData);
+  });
+}

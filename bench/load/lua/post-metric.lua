@@ -1,0 +1,9 @@
+-- POST /api/2.0/mlflow/runs/log-metric with a small JSON body, as the MLflow client logs a metric.
+-- The Authorization header comes from the environment so one script serves every target.
+wrk.method = "POST"
+wrk.body = '{"run_id":"4f2e9c1d8a7b4e3f9a1b2c3d4e5f6a7b","key":"loss","value":0.2513,"timestamp":1700000000000,"step":42}'
+wrk.headers["Content-Type"] = "application/json"
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+end

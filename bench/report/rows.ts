@@ -1,0 +1,72 @@
+// One row per case and target: the rounds as measured, their medians, and the ratios to direct
+// and to nginx from the same run.
+import type { BenchCase, Measurement } from '../cases/bench-case.ts';
+import type { CaseName, TargetName } from '../lib/options.ts';
+import { median } from '../lib/stats.ts';
+import { formatMs } from './table.ts';
+
+export interface Row {
+  case: CaseName;
+  target: TargetName;
+  label: string;
+  unit: string;
+  status: 'ok' | 'error' | 'skipped';
+  /** Why the row was skipped, or the error (of the last failed round). */
+  reason?: string;
+  rounds: (Measurement | { error: string })[];
+  value?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  extra: Record<string, number>;
+  vsDirect?: number;
+  vsNginx?: number;
+  /** p50 minus direct's p50 in the same case: the latency the proxy adds. */
+  p50AddedMs?: number;
+  notes: string;
+}
+
+export function skippedRow(benchCase: BenchCase, target: TargetName, reason: string, label: string = target): Row {
+  return { case: benchCase.name, target, label, unit: benchCase.unit, status: 'skipped', reason, rounds: [], extra: {}, notes: '' };
+}
+
+/** Medians over the rounds that worked; a row with no working round is an error. */
+export function aggregate(benchCase: BenchCase, target: TargetName, label: string, rounds: Row['rounds']): Row {
+  const ok = rounds.filter((r): r is Measurement => !('error' in r));
+  const failed = rounds.filter((r): r is { error: string } => 'error' in r);
+  const row: Row = { case: benchCase.name, target, label, unit: benchCase.unit, status: ok.length ? 'ok' : 'error', rounds, extra: {}, notes: '' };
+  if (failed.length) row.reason = failed[failed.length - 1]!.error;
+  if (!ok.length) return row;
+  row.value = median(ok.map((m) => m.value));
+  row.p50Ms = median(ok.flatMap((m) => (m.p50Ms === undefined || Number.isNaN(m.p50Ms) ? [] : [m.p50Ms])));
+  row.p99Ms = median(ok.flatMap((m) => (m.p99Ms === undefined || Number.isNaN(m.p99Ms) ? [] : [m.p99Ms])));
+  const keys = new Set(ok.flatMap((m) => Object.keys(m.extra ?? {})));
+  for (const key of keys) {
+    const values = ok.flatMap((m) => (m.extra?.[key] === undefined ? [] : [m.extra[key]!]));
+    row.extra[key] = key.startsWith('peak') ? Math.max(...values) : median(values)!;
+  }
+  const notes = benchCase.notes?.(row.extra) ?? '';
+  const failures = failed.length ? `${failed.length}/${rounds.length} rounds failed: ${failed[failed.length - 1]!.error}` : '';
+  row.notes = [notes, failures].filter(Boolean).join('; ');
+  return row;
+}
+
+/** Ratios within each case: higher is better for every unit except memory. */
+export function addRatios(rows: Row[]): void {
+  for (const row of rows) {
+    if (row.status !== 'ok' || row.value === undefined || row.unit === 'MB') continue;
+    const same = (target: TargetName) => rows.find((r) => r.case === row.case && r.target === target && r.status === 'ok');
+    const direct = same('direct');
+    const nginx = same('nginx');
+    // A target that answered nothing in the window (nginx auth_basic can) makes the ratio infinite.
+    if (direct?.value !== undefined) row.vsDirect = ratio(row.value, direct.value);
+    if (nginx?.value !== undefined) row.vsNginx = ratio(row.value, nginx.value);
+    if (row.target !== 'direct' && row.p50Ms !== undefined && direct?.p50Ms !== undefined && Number.isFinite(row.p50Ms)) {
+      row.p50AddedMs = row.p50Ms - direct.p50Ms;
+      if (row.case === 'latency-1conn') row.notes = [`p50 ${row.p50AddedMs >= 0 ? '+' : '-'}${formatMs(Math.abs(row.p50AddedMs))} over direct`, row.notes].filter(Boolean).join('; ');
+    }
+  }
+}
+
+export function ratio(value: number, base: number): number {
+  return base === 0 ? (value === 0 ? 1 : Infinity) : value / base;
+}
