@@ -1,20 +1,11 @@
 // Garbage in the Authorization header gets a clear 400 or 401 and never hurts anyone else.
 import { connect } from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
-import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
+import { describe, expect, it } from 'vitest';
+import { startTestGateway } from './helpers/gateway.ts';
+import { startMlflowUpstream } from './helpers/mlflow-upstream.ts';
+import { gatewayWithUpstream } from './helpers/fixture.ts';
 
-let upstream: MlflowUpstream;
-let gw: TestGateway;
-
-beforeAll(async () => {
-  upstream = await startMlflowUpstream();
-  gw = await startTestGateway({ upstream: upstream.url });
-});
-afterAll(async () => {
-  await gw.close();
-  await upstream.close();
-});
+const fixture = gatewayWithUpstream();
 
 const b64 = (bytes: Buffer | string) => Buffer.from(bytes).toString('base64');
 
@@ -33,18 +24,18 @@ const cases: [string, string, number, RegExp][] = [
 
 describe('a malformed Authorization header', () => {
   it.each(cases)('%s gets %i with the reason', async (_name, header, status, reason) => {
-    const before = upstream.requests.length;
-    const res = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', headers: { authorization: header }, body: '{}' });
+    const before = fixture.upstream.requests.length;
+    const res = await fixture.gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', headers: { authorization: header }, body: '{}' });
     expect(res.status).toBe(status);
     const body = res.json<{ error_code: string; message: string }>();
     expect(body.error_code).toBe('INVALID_PARAMETER_VALUE');
     expect(body.message).toMatch(reason);
-    expect(upstream.requests.length).toBe(before);
+    expect(fixture.upstream.requests.length).toBe(before);
   });
 
   it('a header too large for Node to parse gets 431 and the gateway keeps serving', async () => {
     const answer = await new Promise<string>((resolve, reject) => {
-      const socket = connect({ host: '127.0.0.1', port: gw.port, ca: gw.ca, servername: 'localhost' }, () => {
+      const socket = connect({ host: '127.0.0.1', port: fixture.gw.port, ca: fixture.gw.ca, servername: 'localhost' }, () => {
         socket.write(`GET /echo HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${'A'.repeat(20_000)}\r\n\r\n`);
       });
       let data = '';
@@ -53,7 +44,7 @@ describe('a malformed Authorization header', () => {
       socket.on('error', reject);
     });
     expect(answer).toMatch(/^HTTP\/1\.1 431 /);
-    expect((await gw.request('/echo', { auth: ['alice', 'alice-password'] })).status).toBe(200);
+    expect((await fixture.gw.request('/echo', { auth: ['alice', 'alice-password'] })).status).toBe(200);
   });
 
   it('a password containing colons and non-ASCII is read whole', async () => {
