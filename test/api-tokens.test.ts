@@ -65,7 +65,7 @@ describe('mlgate token issue, list, revoke', () => {
     expect(res.status).toBe(200);
     const seen = upstream.requests.at(-1)!;
     expect(seen.url).toBe('/api/2.0/mlflow/experiments/create');
-    expect(seen.body).toBe('{"name":"nightly-exp"}');
+    expect(JSON.parse(seen.body)).toEqual({ name: 'nightly-exp', tags: [{ key: 'mlgate.owner', value: 'alice' }] });
     expect(seen.headers['x-forwarded-user']).toBe('alice');
     expect(seen.headers.authorization).toBeUndefined();
     const whoami = await gw.request('/-/whoami', { headers: bearer(secret) });

@@ -32,12 +32,15 @@ beforeAll(async () => {
   upstream = await startMlflowUpstream();
   dir = mkdtempSync(join(tmpdir(), 'mlgate-streaming-'));
   writeFileSync(join(dir, 'htpasswd'), await htpasswdLines({ alice: 'alice-password' }), { mode: 0o600 });
+  // A transport test: alice is an admin, so per-user authorization (test/access-control.test.ts) stays out of the way.
+  writeFileSync(join(dir, 'policy.yaml'), stringify({ admins: ['alice'] }));
   writeFileSync(join(dir, 'mlgate.yaml'), stringify({
     host: '127.0.0.1',
     port: 0,
     upstream: upstream.url,
     tls: { selfSignedDir: join(dir, 'certs') },
     auth: { htpasswd: join(dir, 'htpasswd'), bcryptCost: 4, hashWorkers: 1 },
+    authz: { policyFile: join(dir, 'policy.yaml') },
     log: { level: 'info', format: 'json' },
   }));
   cli = spawnCli(['serve', '--config', join(dir, 'mlgate.yaml')], { cwd: dir });

@@ -13,7 +13,8 @@ describe('Basic authentication against the htpasswd file', () => {
     expect(res.status).toBe(200);
     expect(res.json()).toEqual({ experiment_id: '1' });
     const seen = fixture.upstream.requests.at(-1)!;
-    expect(seen.body).toBe('{"name":"exp-a"}');
+    // The gateway makes the creator the owner (test/access-control.test.ts).
+    expect(JSON.parse(seen.body)).toEqual({ name: 'exp-a', tags: [{ key: 'mlgate.owner', value: 'alice' }] });
     expect(seen.headers['x-forwarded-user']).toBe('alice');
     expect(seen.headers.authorization).toBeUndefined();
   });

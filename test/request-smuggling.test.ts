@@ -119,6 +119,8 @@ const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
 const SMUGGLED_CHUNK = `${Buffer.byteLength(SMUGGLED).toString(16)}\r\n${SMUGGLED}\r\n0\r\n\r\n`;
 const ARTIFACT = '/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/model.bin';
 
+// Transport tests: alice is an admin, so per-user authorization (test/access-control.test.ts) stays out of the way.
+const POLICY = { admins: ['alice'] };
 let lenient: LenientUpstream;
 let gw: TestGateway;
 let upstream: MlflowUpstream;
@@ -126,9 +128,9 @@ let echoGw: TestGateway;
 
 beforeAll(async () => {
   lenient = await startLenientUpstream();
-  gw = await startTestGateway({ upstream: lenient.url });
+  gw = await startTestGateway({ upstream: lenient.url, policy: POLICY });
   upstream = await startMlflowUpstream();
-  echoGw = await startTestGateway({ upstream: upstream.url });
+  echoGw = await startTestGateway({ upstream: upstream.url, policy: POLICY });
   // Check alice's password once now: the first check starts a hash thread, which would otherwise
   // eat into the raw exchanges' quiet window below.
   await gw.request('/warm-up', { auth: ['alice', 'alice-password'] });

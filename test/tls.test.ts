@@ -209,9 +209,11 @@ describe('plain-HTTP redirect port (tls.redirectHttpPort)', () => {
   });
 
   it('answers 308 to the HTTPS port with path and query kept', async () => {
-    const res = await plainRequest(port, '/api/2.0/mlflow/runs/get?run_id=abc&x=%2Fy', { host: `127.0.0.1:${port}` });
+    // A run that exists, so that the request the redirect leads to is one MLflow answers with 200.
+    const run = upstream.store.addRun(upstream.store.addExperiment('redirected').experiment_id).info.run_id;
+    const res = await plainRequest(port, `/api/2.0/mlflow/runs/get?run_id=${run}&x=%2Fy`, { host: `127.0.0.1:${port}` });
     expect(res.status).toBe(308);
-    expect(res.location).toBe(`https://127.0.0.1:${gw.port}/api/2.0/mlflow/runs/get?run_id=abc&x=%2Fy`);
+    expect(res.location).toBe(`https://127.0.0.1:${gw.port}/api/2.0/mlflow/runs/get?run_id=${run}&x=%2Fy`);
 
     // The target is the gateway itself: a verifying client following it lands on the login.
     const followed = await request(res.location!, { ca: gw.ca });

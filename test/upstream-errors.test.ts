@@ -12,6 +12,8 @@ const LIMIT = 1_000_000;
 
 let upstream: MlflowUpstream;
 /** proxy.timeout 300ms and proxy.maxBodySize 1 MB. */
+// Transport tests: alice is an admin, so per-user authorization (test/access-control.test.ts) stays out of the way.
+const POLICY = { admins: ['alice'] };
 let gw: TestGateway;
 /** Points at a port nothing listens on. */
 let orphan: TestGateway;
@@ -19,9 +21,9 @@ let deadUpstream: string;
 
 beforeAll(async () => {
   upstream = await startMlflowUpstream();
-  gw = await startTestGateway({ upstream: upstream.url, config: { proxy: { timeout: '300ms', maxBodySize: LIMIT } } });
+  gw = await startTestGateway({ upstream: upstream.url, policy: POLICY, config: { proxy: { timeout: '300ms', maxBodySize: LIMIT } } });
   deadUpstream = `http://127.0.0.1:${await unusedPort()}`;
-  orphan = await startTestGateway({ upstream: deadUpstream });
+  orphan = await startTestGateway({ upstream: deadUpstream, policy: POLICY });
 });
 afterAll(async () => {
   await gw?.close();
@@ -144,7 +146,7 @@ describe('proxy.maxBodySize', () => {
   it('refuses a chunked body over the limit that arrived whole before the upstream connection did', async () => {
     // A body this small sits in the gateway's buffer by the time authentication is done, so it is
     // counted before http-proxy has an upstream request to destroy.
-    const tiny = await startTestGateway({ upstream: upstream.url, config: { proxy: { maxBodySize: 1000 } } });
+    const tiny = await startTestGateway({ upstream: upstream.url, policy: POLICY, config: { proxy: { maxBodySize: 1000 } } });
     try {
       const path = `${ARTIFACTS}1/run/artifacts/buffered-too-large.bin`;
       const res = await tiny.request(path, { method: 'PUT', auth: ALICE, headers: { 'transfer-encoding': 'chunked' }, body: Buffer.alloc(5000, 2) });
@@ -174,7 +176,7 @@ describe('connections cut mid-transfer', () => {
     body.push(Buffer.alloc(256 * 1024, 1));
     // The shared gateway's 300 ms proxy.timeout would end a stalled upload by itself; here only the
     // client's leaving can.
-    const unlimited = await startTestGateway({ upstream: upstream.url });
+    const unlimited = await startTestGateway({ upstream: upstream.url, policy: POLICY });
     try {
       const req = https.request(`${unlimited.url}${path}`, { method: 'PUT', ca: unlimited.ca, headers: { authorization: basic(...ALICE), 'x-request-id': 'abandoned-upload' } });
       req.on('error', () => {});

@@ -72,7 +72,7 @@ export class JwtVerifier {
     const user = claimAt(payload, userClaim);
     if (user === undefined || user === null || user === '') return { ok: false, reason: `the token has no ${userClaim} claim (jwt.userClaim)` };
     if (typeof user !== 'string' || /\p{Cc}/u.test(user) || user.length > MAX_USER_LENGTH) return { ok: false, reason: `the token's ${userClaim} claim is not a usable user name` };
-    const principal: Principal = Object.freeze({ user, method: 'bearer', groups: Object.freeze(groupsFrom(claimAt(payload, groupsClaim))) });
+    const principal: Principal = Object.freeze({ user, method: 'bearer', groups: Object.freeze(groupsFrom(claimAt(payload, groupsClaim))), external: true });
     const until = Math.min(payload.exp! * 1000, Date.now() + this.config.cacheTtl);
     if (until > Date.now()) this.cache?.set(cacheKey, { principal, until });
     return { ok: true, principal };

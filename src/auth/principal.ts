@@ -5,4 +5,6 @@ export interface Principal {
   user: string;
   method: AuthMethod;
   groups: readonly string[];
+  /** Set when an identity provider's JWT vouched for the user, who need not be in the htpasswd file. */
+  external?: boolean;
 }

@@ -49,8 +49,16 @@ export type Read = { absent: true } | { absent: false; values: string[] } | Extr
 
 export const ABSENT: Read = { absent: true };
 
+const CAMEL_CASE = new Map<string, string>();
+
+/** Field names come from the route table, a few dozen: each is converted once (this runs on every checked request). */
 function camelCase(name: string): string {
-  return name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  let camel = CAMEL_CASE.get(name);
+  if (camel === undefined) {
+    camel = name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    if (CAMEL_CASE.size < 1000) CAMEL_CASE.set(name, camel);
+  }
+  return camel;
 }
 
 /**

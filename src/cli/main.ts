@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { VERSION } from '../version.ts';
 import { registerCert } from './cert.ts';
 import { registerConfigCheck } from './config-check.ts';
+import { registerGrant } from './grant.ts';
 import { registerServe } from './serve.ts';
 import { registerToken } from './token.ts';
 import { registerUser } from './user.ts';
@@ -17,6 +18,7 @@ registerUser(program);
 registerToken(program);
 registerCert(program);
 registerConfigCheck(program);
+registerGrant(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`mlgate: ${err instanceof Error ? err.message : String(err)}\n`);

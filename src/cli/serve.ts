@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
+import { loadPolicy, PolicyError } from '../authz/policy.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { runPrimary, workerCount } from '../server/cluster.ts';
 import { startGateway } from '../server/gateway.ts';
@@ -10,6 +11,7 @@ export function registerServe(program: Command): void {
   addConfigFlags(program.command('serve', { isDefault: true }).description('run the gateway (what "npm start" does)'))
     .action(async (options: Record<string, unknown>) => {
       const { config } = loadConfigOrExit(options);
+      checkPolicyOrExit(config.authz.policyFile);
       const workers = workerCount(config.workers);
       if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
       const gateway = await startGateway(config);
@@ -23,6 +25,17 @@ export function registerServe(program: Command): void {
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
     });
+}
+
+/** A policy file with problems stops start-up (before any worker starts), like a bad configuration. */
+function checkPolicyOrExit(path: string): void {
+  try {
+    loadPolicy(path);
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    process.stderr.write(`mlgate: ${err.message}\n`);
+    process.exit(2);
+  }
 }
 
 /** Loads the configuration or prints every problem and exits with status 2. */

@@ -165,6 +165,12 @@ export const configSchema = z.strictObject({
     knownIpTtl: duration.prefault('7d'),
     maxEntries: z.number().int().min(100).default(10_000),
   }).superRefine(lockoutDurationsFit, { when: () => true }).prefault({}),
+  authz: z.strictObject({
+    policyFile: z.string().min(1).default('config/policy.yaml'),
+    allowUnknownRoutes: z.boolean().default(false),
+    cacheTtl: duration.prefault('5s'),
+    maxCheckedBody: size.prefault('16MiB'),
+  }).superRefine(checkedBodyAtLeastOneKiB, { when: () => true }).prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     format: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -216,6 +222,12 @@ function jwtKeysFitAlgorithms(jwt: Record<string, unknown> | null, ctx: z.Refine
   const needPublicKey = jwt.publicKey === undefined ? algorithms.filter((alg) => !hmac.has(alg)) : [];
   if (needSecret.length) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: `${needSecret.join(', ')} needs jwt.secret (a shared secret); jwt.publicKey verifies RS*, PS*, ES* and EdDSA` });
   if (needPublicKey.length) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: `${needPublicKey.join(', ')} needs jwt.publicKey; jwt.secret verifies HS256, HS384 and HS512` });
+}
+
+/** A limit under 1 KiB would refuse ordinary MLflow calls (a log-batch of a few metrics). */
+function checkedBodyAtLeastOneKiB(authz: { maxCheckedBody?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof authz !== 'object' || authz === null) return;
+  if (typeof authz.maxCheckedBody === 'number' && authz.maxCheckedBody < 1024) ctx.addIssue({ code: 'custom', path: ['maxCheckedBody'], message: 'must be at least 1KiB' });
 }
 
 /** (A refinement on the durations themselves would hide them from `config check`'s formatting.) */

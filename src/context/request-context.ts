@@ -16,6 +16,10 @@ export interface RequestContext {
   bytesOut: number;
   /** Set when the gateway gave up waiting on the upstream, so the error becomes a 504. */
   upstreamTimedOut: boolean;
+  /** What the authorization step checked, e.g. "experiment:12" or "model:churn" (access log). */
+  resource?: string;
+  /** The authorization step's verdict on a forwarded path (access log). */
+  decision?: 'allow' | 'deny';
 }
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/;

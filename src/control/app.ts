@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import { SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
 import type { RequestContext } from '../context/request-context.ts';
 import { registerSignInRoutes, type SignInDependencies } from './login.ts';
+import { registerPermissionRoutes, type PermissionsDependencies } from './permissions.ts';
 
 export interface ControlDependencies {
   contextOf(req: IncomingMessage): RequestContext | undefined;
@@ -12,6 +13,8 @@ export interface ControlDependencies {
   version: string;
   /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
   signIn?: SignInDependencies;
+  /** Grant management by MANAGE holders (/-/api/permissions, /-/permissions); without it those paths are 404s. */
+  permissions?: PermissionsDependencies;
 }
 
 /** Paths under /-/ that answer without credentials (sign-in and sign-out check the session cookie themselves). */
@@ -35,6 +38,7 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
   });
 
   if (deps.signIn) registerSignInRoutes(app, deps.signIn);
+  if (deps.permissions) registerPermissionRoutes(app, deps.permissions);
 
   app.notFound((c) => c.json({ error_code: 'ENDPOINT_NOT_FOUND', message: `no gateway route ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
 

@@ -17,6 +17,8 @@ export function logAccess(logger: Logger, ctx: RequestContext, req: IncomingMess
     upstreamMs: ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 100) / 100,
     user: ctx.principal?.user,
     auth: ctx.principal?.method,
+    resource: ctx.resource,
+    decision: ctx.decision,
     aborted: aborted || undefined,
   }, 'request');
 }

@@ -1,7 +1,7 @@
 import http, { type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import { parse as parseUrl } from 'node:url';
 import httpProxy from 'http-proxy';
 import type { RequestContext } from '../context/request-context.ts';
@@ -26,8 +26,26 @@ export interface ForwarderOptions {
   keepAliveSockets: number;
 }
 
+/** How one request is forwarded, when not simply streamed as it arrives. */
+export interface ForwardOptions {
+  /**
+   * The whole body, already read from the client (and checked): exactly these bytes are sent,
+   * with a Content-Length of their size, in place of the request stream.
+   */
+  body?: Buffer;
+  /**
+   * Rewrites a 2xx answer (search results without what the caller may not read): the answer is
+   * read whole (up to 64 MiB), passed through, and sent with its new length. A rejection, or a
+   * larger or compressed answer, gets a 502 instead: nothing unfiltered leaks.
+   */
+  transformResponse?: (body: Buffer) => Promise<Buffer>;
+}
+
+/** More than any page of search results; past it the answer is refused rather than held. */
+const MAX_TRANSFORMED_RESPONSE = 64 * 1024 * 1024;
+
 export interface Forwarder {
-  web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, fail: (error: GatewayError) => void): void;
+  web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, fail: (error: GatewayError) => void, options?: ForwardOptions): void;
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, fail: (error: GatewayError) => void): void;
   close(): void;
 }
@@ -41,6 +59,7 @@ interface InFlight {
   tooLarge: boolean;
   /** The client got its one answer (an error); later errors of the same exchange are echoes. */
   answered: boolean;
+  transform?: (body: Buffer) => Promise<Buffer>;
 }
 
 /** Streams requests to the upstream over kept-alive connections, in both directions, without buffering. */
@@ -62,6 +81,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   // Called without per-request options, which http-proxy would copy (and re-parse the target from)
   // on every request; its types do not list this form.
   const proxyWeb = proxy.web.bind(proxy) as (req: IncomingMessage, res: ServerResponse, callback: (err: Error, req: IncomingMessage) => void) => void;
+  // With a body read beforehand, http-proxy pipes `buffer` upstream instead of the request; all it
+  // calls is buffer.pipe(upstreamRequest), so a one-write stand-in saves a stream per request.
+  const proxyWebBuffered = proxy.web.bind(proxy) as (req: IncomingMessage, res: ServerResponse, options: { buffer: { pipe(to: Writable): Writable } }, callback: (err: Error, req: IncomingMessage) => void) => void;
   // Upgrades get their own connection each: a tunnel must never go back into the keep-alive pool.
   const wsOptions = { agent: false as const };
 
@@ -113,6 +135,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     const { ctx } = state;
     if (ctx.upstreamStartedAt) ctx.upstreamMs = Number(process.hrtime.bigint() - ctx.upstreamStartedAt) / 1e6;
     state.lastActivity = tick;
+    const status = proxyRes.statusCode ?? 502;
+    if (state.transform && status >= 200 && status < 300) return void transformed(state, proxyRes, res);
     writeResponseHead(proxyRes, res);
     proxyRes.on('data', (chunk: Buffer) => {
       ctx.bytesOut += chunk.length;
@@ -129,6 +153,43 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       if (!proxyRes.complete) proxyRes.destroy();
     });
   });
+
+  /** A 2xx answer read whole, rewritten by state.transform, and sent with its own length. */
+  function transformed(state: InFlight, proxyRes: IncomingMessage, res: ServerResponse): void {
+    const refuse = (why: string) => {
+      waiting.delete(state);
+      proxyRes.destroy();
+      answer(state, { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: `mlgate could not filter MLflow's answer: ${why}` });
+    };
+    const encoding = proxyRes.headers['content-encoding'];
+    if (encoding !== undefined && encoding !== 'identity') return refuse(`it is compressed (${encoding})`);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    proxyRes.on('data', (chunk: Buffer) => {
+      state.lastActivity = tick;
+      size += chunk.length;
+      if (size > MAX_TRANSFORMED_RESPONSE) return refuse(`it is larger than ${MAX_TRANSFORMED_RESPONSE} bytes`);
+      chunks.push(chunk);
+    });
+    proxyRes.once('error', () => res.destroy());
+    proxyRes.once('aborted', () => res.destroy());
+    res.once('close', () => {
+      if (!proxyRes.complete) proxyRes.destroy();
+    });
+    proxyRes.once('end', () => {
+      waiting.delete(state);
+      if (size > MAX_TRANSFORMED_RESPONSE || res.destroyed) return;
+      state.transform!(Buffer.concat(chunks, size)).then((body) => {
+        if (res.headersSent || res.destroyed) return;
+        writeResponseHead(proxyRes, res);
+        res.setHeader('content-length', body.length);
+        state.ctx.bytesOut += body.length;
+        res.end(body);
+      }, (err: Error) => {
+        if (!res.headersSent) answer(state, { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: `mlgate could not filter MLflow's answer: ${err.message}` });
+      });
+    });
+  }
 
   proxy.on('proxyReqWs', (proxyReq, req, socket) => {
     const state = inflight.get(req);
@@ -160,14 +221,25 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   }
 
   return {
-    web(req, res, ctx, fail) {
-      if (maxBodySize > 0 && Number(req.headers['content-length'] ?? 0) > maxBodySize) {
+    web(req, res, ctx, fail, forward) {
+      const body = forward?.body;
+      if (maxBodySize > 0 && (body ? body.length : Number(req.headers['content-length'] ?? 0)) > maxBodySize) {
         fail(tooLargeError(maxBodySize));
         return;
       }
-      const state: InFlight = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false };
+      const state: InFlight = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false, transform: forward?.transformResponse };
       inflight.set(req, state);
       res.once('close', () => waiting.delete(state));
+      // An answer to rewrite must arrive as it is: no compression the gateway would have to undo.
+      if (state.transform) delete req.headers['accept-encoding'];
+      if (body) {
+        // The bytes that were checked, framed by their own length: nothing of the client's framing is kept.
+        req.headers['content-length'] = String(body.length);
+        delete req.headers['transfer-encoding'];
+        delete req.headers.expect;
+        proxyWebBuffered(req, res, { buffer: { pipe: (to) => to.end(body) } }, onWebError);
+        return;
+      }
       req.on('data', (chunk: Buffer) => {
         ctx.bytesIn += chunk.length;
         state.lastActivity = tick;

@@ -15,11 +15,16 @@ import { Lockout } from '../auth/lockout.ts';
 import { PasswordChecker } from '../auth/password-checker.ts';
 import { SessionManager } from '../auth/session.ts';
 import { createSessionStep } from '../auth/session-step.ts';
+import { createAuthorizer, type Authorizer } from '../authz/authorize-request.ts';
+import { effectiveLevel, resourceInfoFromTags } from '../authz/decide.ts';
+import { describePolicy, PolicyStore } from '../authz/policy.ts';
+import { Resolver } from '../authz/resolver.ts';
 import type { Config } from '../config/schema.ts';
 import { IDENTITY_HEADERS } from '../config/schema.ts';
 import { trustedProxies } from '../context/client-ip.ts';
 import type { RequestContext } from '../context/request-context.ts';
 import { createControlApp } from '../control/app.ts';
+import { createPermissionsDependencies, type PrincipalLevelOf } from '../control/permissions.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createForwarder } from '../proxy/forwarder.ts';
 import { ensureCertificate } from './certificate.ts';
@@ -35,6 +40,8 @@ export interface Gateway {
   passwordChecker: PasswordChecker;
   /** Checks credentials; its verifyPassword is what a sign-in form calls (lockout included). */
   authenticator: Authenticator;
+  /** Per-user authorization: the policy in force, the upstream look-ups and their caches, the decision step. */
+  authz: { policy: PolicyStore; resolver: Resolver; authorizer: Authorizer };
   /** Stops accepting, lets in-flight requests finish within the grace period, then closes everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -43,12 +50,19 @@ export interface StartOptions {
   logger?: Logger;
   /** Called with the generated admin password on first start; defaults to printing it to stderr. */
   announceAdminPassword?: (user: string, password: string, htpasswdPath: string) => void;
+  /**
+   * The caller's level on an experiment or registered model, for grant management (/-/api/permissions,
+   * /-/permissions). Defaults to the gateway's decision engine (src/authz/decide.ts); tests may set their own.
+   */
+  permissionLevel?: PrincipalLevelOf;
 }
 
 export async function startGateway(config: Config, options: StartOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config.log);
   const upstream = new URL(config.upstream);
   const jwt = await createJwtVerifier(config.jwt, logger); // first: a bad key stops start-up before anything is made
+  // Before anything is made: a policy file with problems stops start-up with all of them.
+  const policy = new PolicyStore({ path: config.authz.policyFile, watchIntervalMs: config.watchInterval }, logger);
   const pool = new HashWorkerPool(config.auth.hashWorkers);
 
   const adminPassword = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost);
@@ -90,11 +104,21 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const forwarder = createForwarder({ upstream, timeoutMs: config.proxy.timeout, maxBodySize: config.proxy.maxBodySize, keepAliveSockets: config.proxy.keepAliveSockets });
   const contexts = new WeakMap<IncomingMessage, RequestContext>();
   const proxies = trustedProxies(config.proxy.trustedProxies);
+  const resolver = new Resolver({ upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
+  const authorizer = createAuthorizer({ policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, logger });
+  policy.start();
+  logger.info(describePolicy(policy.current(), config.authz.policyFile), 'policy loaded');
   const sessions = config.session.enabled ? new SessionManager({ config: config.session, watchIntervalMs: config.watchInterval }, store, logger) : undefined;
   sessions?.start();
   const tls = Boolean(certificate);
   const signIn = sessions && { sessions, authenticator, contextOf: (req: IncomingMessage) => contexts.get(req), service: config.auth.realm, tls, proxies, logger };
-  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION, signIn });
+  // Grant management decides with the same engine as the request path (tests may put their own in).
+  const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info), policy.current()).level);
+  const permissions = createPermissionsDependencies({
+    upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf: (req) => contexts.get(req), tls, proxies, logger,
+    grantsChanged: (resource) => (resource.kind === 'experiment' ? resolver.invalidateExperiment(resource.id) : resolver.invalidateRegisteredModel(resource.name)),
+  });
+  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION, signIn, permissions });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const pipeline = createRequestPipeline({
     logger,
@@ -111,6 +135,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     hsts: certificate ? config.tls.hsts : false,
     contexts,
     sessionStep: sessions && createSessionStep({ sessions, authenticator, tls, proxies, logger }),
+    authorizer,
   });
   server.on('request', pipeline.handleRequest);
   const upgraded = new Set<Duplex>();
@@ -143,6 +168,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     logger,
     passwordChecker: checker,
     authenticator,
+    authz: { policy, resolver, authorizer },
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
         pipeline.drain();
@@ -162,6 +188,8 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         sessions?.stop();
         await apiTokens?.stop();
         forwarder.close();
+        policy.stop();
+        resolver.close();
         await pool.close();
         logger.info('mlgate stopped');
         logger.flush();

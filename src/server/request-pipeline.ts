@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Authenticator } from '../auth/authenticate.ts';
+import type { Authorization, Authorizer } from '../authz/authorize-request.ts';
 import type { SessionStep } from '../auth/session-step.ts';
 import { peerAddress, type TrustedProxies } from '../context/client-ip.ts';
 import { createRequestContext, type RequestContext } from '../context/request-context.ts';
@@ -8,7 +9,7 @@ import { PUBLIC_CONTROL_PATHS } from '../control/app.ts';
 import { logAccess } from '../http/access-log.ts';
 import { sendError, type GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
-import type { Forwarder } from '../proxy/forwarder.ts';
+import type { ForwardOptions, Forwarder } from '../proxy/forwarder.ts';
 import { upstreamHeaderBuilder, type IdentityHeaders } from '../proxy/request-headers.ts';
 
 export interface PipelineOptions {
@@ -23,14 +24,17 @@ export interface PipelineOptions {
   contexts: WeakMap<IncomingMessage, RequestContext>;
   /** Browser sign-in (session.enabled): the session cookie, and the redirect of UI pages to /-/login. */
   sessionStep?: SessionStep;
+  /** Per-user authorization (src/authz): who may do what on which experiment or model. */
+  authorizer: Authorizer;
 }
 
 /**
  * One request's path through the gateway, top to bottom: context, authentication, then either the
- * gateway's own /-/ routes or the upstream; the access log line is written when the response ends.
+ * gateway's own /-/ routes or authorization and the upstream; the access log line is written when
+ * the response ends.
  */
 export function createRequestPipeline(options: PipelineOptions) {
-  const { logger, authenticator, forwarder, control, contexts } = options;
+  const { logger, authenticator, forwarder, control, contexts, authorizer } = options;
   const upstreamHeaders = upstreamHeaderBuilder(options.identity);
   const proto = options.tls ? 'https' : 'http';
   let inFlight = 0;
@@ -42,14 +46,23 @@ export function createRequestPipeline(options: PipelineOptions) {
     sendError(req, res, { ...error, headers }, ctx.id);
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+  function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, how?: ForwardOptions): void {
     req.headers = upstreamHeaders(req.headers, ctx.id, ctx.principal!.user, {
       peerIp: peerAddress(req),
       proto,
       host: req.headers.host,
       peerTrusted: options.proxies.peerIsTrusted(req),
     }, false);
-    forwarder.web(req, res, ctx, (error) => fail(req, res, ctx, error));
+    forwarder.web(req, res, ctx, (error) => fail(req, res, ctx, error), how);
+  }
+
+  /** The authorization step (src/authz/authorize-request.ts), then the upstream with exactly the bytes it checked. */
+  function authorizeAndForward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+    authorizer.authorize(req, res, ctx).then((outcome: Authorization | null) => {
+      if (outcome === null || res.destroyed) return; // the client left while its body was read
+      if (outcome.ok) forward(req, res, ctx, outcome.body || outcome.filterResponse ? { body: outcome.body, transformResponse: outcome.filterResponse } : undefined);
+      else fail(req, res, ctx, outcome.error);
+    }).catch((err: unknown) => internalError(req, res, ctx, err));
   }
 
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -96,7 +109,7 @@ export function createRequestPipeline(options: PipelineOptions) {
     }
     ctx.principal = outcome.principal;
     if (ctx.path.startsWith('/-/')) void control(req, res);
-    else forward(req, res, ctx);
+    else authorizeAndForward(req, res, ctx);
   }
 
   /** WebSocket upgrades: the same authentication, then a tunnel to the upstream. */
@@ -115,6 +128,8 @@ export function createRequestPipeline(options: PipelineOptions) {
         return;
       }
       ctx.principal = outcome.principal;
+      const refused = authorizer.authorizeUpgrade(req, ctx);
+      if (refused) return refuse(refused);
       options.sessionStep?.removeSessionCookie(req); // upgrades take the Authorization header only; the cookie stays here
       req.headers = upstreamHeaders(req.headers, ctx.id, outcome.principal.user, {
         peerIp: peerAddress(req), proto, host: req.headers.host, peerTrusted: options.proxies.peerIsTrusted(req),

@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import { hashPassword } from '../../src/auth/htpasswd-formats.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
-import { startGateway, type Gateway } from '../../src/server/gateway.ts';
+import { startGateway, type Gateway, type StartOptions } from '../../src/server/gateway.ts';
 import { request, type RequestOptions, type TestResponse } from './http-client.ts';
 
 export interface TestGatewayOptions {
@@ -21,6 +21,14 @@ export interface TestGatewayOptions {
   /** Extra configuration, as it would be written in mlgate.yaml. */
   config?: Record<string, unknown>;
   tls?: boolean;
+  /**
+   * The policy file (authz.policyFile, <dir>/policy.yaml): YAML text or an object written as YAML.
+   * Without it there is no file: the built-in policy (the htpasswd user "admin" is the only admin,
+   * everyone else READ, creators MANAGE).
+   */
+  policy?: string | Record<string, unknown>;
+  /** The callers' levels for grant management (/-/api/permissions); see StartOptions.permissionLevel. */
+  permissionLevel?: StartOptions['permissionLevel'];
 }
 
 export interface TestGateway {
@@ -28,6 +36,8 @@ export interface TestGateway {
   port: number;
   dir: string;
   htpasswdPath: string;
+  /** Where the policy file is (or would be): <dir>/policy.yaml. */
+  policyPath: string;
   /** The gateway's certificate (self-signed), to pin in clients. */
   ca?: string;
   config: Config;
@@ -65,6 +75,8 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
   const htpasswdPath = join(dir, 'htpasswd');
   writeFileSync(htpasswdPath, options.htpasswd ?? (await htpasswdLines(options.users ?? { alice: 'alice-password' })), { mode: 0o600 });
   const tls = options.tls ?? true;
+  const policyPath = join(dir, 'policy.yaml');
+  if (options.policy !== undefined) writeFileSync(policyPath, typeof options.policy === 'string' ? options.policy : stringify(options.policy));
   const file = {
     host: '127.0.0.1',
     port: 0,
@@ -76,6 +88,7 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
     auth: { htpasswd: htpasswdPath, bcryptCost: 4, hashWorkers: 1, ...(options.config?.auth as object | undefined) },
     session: { keyFile: join(dir, 'session.key'), revocationsFile: join(dir, 'session-revocations.json'), ...(options.config?.session as object | undefined) },
     tokens: { file: join(dir, 'tokens.json'), ...(options.config?.tokens as object | undefined) },
+    authz: { policyFile: policyPath, ...(options.config?.authz as object | undefined) },
   };
   const configPath = join(dir, 'mlgate.yaml');
   writeFileSync(configPath, stringify(file));
@@ -84,7 +97,7 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
   let gateway: Gateway;
   try {
     config = loadConfig({ configPath, env: {}, cwd: dir }).config;
-    gateway = await startGateway(config, { logger: pino({ level: 'debug' }, stream) });
+    gateway = await startGateway(config, { logger: pino({ level: 'debug' }, stream), permissionLevel: options.permissionLevel });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -95,6 +108,7 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
     port: gateway.port,
     dir,
     htpasswdPath,
+    policyPath,
     ca,
     config,
     gateway,

@@ -4,12 +4,15 @@ import { createHash } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
+import { TrackingStore } from './mlflow-tracking-store.ts';
 
 export interface ReceivedRequest {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
   body: string;
+  /** The body's bytes as received (bodies up to 1 MiB on the non-artifact routes). */
+  raw?: Buffer;
   /** The gateway's end of the connection: equal ports mean a reused (kept-alive) connection. */
   remotePort: number;
 }
@@ -39,10 +42,11 @@ export interface MlflowUpstream {
   transferOutcome(path: string): Promise<TransferOutcome>;
   /** WebSocket connections the upstream holds open right now. */
   openWebSockets(): number;
+  /** Experiments, runs, models... as MLflow would keep them (test/helpers/mlflow-tracking-store.ts). */
+  store: TrackingStore;
   close(): Promise<void>;
 }
 
-const ARTIFACT_PREFIX = '/api/2.0/mlflow-artifacts/artifacts/';
 const SMALL_BODY_LIMIT = 1 << 20;
 
 /**
@@ -67,7 +71,12 @@ fetch('ajax-api/2.0/mlflow/experiments/search', { method: 'POST', headers: { 'Co
   res.end(html);
 }
 
-export async function startMlflowUpstream(): Promise<MlflowUpstream> {
+export interface UpstreamOptions {
+  /** Answer a POST/PUT API call without Content-Type application/json with 400, as MLflow does (reference §11). */
+  requireJsonContentType?: boolean;
+}
+
+export async function startMlflowUpstream(options: UpstreamOptions = {}): Promise<MlflowUpstream> {
   const requests: ReceivedRequest[] = [];
   const artifacts = new Map<string, ReceivedArtifact>();
   const waiters = new Map<string, (at: number) => void>();
@@ -78,7 +87,7 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
     if (waiter) waiter(outcome);
     else outcomes.set(path, Promise.resolve(outcome));
   };
-  const experiments = new Map<string, { experiment_id: string; name: string }>();
+  const store = new TrackingStore(options.requireJsonContentType);
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -89,9 +98,11 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
   const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://upstream');
     const path = url.pathname;
+    // Both prefixes reach the artifact proxy (reference §1.1).
+    const artifactRest = /^\/(?:ajax-)?api\/2\.0\/mlflow-artifacts\/artifacts\/(.+)$/.exec(path)?.[1];
 
-    if (path.startsWith(ARTIFACT_PREFIX) && req.method === 'PUT') {
-      const artifactPath = decodeURIComponent(path.slice(ARTIFACT_PREFIX.length));
+    if (artifactRest !== undefined && req.method === 'PUT') {
+      const artifactPath = decodeURIComponent(artifactRest);
       const hash = createHash('sha256');
       let bytes = 0;
       let firstByteAt = 0;
@@ -111,7 +122,7 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
       });
       return;
     }
-    if (path.startsWith(ARTIFACT_PREFIX) && req.method === 'GET') {
+    if (artifactRest !== undefined && req.method === 'GET') {
       // GET .../artifacts/<exp>/<run>/artifacts/generated-<bytes>.bin streams that many bytes.
       requests.push({ method: 'GET', url: req.url ?? '', headers: req.headers, body: '', remotePort: req.socket.remotePort ?? 0 });
       const size = Number(/generated-(\d+)\.bin$/.exec(path)?.[1] ?? -1);
@@ -119,7 +130,7 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
       const chunk = Buffer.alloc(64 * 1024, 7);
       let sent = 0;
-      res.on('close', () => settleTransfer(decodeURIComponent(path.slice(ARTIFACT_PREFIX.length)), { completed: res.writableFinished, bytes: sent }));
+      res.on('close', () => settleTransfer(decodeURIComponent(artifactRest), { completed: res.writableFinished, bytes: sent }));
       const pump = () => {
         while (sent < size) {
           const piece = size - sent >= chunk.length ? chunk : chunk.subarray(0, size - sent);
@@ -139,8 +150,9 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
       if (received <= SMALL_BODY_LIMIT) chunks.push(chunk);
     });
     req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, remotePort: req.socket.remotePort ?? 0 });
+      const raw = Buffer.concat(chunks);
+      const body = raw.toString('utf8');
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, remotePort: req.socket.remotePort ?? 0 });
       if (path === '/health') return void res.end('OK');
       if (path === '/' && req.method === 'GET') return void uiPage(res, req.headers);
       if (path === '/version') return void res.end('2.17.2');
@@ -161,19 +173,22 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
         res.writeHead(302, { location: '/echo' });
         return void res.end();
       }
+      // MLflow's tracking and registry API, as MLflow answers it (mlflow-tracking-store.ts).
+      const versioned = /^\/(?:ajax-)?api\/([23]\.0)(\/.*)$/.exec(path);
+      if (versioned) {
+        const answer = store.handle(req.method ?? 'GET', versioned[1]!, versioned[2]!, url.searchParams, body, req.headers['content-type']);
+        if (answer) return json(res, answer.status, answer.json);
+      }
+      if (/^\/(?:ajax-)?api\/2\.0\/mlflow-artifacts\/artifacts$/.test(path) && req.method === 'GET') {
+        const under = (url.searchParams.get('path') ?? '').replace(/\/$/, '');
+        const files = [...artifacts.keys()].filter((key) => key.startsWith(`${under}/`)).map((key) => ({ path: key.slice(under.length + 1), is_dir: false, file_size: artifacts.get(key)!.bytes }));
+        return json(res, 200, files.length ? { files } : {});
+      }
+      if (artifactRest !== undefined && req.method === 'DELETE') {
+        artifacts.delete(decodeURIComponent(artifactRest));
+        return json(res, 200, {});
+      }
       const api = /^\/(?:ajax-)?api\/2\.0\/mlflow\/(.+)$/.exec(path)?.[1];
-      if (api === 'experiments/create' && req.method === 'POST') {
-        const name = (JSON.parse(body || '{}') as { name?: string }).name ?? 'unnamed';
-        const experiment_id = String(experiments.size + 1);
-        experiments.set(experiment_id, { experiment_id, name });
-        return json(res, 200, { experiment_id });
-      }
-      if (api === 'experiments/get') {
-        const experiment = experiments.get(url.searchParams.get('experiment_id') ?? '');
-        return experiment ? json(res, 200, { experiment }) : json(res, 404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: 'no such experiment' });
-      }
-      if (api === 'experiments/search') return json(res, 200, { experiments: [...experiments.values()] });
-      if (api === 'runs/create') return json(res, 200, { run: { info: { run_id: 'a'.repeat(32), experiment_id: '1' } } });
       if (api?.startsWith('runs/') || api?.startsWith('metrics/')) return json(res, 200, {});
       if (api) return json(res, 200, {});
       json(res, 404, { error_code: 'ENDPOINT_NOT_FOUND', message: `no route ${req.method} ${path}` });
@@ -198,6 +213,7 @@ export async function startMlflowUpstream(): Promise<MlflowUpstream> {
     artifacts,
     firstArtifactByte: (path) => new Promise((resolve) => waiters.set(path, resolve)),
     openWebSockets: () => wss.clients.size,
+    store,
     transferOutcome(path) {
       const settled = outcomes.get(path);
       if (settled) return settled;

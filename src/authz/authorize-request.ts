@@ -1,0 +1,380 @@
+// The authorization step of the request path: after authentication, before forwarding.
+//
+//   canonical target (400 if ambiguous) -> route rule (unknown API route: 403 unless admin or
+//   authz.allowUnknownRoutes) -> admin-only / blocked -> read the JSON body if the check needs it
+//   (authz.maxCheckedBody, 413 beyond) -> the resources it names (400 as MLflow would) -> reserved
+//   tags (mlgate.*, mlflow.user) -> each resource resolved through the upstream and decided
+//   (decide.ts) -> 403 in MLflow's JSON, or the go-ahead with the exact bytes to forward (the body
+//   as read, or as rebuilt with the owner tag / the run's user).
+//
+// Admins skip the resource checks but not the rest: their creates get the owner tag, their runs
+// the authenticated user, and their unparseable requests the same 400.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Principal } from '../auth/principal.ts';
+import type { RequestContext } from '../context/request-context.ts';
+import type { GatewayError } from '../http/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import { canonicalizeTarget, type CanonicalTarget } from './canonical-path.ts';
+import { effectiveLevel, isAdmin, resourceInfoFromTags, type LevelDecision, type ResourceInfo } from './decide.ts';
+import { extractResources, hasQueryParams, parseRequestJson, type ExtractedResources, type ResourceCheck } from './extract-params.ts';
+import { filterSearchResponseBytes, type SearchAccess } from './search-filter.ts';
+import { isReservedTag, OWNER_TAG } from './grant-tags.ts';
+import { atLeast, levelRank, type PermissionLevel } from './levels.ts';
+import type { Policy } from './policy.ts';
+import { readRequestBody } from './read-body.ts';
+import { missingExperiment, UpstreamLookupError, type Resolver } from './resolver.ts';
+import type { RouteRule } from './route-rule.ts';
+import { matchRoute, needsRequestBody } from './route-table.ts';
+
+export interface AuthorizerOptions {
+  /** The policy in force (a PolicyStore). */
+  policy: { current(): Policy };
+  resolver: Resolver;
+  /** authz.allowUnknownRoutes: forward /api/ routes the table does not know for everyone, not only admins. */
+  allowUnknownRoutes: boolean;
+  /** authz.maxCheckedBody: largest JSON body read for a check. */
+  maxCheckedBody: number;
+  logger: Logger;
+}
+
+/**
+ * Forward (with `body`: exactly these bytes, already read from the client; with `filterResponse`:
+ * a 2xx answer rewritten by it, search results without what the user may not read), or answer `error`.
+ */
+export type Authorization =
+  | { ok: true; body?: Buffer; filterResponse?: (answer: Buffer) => Promise<Buffer> }
+  | { ok: false; error: GatewayError };
+
+/** What the permissions API and CLI ask: a principal's level on one experiment or model. */
+export type ResourceQuery = { kind: 'experiment'; id: string } | { kind: 'experiment'; name: string } | { kind: 'registered-model'; name: string };
+
+export interface Authorizer {
+  /**
+   * Decides a request that passed authentication (ctx.principal set). Null: the client left while
+   * its body was read; nothing to answer. Sets ctx.resource and ctx.decision for the access log.
+   */
+  authorize(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<Authorization | null>;
+  /** WebSocket upgrades: MLflow has none, so MLflow's routes take no upgrade but from admins. */
+  authorizeUpgrade(req: IncomingMessage, ctx: RequestContext): GatewayError | undefined;
+  /** A principal's level on one resource, and the resource as the upstream describes it. */
+  levelOn(principal: Principal, query: ResourceQuery): Promise<LevelDecision & { resource: ResourceInfo }>;
+}
+
+/** The user MLflow records a run under (its UI shows this tag first, then user_id). */
+export const RUN_USER_TAG = 'mlflow.user';
+
+/**
+ * Paths MLflow serves under --static-prefix (`/<prefix>/ajax-api/...`, `/<prefix>/get-artifact`,
+ * `/<prefix>/graphql`) look like no API path to the gateway, which knows no prefix: such paths are
+ * treated as unknown API routes rather than passed through unchecked.
+ */
+const PREFIXED_API = /\/(?:api|ajax-api)\/\d+\.\d+(?:\/|$)|\/(?:get-artifact|graphql)$/;
+
+type JsonObject = Record<string, unknown>;
+
+interface CheckOutcome {
+  decision: LevelDecision;
+  /** How the message names the resource: the experiment once the user may read it, else what the request named. */
+  label: string;
+  /** For the access log: `experiment:12`, `model:churn`, `run:abc` (when it does not exist). */
+  logName: string;
+}
+
+const NOT_FOUND: LevelDecision = Object.freeze({ level: 'NO_PERMISSIONS', reason: 'no such resource' });
+
+function denied(message: string): Authorization {
+  return { ok: false, error: { status: 403, code: 'PERMISSION_DENIED', message } };
+}
+
+function badRequest(message: string): Authorization {
+  return { ok: false, error: { status: 400, code: 'INVALID_PARAMETER_VALUE', message } };
+}
+
+function record(value: unknown): JsonObject | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : undefined;
+}
+
+export function createAuthorizer(options: AuthorizerOptions): Authorizer {
+  const { resolver, logger } = options;
+
+  function resolveExperiment(id: string): Promise<ResourceInfo> {
+    return resolver.experiment(id);
+  }
+
+  /**
+   * A resource named by id that does not exist: NO_PERMISSIONS, the level of one the user may not
+   * see, so that both get the same 403 and the answer tells nothing about which ids exist. (By
+   * name, policy rules still apply: `mlflow.set_experiment` needs its 404 for a new name.)
+   */
+  function levelByIdOf(principal: Principal, info: ResourceInfo, policy: Policy): LevelDecision {
+    return info.exists ? effectiveLevel(principal, info, policy) : NOT_FOUND;
+  }
+
+  /** The level on the resource a check names, resolved to the experiment or model that carries it. */
+  async function outcomeOf(principal: Principal, policy: Policy, check: ResourceCheck): Promise<CheckOutcome> {
+    const { ref } = check;
+    switch (ref.kind) {
+      case 'experiment': {
+        const decision = levelByIdOf(principal, await resolveExperiment(ref.id), policy);
+        return { decision, label: `experiment ${ref.id}`, logName: `experiment:${ref.id}` };
+      }
+      case 'artifact-path': {
+        const decision = levelByIdOf(principal, await resolveExperiment(ref.experimentId), policy);
+        return { decision, label: `experiment ${ref.experimentId}`, logName: `experiment:${ref.experimentId}` };
+      }
+      case 'experiment-name': {
+        const info = await resolver.experimentByName(ref.name);
+        const decision = effectiveLevel(principal, info, policy);
+        return { decision, label: `experiment ${JSON.stringify(ref.name)}`, logName: info.id !== undefined ? `experiment:${info.id}` : `experiment-name:${ref.name}` };
+      }
+      case 'registered-model': {
+        const decision = effectiveLevel(principal, await resolver.registeredModel(ref.name), policy);
+        return { decision, label: `registered model ${JSON.stringify(ref.name)}`, logName: `model:${ref.name}` };
+      }
+      case 'run':
+      case 'logged-model':
+      case 'trace': {
+        const experimentId = ref.kind === 'run' ? await resolver.experimentOfRun(ref.id)
+          : ref.kind === 'logged-model' ? await resolver.experimentOfLoggedModel(ref.id)
+          : await resolver.experimentOfTrace(ref.id);
+        const info = experimentId === undefined ? missingExperiment() : await resolveExperiment(experimentId);
+        const decision = levelByIdOf(principal, info, policy);
+        const what = `${ref.kind === 'logged-model' ? 'logged model' : ref.kind} ${ref.id}`;
+        // Below READ the message names what the request named, so it reads the same whether the
+        // thing exists or not (and does not tell which experiment holds it).
+        const label = experimentId !== undefined && atLeast(decision.level, 'READ') ? `experiment ${experimentId}` : what;
+        return { decision, label, logName: experimentId !== undefined ? `experiment:${experimentId}` : `${ref.kind}:${ref.id}` };
+      }
+      case 'dataset': {
+        const ids = await resolver.experimentsOfDataset(ref.id);
+        const infos = ids && ids.length ? await Promise.all(ids.map(resolveExperiment)) : [missingExperiment()];
+        // A dataset linked to several experiments: what the user may do on every one of them.
+        let decision: LevelDecision | undefined;
+        for (const info of infos) {
+          const one = levelByIdOf(principal, info, policy);
+          if (!decision || levelRank(one.level) < levelRank(decision.level)) decision = one;
+        }
+        const label = ids && ids.length && atLeast(decision!.level, 'READ') ? `experiment ${ids.join(', ')} (dataset ${ref.id})` : `dataset ${ref.id}`;
+        return { decision: decision!, label, logName: ids && ids.length ? ids.map((id) => `experiment:${id}`).join(',') : `dataset:${ref.id}` };
+      }
+    }
+  }
+
+  /** Tag keys a route writes that need more than the route's level, or that no one but admins may write. */
+  function reservedTagProblem(rule: RouteRule, extracted: ExtractedResources, admin: boolean): { refuse?: string; manage?: string } {
+    if (!rule.writesTags || extracted.tagKeys.length === 0) return {};
+    if (rule.writesTags.on === 'run') {
+      // runs/create is rewritten instead (stampsUser).
+      if (!admin && !rule.stampsUser && extracted.tagKeys.includes(RUN_USER_TAG)) {
+        return { refuse: `only admins may set or delete the ${RUN_USER_TAG} tag: mlgate sets it to the user who created the run` };
+      }
+      return {};
+    }
+    const reserved = extracted.tagKeys.find(isReservedTag);
+    if (reserved === undefined || admin) return {};
+    if (rule.creates) return { refuse: `tags starting with "mlgate." are reserved: mlgate adds the owner tag itself, and grants are made by MANAGE holders (mlgate grant, /-/permissions); remove ${JSON.stringify(reserved)} from the request` };
+    return { manage: reserved };
+  }
+
+  /** The body to forward for creates (owner tag) and new runs (the authenticated user), or undefined to keep it. */
+  function rebuiltBody(rule: RouteRule, body: JsonObject | undefined, principal: Principal, admin: boolean): Buffer | undefined {
+    if (!body) return undefined;
+    if (rule.creates) {
+      const tags = Array.isArray(body.tags) ? body.tags : [];
+      if (admin && tags.some((tag) => record(tag)?.key === OWNER_TAG)) return undefined; // an admin creating on someone's behalf
+      return Buffer.from(JSON.stringify({ ...body, tags: [...tags, { key: OWNER_TAG, value: principal.user }] }));
+    }
+    if (rule.stampsUser) {
+      const tags = (Array.isArray(body.tags) ? body.tags : []).filter((tag) => record(tag)?.key !== RUN_USER_TAG);
+      const stamped: JsonObject = { ...body, user_id: principal.user, tags: [...tags, { key: RUN_USER_TAG, value: principal.user }] };
+      delete stamped.userId; // protobuf's JSON name for user_id: MLflow would read it too
+      return Buffer.from(JSON.stringify(stamped));
+    }
+    return undefined;
+  }
+
+  /** Writes that change what the cached experiments and models say: dropped now and once the write is done. */
+  function invalidation(rule: RouteRule, extracted: ExtractedResources): (() => void) | undefined {
+    const name = rule.name;
+    const experimentWrite = rule.creates === 'experiment' || rule.renames?.on === 'experiment' || rule.writesTags?.on === 'experiment'
+      || name === 'experiments/delete' || name === 'experiments/restore';
+    const modelWrite = rule.creates === 'registered-model' || rule.renames?.on === 'registered-model' || rule.writesTags?.on === 'registered-model'
+      || name === 'registered-models/delete';
+    const datasetWrite = (rule.method === 'DELETE' && name === 'datasets/{dataset_id}') || name === 'datasets/{dataset_id}/add-experiments' || name === 'datasets/{dataset_id}/remove-experiments';
+    if (!experimentWrite && !modelWrite && !datasetWrite) return undefined;
+    return () => {
+      if (experimentWrite) {
+        const ids = extracted.checks.flatMap((check) => (check.ref.kind === 'experiment' ? [check.ref.id] : []));
+        if (ids.length === 0) resolver.invalidateExperiment();
+        for (const id of ids) resolver.invalidateExperiment(id);
+      }
+      if (modelWrite) {
+        for (const check of extracted.checks) if (check.ref.kind === 'registered-model') resolver.invalidateRegisteredModel(check.ref.name);
+        if (extracted.newName !== undefined) resolver.invalidateRegisteredModel(extracted.newName);
+      }
+      if (datasetWrite) for (const check of extracted.checks) if (check.ref.kind === 'dataset') resolver.invalidateDataset(check.ref.id);
+    };
+  }
+
+  async function decideRule(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, target: CanonicalTarget, rule: RouteRule, params: Readonly<Record<string, string>>, principal: Principal, policy: Policy, admin: boolean): Promise<Authorization | null> {
+    const query = new URLSearchParams(target.query);
+    let raw: Buffer | undefined;
+    let body: JsonObject | undefined;
+    if (needsRequestBody(rule, hasQueryParams(query))) {
+      const read = await readRequestBody(req, ctx, options.maxCheckedBody);
+      if (!read.ok) {
+        if (!read.tooLarge) return null;
+        return {
+          ok: false,
+          error: {
+            status: 413, code: 'RESOURCE_EXHAUSTED', headers: { connection: 'close' },
+            message: `request body larger than ${options.maxCheckedBody} bytes, the most mlgate reads to check ${rule.name} (authz.maxCheckedBody)`,
+          },
+        };
+      }
+      raw = read.body;
+      const parsed = parseRequestJson(raw);
+      if (!parsed.ok) return { ok: false, error: { status: parsed.status, code: parsed.code, message: parsed.message } };
+      body = parsed.value;
+    }
+    const extracted = extractResources(rule, { query, body, pathParams: params, headers: req.headers });
+    if (!extracted.ok) return { ok: false, error: { status: extracted.status, code: extracted.code, message: extracted.message } };
+
+    const tags = reservedTagProblem(rule, extracted, admin);
+    if (tags.refuse) return denied(tags.refuse);
+
+    if (!admin && extracted.checks.length > 0) {
+      const outcomes = await Promise.all(extracted.checks.map((check) => outcomeOf(principal, policy, check)));
+      ctx.resource = resourceField(outcomes.map((outcome) => outcome.logName));
+      for (const [i, check] of extracted.checks.entries()) {
+        const outcome = outcomes[i]!;
+        let needed: PermissionLevel = check.level;
+        let why = rule.name;
+        if (tags.manage !== undefined && check.ref.kind === (rule.writesTags!.on === 'experiment' ? 'experiment' : 'registered-model')) {
+          needed = 'MANAGE';
+          why = `${rule.name} of the reserved tag ${JSON.stringify(tags.manage)}`;
+        }
+        if (!atLeast(outcome.decision.level, needed)) {
+          // Below READ the same words whether the resource exists or not (see levelByIdOf).
+          const unseen = atLeast(outcome.decision.level, 'READ') ? '' : ' (or it does not exist)';
+          return denied(`user ${principal.user} has ${outcome.decision.level} on ${outcome.label}${unseen}; ${why} needs ${needed}`);
+        }
+      }
+    } else if (extracted.checks.length > 0) {
+      ctx.resource = resourceField(extracted.checks.map((check) => plainLogName(check)));
+    }
+
+    const forward = rebuiltBody(rule, body, principal, admin) ?? raw;
+    const invalidate = invalidation(rule, extracted);
+    if (invalidate) {
+      invalidate();
+      res.once('finish', invalidate);
+    }
+    const filter = rule.filter;
+    const filterResponse = filter && !admin ? (answer: Buffer) => filterSearchResponseBytes(filter, answer, searchAccess(principal, policy)) : undefined;
+    return { ok: true, ...(forward ? { body: forward } : {}), ...(filterResponse ? { filterResponse } : {}) };
+  }
+
+  /** What the search filter (search-filter.ts) asks about the user, answered like every other check. */
+  function searchAccess(principal: Principal, policy: Policy): SearchAccess {
+    return {
+      levelOf: (kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info), policy).level,
+      levelOfModel: async (name) => effectiveLevel(principal, await resolver.registeredModel(name), policy).level,
+      levelOfExperiment: async (id) => levelByIdOf(principal, await resolveExperiment(id), policy).level,
+    };
+  }
+
+  async function authorize(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<Authorization | null> {
+    const principal = ctx.principal!;
+    const policy = options.policy.current();
+    const target = canonicalizeTarget(toOriginForm(req));
+    if (!target.ok) return settle(ctx, badRequest(`mlgate refuses this request target: ${target.reason}`));
+    const admin = isAdmin(principal, policy);
+    const method = req.method ?? 'GET';
+    const match = matchRoute(method, target.path);
+    if (!match) {
+      if (target.prefix === undefined && !PREFIXED_API.test(target.path)) return settle(ctx, { ok: true }); // UI pages and other non-API paths
+      if (admin || options.allowUnknownRoutes) return settle(ctx, { ok: true });
+      return settle(ctx, denied(`mlgate does not know the route ${method} ${target.path}; only admins may call routes it does not know`));
+    }
+    const { rule } = match;
+    switch (rule.resource) {
+      case 'public':
+        return settle(ctx, { ok: true });
+      case 'blocked':
+        return settle(ctx, denied(`${rule.name} is blocked for everyone: MLflow trusts its callers there as local, and behind mlgate every caller looks local`));
+      case 'admin-only':
+        return settle(ctx, admin ? { ok: true } : denied(`only admins may call ${rule.name}: mlgate cannot tell whose resources it touches`));
+      default:
+        try {
+          const outcome = await decideRule(req, res, ctx, target, rule, match.params, principal, policy, admin);
+          return outcome && settle(ctx, outcome);
+        } catch (err) {
+          if (!(err instanceof UpstreamLookupError)) throw err;
+          logger.warn({ reqId: ctx.id, err: err.message }, 'authorization look-up failed');
+          return settle(ctx, { ok: false, error: { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: err.message } });
+        }
+    }
+  }
+
+  function settle(ctx: RequestContext, outcome: Authorization): Authorization {
+    ctx.decision = outcome.ok ? 'allow' : 'deny';
+    return outcome;
+  }
+
+  function authorizeUpgrade(req: IncomingMessage, ctx: RequestContext): GatewayError | undefined {
+    const target = canonicalizeTarget(toOriginForm(req));
+    if (!target.ok) return { status: 400, code: 'INVALID_PARAMETER_VALUE', message: `mlgate refuses this request target: ${target.reason}` };
+    if (isAdmin(ctx.principal!, options.policy.current())) return undefined;
+    const match = matchRoute('GET', target.path);
+    const mlflowRoute = target.prefix !== undefined || PREFIXED_API.test(target.path) || (match !== undefined && match.rule.resource !== 'none' && match.rule.resource !== 'public');
+    return mlflowRoute ? { status: 403, code: 'PERMISSION_DENIED', message: `MLflow takes no WebSocket upgrades on ${target.path}; only admins may send them` } : undefined;
+  }
+
+  async function levelOn(principal: Principal, query: ResourceQuery): Promise<LevelDecision & { resource: ResourceInfo }> {
+    const policy = options.policy.current();
+    const resource = query.kind === 'registered-model' ? await resolver.registeredModel(query.name)
+      : 'id' in query ? await resolver.experiment(query.id)
+      : await resolver.experimentByName(query.name);
+    return { ...effectiveLevel(principal, resource, policy), resource };
+  }
+
+  return { authorize, authorizeUpgrade, levelOn };
+}
+
+const ABSOLUTE_FORM = /^https?:\/\/[^/?#\\]*(?=[/?]|$)/i;
+
+/**
+ * HTTP/1.1 servers must accept an absolute-form target (`GET http://host/path`); the upstream is
+ * then sent only its path, as the proxy would send it. The request is rewritten to that path
+ * here, so what is checked and what is forwarded are one string.
+ */
+function toOriginForm(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  if (url.startsWith('/')) return url;
+  const authority = ABSOLUTE_FORM.exec(url);
+  if (!authority) return url;
+  const rest = url.slice(authority[0].length);
+  req.url = rest.startsWith('/') ? rest : `/${rest}`;
+  return req.url;
+}
+
+function plainLogName(check: ResourceCheck): string {
+  const { ref } = check;
+  switch (ref.kind) {
+    case 'artifact-path':
+      return `experiment:${ref.experimentId}`;
+    case 'registered-model':
+      return `model:${ref.name}`;
+    case 'experiment-name':
+      return `experiment-name:${ref.name}`;
+    default:
+      return `${ref.kind}:${ref.id}`;
+  }
+}
+
+/** At most a few names in a log line: a runs/search over 500 experiments says how many more. */
+function resourceField(names: string[]): string {
+  const unique = [...new Set(names)];
+  return unique.length <= 5 ? unique.join(',') : `${unique.slice(0, 5).join(',')},+${unique.length - 5} more`;
+}

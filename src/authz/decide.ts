@@ -1,0 +1,108 @@
+// Who may do what on one experiment or registered model: pure functions of the principal, what the
+// upstream says about the resource, and the policy. No I/O, no clock.
+//
+// API (stable; used by the request path and by the permissions CLI, API and page):
+//
+//   effectiveLevel(principal, resource, policy): { level, reason }
+//     The principal's level on the resource, most specific source first:
+//       1. the user is an admin (policy `admins`, a user or an @group) -> MANAGE    reason "admin"
+//       2. the resource's owner tag (mlgate.owner) names the user     -> MANAGE    reason "owner"
+//          an explicit user grant (mlgate.grant.user.<user>)          -> its level reason "user grant"
+//       3. the highest explicit grant to one of the user's groups
+//          (mlgate.grant.group.<group>)                               -> its level reason "group grant @g"
+//       4. the first policy rule whose glob matches the resource's NAME
+//          and that lists the user, one of their groups, or "*"       -> its level reason "rule 2 (experiment team-a/*)"
+//       5. the policy's default (READ unless set)                    -> default   reason "default"
+//     A more specific source wins even when it gives less: a user granted READ on an experiment
+//     stays at READ there even if a group of theirs was granted EDIT.
+//     A resource that does not exist (`exists: false`) has no tags, and no name unless the request
+//     named it, so this gives it the default (or a rule, by name). The request path
+//     (authorize-request.ts) goes further for resources named by id: one that does not exist gets
+//     NO_PERMISSIONS, so a user is refused it with the same 403 as one hidden from them.
+//
+//   resourceInfoFromTags(kind, { id, name, tags }): ResourceInfo
+//     For callers that read an experiment or model from MLflow themselves (search results, the
+//     permissions API).
+//
+//   isAdmin(principal, policy): boolean
+//   groupsOf(principal, policy): readonly string[]
+//     The user's groups: those of the policy file that list them, and those their JWT carries.
+//
+//   ResourceInfo: { kind: 'experiment' | 'registered-model', id?, name?, exists, grants }
+//     What src/authz/resolver.ts returns for an experiment (by id or name) or a registered model.
+import type { Principal } from '../auth/principal.ts';
+import { grantsFromTags, type ResourceGrants } from './grant-tags.ts';
+import { levelRank, type PermissionLevel } from './levels.ts';
+import type { Policy, RuleTarget } from './policy.ts';
+
+export interface ResourceInfo {
+  kind: RuleTarget;
+  /** Experiments only: the id. */
+  id?: string;
+  /** The experiment's or model's name; undefined when it does not exist and the request named it by id. */
+  name?: string;
+  exists: boolean;
+  /** Owner and grants, read from the resource's mlgate.* tags (empty when it does not exist). */
+  grants: ResourceGrants;
+}
+
+export interface LevelDecision {
+  level: PermissionLevel;
+  /** Where the level came from, for messages, logs and the permissions page. */
+  reason: string;
+}
+
+const NO_GROUPS: readonly string[] = Object.freeze([]);
+
+export function groupsOf(principal: Principal, policy: Policy): readonly string[] {
+  const listed = policy.memberOf.get(principal.user) ?? NO_GROUPS;
+  if (principal.groups.length === 0) return listed;
+  if (listed.length === 0) return principal.groups;
+  return [...new Set([...listed, ...principal.groups])];
+}
+
+export function isAdmin(principal: Principal, policy: Policy): boolean {
+  const { admins } = policy;
+  if (admins.users.has(principal.user) && !(admins.htpasswdOnly && principal.external)) return true;
+  if (admins.groups.size === 0) return false;
+  for (const group of groupsOf(principal, policy)) if (admins.groups.has(group)) return true;
+  return false;
+}
+
+const ADMIN: LevelDecision = Object.freeze({ level: 'MANAGE', reason: 'admin' });
+const OWNER: LevelDecision = Object.freeze({ level: 'MANAGE', reason: 'owner' });
+
+export function effectiveLevel(principal: Principal, resource: ResourceInfo, policy: Policy): LevelDecision {
+  if (isAdmin(principal, policy)) return ADMIN;
+  const { grants } = resource;
+  if (grants.owner !== undefined && grants.owner === principal.user) return OWNER;
+  const userGrant = grants.users.get(principal.user);
+  if (userGrant !== undefined) return { level: userGrant, reason: 'user grant' };
+
+  const groups = groupsOf(principal, policy);
+  if (grants.groups.size > 0 && groups.length > 0) {
+    let best: { level: PermissionLevel; group: string } | undefined;
+    for (const group of groups) {
+      const level = grants.groups.get(group);
+      if (level !== undefined && (!best || levelRank(level) > levelRank(best.level))) best = { level, group };
+    }
+    if (best) return { level: best.level, reason: `group grant @${best.group}` };
+  }
+
+  if (resource.name !== undefined) {
+    for (const rule of policy.rules) {
+      if (rule.on !== resource.kind || !rule.regex.test(resource.name)) continue;
+      if (!rule.everyone && !rule.users.has(principal.user) && !groups.some((group) => rule.groups.has(group))) continue;
+      return { level: rule.level, reason: `rule ${rule.number} (${rule.on === 'experiment' ? 'experiment' : 'model'} ${rule.pattern})` };
+    }
+  }
+  return { level: policy.defaultLevel, reason: 'default' };
+}
+
+/**
+ * A ResourceInfo from what an MLflow answer says about an experiment or model (its id, name and
+ * tags), for callers that read those themselves (search results, the permissions API).
+ */
+export function resourceInfoFromTags(kind: RuleTarget, info: { id?: string; name?: string; tags?: readonly { key: string; value: string }[] }): ResourceInfo {
+  return { kind, id: info.id, name: info.name, exists: true, grants: grantsFromTags(info.tags) };
+}

@@ -1,0 +1,276 @@
+// Asks the upstream MLflow what a request's resources are: the experiment a run, logged model,
+// trace or dataset lives in, and an experiment's or registered model's name and mlgate.* tags.
+// MLflow behind the gateway has no authentication of its own, so plain calls work; they go over
+// their own kept-alive connections.
+//
+// Caching (a hot loop of runs/log-metric costs two map look-ups):
+// - run, logged model, trace -> experiment: never moves; a large LRU without expiry.
+// - experiment (by id and by name), registered model, dataset -> experiments: `cacheTtlMs` (5 s by
+//   default), and dropped at once by the writes that pass through this gateway (tag writes,
+//   renames, deletes, creates: see invalidate*). Other gateway replicas see a change within the TTL.
+// - concurrent look-ups of the same thing share one upstream call.
+// - a lookup that fails (upstream down, a 5xx) is not cached and throws UpstreamLookupError.
+import http from 'node:http';
+import https from 'node:https';
+import { LRUCache } from 'lru-cache';
+import type { ResourceInfo } from './decide.ts';
+import { grantsFromTags, type ResourceGrants } from './grant-tags.ts';
+
+export interface ResolverOptions {
+  upstream: URL;
+  /** How long an experiment's or model's name and tags are trusted. */
+  cacheTtlMs: number;
+  /** How long one upstream look-up may take. */
+  timeoutMs: number;
+  /** Run/logged-model/trace -> experiment entries kept (default 100 000). */
+  stableEntries?: number;
+  /** Experiments, models, datasets kept (default 10 000). */
+  entries?: number;
+  /** Header to name the caller upstream (proxy.userHeader), with value `mlgate`, so MLflow's logs tell look-ups apart. */
+  userHeader?: string;
+}
+
+/** The upstream could not answer a look-up: the request gets a 502 (MLflow's client retries those). */
+export class UpstreamLookupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpstreamLookupError';
+  }
+}
+
+interface Answer {
+  status: number;
+  json: Record<string, unknown> | undefined;
+}
+
+const NO_GRANTS: ResourceGrants = Object.freeze({ users: new Map(), groups: new Map() }) as ResourceGrants;
+
+/** An experiment the request names by id (or through a run...) that does not exist. */
+export function missingExperiment(id?: string, name?: string): ResourceInfo {
+  return { kind: 'experiment', id, name, exists: false, grants: NO_GRANTS };
+}
+
+export class Resolver {
+  /** Upstream calls made (tests and benchmarks check the hot path makes none). */
+  lookups = 0;
+  private readonly agent: http.Agent;
+  private readonly get: typeof http.get;
+  private readonly stable: LRUCache<string, string>;
+  private readonly experimentsById: LRUCache<string, ResourceInfo>;
+  private readonly experimentsByName: LRUCache<string, ResourceInfo>;
+  private readonly models: LRUCache<string, ResourceInfo>;
+  private readonly datasets: LRUCache<string, readonly string[]>;
+  private readonly pending = new Map<string, Promise<unknown>>();
+  private readonly headers: Record<string, string>;
+
+  constructor(private readonly options: ResolverOptions) {
+    const secure = options.upstream.protocol === 'https:';
+    this.agent = new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 2000 });
+    this.get = secure ? https.get : http.get;
+    this.stable = new LRUCache({ max: options.stableEntries ?? 100_000 });
+    const ttl = Math.max(1, options.cacheTtlMs);
+    const max = options.entries ?? 10_000;
+    this.experimentsById = new LRUCache({ max, ttl });
+    this.experimentsByName = new LRUCache({ max, ttl });
+    this.models = new LRUCache({ max, ttl });
+    this.datasets = new LRUCache({ max, ttl });
+    this.headers = { accept: 'application/json', ...(options.userHeader ? { [options.userHeader.toLowerCase()]: 'mlgate' } : {}) };
+  }
+
+  // ---- experiments and registered models (TTL) ----
+
+  /** The experiment with this id: name and grants, or `exists: false`. */
+  experiment(id: string): Promise<ResourceInfo> {
+    const hit = this.experimentsById.get(id);
+    if (hit) return Promise.resolve(hit);
+    return this.once(`experiment:${id}`, async () => {
+      const answer = await this.call(`/api/2.0/mlflow/experiments/get?experiment_id=${encodeURIComponent(id)}`, `experiment ${id}`);
+      const info = answer ? experimentInfo(answer.experiment, id) : missingExperiment(id);
+      this.experimentsById.set(id, info);
+      if (info.exists && info.name !== undefined) this.experimentsByName.set(info.name, info);
+      return info;
+    });
+  }
+
+  /** The experiment with this name, or `exists: false` (with the name, which policy rules match on). */
+  experimentByName(name: string): Promise<ResourceInfo> {
+    const hit = this.experimentsByName.get(name);
+    if (hit) return Promise.resolve(hit);
+    return this.once(`experiment-name:${name}`, async () => {
+      const answer = await this.call(`/api/2.0/mlflow/experiments/get-by-name?experiment_name=${encodeURIComponent(name)}`, `experiment "${name}"`);
+      const info = answer ? experimentInfo(answer.experiment) : missingExperiment(undefined, name);
+      this.experimentsByName.set(name, info);
+      if (info.exists && info.id !== undefined) this.experimentsById.set(info.id, info);
+      return info;
+    });
+  }
+
+  registeredModel(name: string): Promise<ResourceInfo> {
+    const hit = this.models.get(name);
+    if (hit) return Promise.resolve(hit);
+    return this.once(`model:${name}`, async () => {
+      const answer = await this.call(`/api/2.0/mlflow/registered-models/get?name=${encodeURIComponent(name)}`, `registered model "${name}"`);
+      const model = record(answer?.registered_model);
+      const info: ResourceInfo = model
+        ? { kind: 'registered-model', name: typeof model.name === 'string' ? model.name : name, exists: true, grants: grantsFromTags(tagList(model.tags)) }
+        : { kind: 'registered-model', name, exists: false, grants: NO_GRANTS };
+      this.models.set(name, info);
+      return info;
+    });
+  }
+
+  // ---- things that live in one experiment for good (no expiry) ----
+
+  /** The experiment id of a run; undefined when there is no such run. */
+  experimentOfRun(runId: string): Promise<string | undefined> {
+    return this.stableLookup(`run:${runId}`, `/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(runId)}`, `run ${runId}`, (json) => record(record(json.run)?.info)?.experiment_id);
+  }
+
+  experimentOfLoggedModel(modelId: string): Promise<string | undefined> {
+    return this.stableLookup(`logged-model:${modelId}`, `/api/2.0/mlflow/logged-models/${encodeURIComponent(modelId)}`, `logged model ${modelId}`, (json) => record(record(json.model)?.info)?.experiment_id);
+  }
+
+  /** MLflow 3 answers on /api/3.0/mlflow/traces/<id>; 2.x only on /api/2.0/mlflow/traces/<id>/info. */
+  experimentOfTrace(traceId: string): Promise<string | undefined> {
+    const key = `trace:${traceId}`;
+    const hit = this.stable.get(key);
+    if (hit !== undefined) return Promise.resolve(hit);
+    return this.once(key, async () => {
+      const v3 = await this.request(`/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}`, `trace ${traceId}`);
+      let id: unknown;
+      if (v3.status === 200 && v3.json) {
+        id = record(record(record(record(v3.json.trace)?.trace_info)?.trace_location)?.mlflow_experiment)?.experiment_id;
+      } else if (isMissing(v3) && v3.json?.error_code === 'RESOURCE_DOES_NOT_EXIST') {
+        return undefined;
+      } else {
+        const v2 = await this.call(`/api/2.0/mlflow/traces/${encodeURIComponent(traceId)}/info`, `trace ${traceId}`);
+        id = record(v2?.trace_info)?.experiment_id;
+      }
+      if (typeof id !== 'string' || id === '') return undefined;
+      this.stable.set(key, id);
+      return id;
+    });
+  }
+
+  /** The experiments a dataset is linked to (it can be linked to more, or fewer: TTL). Undefined: no such dataset. */
+  experimentsOfDataset(datasetId: string): Promise<readonly string[] | undefined> {
+    const hit = this.datasets.get(datasetId);
+    if (hit) return Promise.resolve(hit);
+    return this.once(`dataset:${datasetId}`, async () => {
+      const answer = await this.call(`/api/3.0/mlflow/datasets/${encodeURIComponent(datasetId)}/experiment-ids`, `dataset ${datasetId}`);
+      if (!answer) return undefined;
+      const ids = Array.isArray(answer.experiment_ids) ? answer.experiment_ids.filter((id): id is string => typeof id === 'string') : [];
+      this.datasets.set(datasetId, ids);
+      return ids;
+    });
+  }
+
+  // ---- invalidation: writes that pass through the gateway ----
+
+  /** After a tag write, rename, delete, restore or create of an experiment (id unknown for creates). */
+  invalidateExperiment(id?: string): void {
+    if (id === undefined) this.experimentsById.clear();
+    else this.experimentsById.delete(id);
+    // Names point at ids and the other way round; renames and creates are rare: drop them all.
+    this.experimentsByName.clear();
+  }
+
+  invalidateRegisteredModel(name: string): void {
+    this.models.delete(name);
+  }
+
+  invalidateDataset(id: string): void {
+    this.datasets.delete(id);
+  }
+
+  /** Drops everything that expires (not run -> experiment, which never changes). */
+  invalidateAll(): void {
+    this.experimentsById.clear();
+    this.experimentsByName.clear();
+    this.models.clear();
+    this.datasets.clear();
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  // ---- plumbing ----
+
+  private stableLookup(key: string, path: string, what: string, pick: (json: Record<string, unknown>) => unknown): Promise<string | undefined> {
+    const hit = this.stable.get(key);
+    if (hit !== undefined) return Promise.resolve(hit);
+    return this.once(key, async () => {
+      const answer = await this.call(path, what);
+      const id = answer ? pick(answer) : undefined;
+      if (typeof id !== 'string' || id === '') return undefined;
+      this.stable.set(key, id);
+      return id;
+    });
+  }
+
+  private once<T>(key: string, lookup: () => Promise<T>): Promise<T> {
+    const running = this.pending.get(key) as Promise<T> | undefined;
+    if (running) return running;
+    const started = lookup().finally(() => this.pending.delete(key));
+    this.pending.set(key, started);
+    return started;
+  }
+
+  /** The JSON of a 200, undefined when MLflow says there is no such thing; throws otherwise. */
+  private async call(path: string, what: string): Promise<Record<string, unknown> | undefined> {
+    const answer = await this.request(path, what);
+    if (answer.status === 200 && answer.json) return answer.json;
+    if (isMissing(answer)) return undefined;
+    const detail = answer.json && typeof answer.json.message === 'string' ? `: ${answer.json.message}` : '';
+    throw new UpstreamLookupError(`MLflow answered ${answer.status} when mlgate looked up ${what}${detail}`);
+  }
+
+  private request(path: string, what: string): Promise<Answer> {
+    this.lookups++;
+    return new Promise((resolve, reject) => {
+      const req = this.get(new URL(path, this.options.upstream), { agent: this.agent, headers: this.headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', (err) => reject(new UpstreamLookupError(`mlgate could not look up ${what} in MLflow: ${err.message}`)));
+        res.on('end', () => {
+          let json: Record<string, unknown> | undefined;
+          try {
+            json = record(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, json });
+        });
+      });
+      req.setTimeout(this.options.timeoutMs, () => req.destroy(new Error(`no answer in ${this.options.timeoutMs} ms`)));
+      req.on('error', (err: NodeJS.ErrnoException) => reject(new UpstreamLookupError(`mlgate could not look up ${what} in MLflow: ${err.code ?? err.message}`)));
+    });
+  }
+}
+
+/**
+ * MLflow's "no such thing": 404 (RESOURCE_DOES_NOT_EXIST, or no route at all on an older server)
+ * or 400 INVALID_PARAMETER_VALUE for an id it cannot read. The request is then decided as for a
+ * resource the user has no grant on, and if allowed MLflow gives its own answer.
+ */
+function isMissing(answer: Answer): boolean {
+  return answer.status === 404 || (answer.status === 400 && answer.json?.error_code === 'INVALID_PARAMETER_VALUE');
+}
+
+function record(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+function tagList(value: unknown): { key: string; value: string }[] {
+  if (!Array.isArray(value)) return [];
+  return value.filter((tag): tag is { key: string; value: string } => typeof record(tag)?.key === 'string' && typeof record(tag)?.value === 'string');
+}
+
+function experimentInfo(value: unknown, askedId?: string): ResourceInfo {
+  const experiment = record(value);
+  if (!experiment) return missingExperiment(askedId);
+  const id = typeof experiment.experiment_id === 'string' ? experiment.experiment_id : askedId;
+  const name = typeof experiment.name === 'string' ? experiment.name : undefined;
+  return { kind: 'experiment', id, name, exists: true, grants: grantsFromTags(tagList(experiment.tags)) };
+}

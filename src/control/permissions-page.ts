@@ -1,0 +1,131 @@
+// The /-/permissions page: what the signed-in user can manage, who has what, and forms to grant and
+// revoke. Self-contained like the sign-in page (no external assets, no script), usable with a
+// keyboard and a screen reader, and working without JavaScript: every button is a plain form POST.
+import { createHash } from 'node:crypto';
+import type { PermissionsView } from '../authz/grants-client.ts';
+import { PERMISSION_LEVELS } from '../authz/levels.ts';
+import { escapeHtml } from '../http/errors.ts';
+
+const STYLE = `
+:root{color-scheme:light dark;--fg:#1b1f24;--muted:#57606a;--bg:#fff;--panel:#f6f8fa;--line:#8c959f;--accent:#0860c4;--error:#b3261e}
+@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9da7b3;--bg:#0d1117;--panel:#161b22;--line:#6e7681;--accent:#58a6ff;--error:#ff7b72}}
+*{box-sizing:border-box}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);margin:0}
+main{max-width:52rem;margin:2rem auto;padding:0 1rem}
+h1{font-size:1.5rem;margin:0 0 .5rem}
+h2{font-size:1.2rem;margin:2rem 0 .5rem}
+h3{font-size:1.05rem;margin:0 0 .5rem;overflow-wrap:anywhere}
+section{background:var(--panel);border-radius:.5rem;padding:1rem;margin:0 0 1rem}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:middle;overflow-wrap:anywhere}
+td form{margin:0}
+fieldset{border:1px solid var(--line);border-radius:.25rem;margin:.75rem 0 0;padding:.5rem .75rem .75rem;display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-end}
+legend{font-weight:600;padding:0 .25rem}
+label{display:block;font-weight:600;font-size:.875rem}
+input,select{font:inherit;padding:.35rem .5rem;border:1px solid var(--line);border-radius:.25rem;background:var(--bg);color:var(--fg)}
+button{font:inherit;font-weight:600;padding:.35rem .9rem;border:0;border-radius:.25rem;background:var(--accent);color:#fff;cursor:pointer}
+button.secondary{background:transparent;color:var(--accent);border:1px solid var(--accent)}
+:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
+a{color:var(--accent)}
+.error{color:var(--error);font-weight:600}
+.status{border-left:4px solid var(--accent);padding-left:.75rem}
+.hint,small{color:var(--muted);font-size:.875rem}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+`.trim();
+
+const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+
+/** Nothing loads from anywhere, no script runs, forms post only here, never framed or cached. */
+export const PERMISSIONS_PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'content-security-policy': `default-src 'none'; style-src ${sha256(STYLE)}; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+};
+
+export interface PermissionsPageOptions {
+  user: string;
+  /** Signed in with the session cookie: show the sign-out link. */
+  signOut: boolean;
+  experiments: readonly PermissionsView[];
+  models: readonly PermissionsView[];
+  truncated: boolean;
+  notice?: string;
+  error?: string;
+}
+
+const ACTION = '/-/permissions';
+
+export function permissionsPage(options: PermissionsPageOptions): string {
+  const parts = ['<h1>Permissions</h1>'];
+  parts.push(`<p>Signed in as <strong>${escapeHtml(options.user)}</strong>.${options.signOut ? ' <a href="/-/logout">Sign out</a> ·' : ''} <a href="/">Back to MLflow</a></p>`);
+  if (options.error) parts.push(`<p class="error" role="alert">${escapeHtml(options.error)}</p>`);
+  if (options.notice) parts.push(`<p class="status" role="status">${escapeHtml(options.notice)}</p>`);
+  parts.push('<p class="hint">These are the experiments and registered models on which you hold MANAGE. A grant to a user or a group (<code>@team</code>) sets their level on that one resource: READ reads, EDIT also writes runs, models and artifacts, MANAGE also deletes and grants, NO_PERMISSIONS shuts them out. Without a grant, levels come from the policy file and the default.</p>');
+  if (options.truncated) parts.push('<p class="hint">Only the first resources of this server were examined; use <code>mlgate permissions</code> or the API for the others.</p>');
+
+  parts.push('<h2 id="experiments">Experiments</h2>');
+  if (options.experiments.length === 0) parts.push('<p>None.</p>');
+  options.experiments.forEach((view, i) => parts.push(resourceSection(view, `e${i}`)));
+  parts.push('<h2 id="models">Registered models</h2>');
+  if (options.models.length === 0) parts.push('<p>None.</p>');
+  options.models.forEach((view, i) => parts.push(resourceSection(view, `m${i}`)));
+  return layout('Permissions', parts.join('\n'));
+}
+
+function title(view: PermissionsView): string {
+  return view.kind === 'experiment' ? `experiment ${view.name} (id ${view.id})` : `registered model ${view.name}`;
+}
+
+function hidden(name: string, value: string): string {
+  return `<input type="hidden" name="${name}" value="${escapeHtml(value)}">`;
+}
+
+function resourceSection(view: PermissionsView, key: string): string {
+  const resource = view.kind === 'experiment' ? view.id! : view.name;
+  const what = title(view);
+  const heading = view.kind === 'experiment'
+    ? `${escapeHtml(view.name)} <small>id ${escapeHtml(view.id!)}</small>`
+    : escapeHtml(view.name);
+  const rows = [
+    ...view.users.map((grant) => ({ who: grant.name, spelled: grant.name, kind: 'user', level: grant.level })),
+    ...view.groups.map((grant) => ({ who: `@${grant.name}`, spelled: `@${grant.name}`, kind: 'group', level: grant.level })),
+  ];
+  const table = rows.length === 0
+    ? '<p>No grants yet.</p>'
+    : `<table>
+<caption class="vh">Grants on ${escapeHtml(what)}</caption>
+<thead><tr><th scope="col">User or group</th><th scope="col">Level</th><th scope="col"><span class="vh">Action</span></th></tr></thead>
+<tbody>
+${rows.map((row) => `<tr><td>${escapeHtml(row.who)} <small>${row.kind}</small></td><td>${row.level}</td><td><form method="post" action="${ACTION}">${hidden('action', 'revoke')}${hidden('kind', view.kind)}${hidden('resource', resource)}${hidden('grantee', row.spelled)}<button type="submit" class="secondary" aria-label="Revoke ${escapeHtml(`${row.level} of ${row.kind} ${row.who.replace(/^@/, '')} on ${what}`)}">Revoke</button></form></td></tr>`).join('\n')}
+</tbody></table>`;
+  return `<section aria-labelledby="${key}-title">
+<h3 id="${key}-title">${heading}</h3>
+<p>Owner: ${view.owner ? `<strong>${escapeHtml(view.owner)}</strong>` : '<span class="hint">none recorded</span>'}</p>
+${table}
+<form method="post" action="${ACTION}">
+${hidden('action', 'grant')}${hidden('kind', view.kind)}${hidden('resource', resource)}
+<fieldset><legend>Grant access to ${escapeHtml(what)}</legend>
+<div><label for="${key}-who">User, or @group</label><input id="${key}-who" name="grantee" required autocapitalize="none" spellcheck="false" autocomplete="off" aria-describedby="${key}-who-hint"></div>
+<div><label for="${key}-level">Level</label><select id="${key}-level" name="level">${PERMISSION_LEVELS.map((level) => `<option${level === 'READ' ? ' selected' : ''}>${level}</option>`).join('')}</select></div>
+<div><button type="submit">Grant</button></div>
+<p id="${key}-who-hint" class="hint">e.g. <code>alice</code> or <code>@team-a</code>; a new grant replaces the previous one.</p>
+</fieldset>
+</form>
+</section>`;
+}
+
+function layout(pageTitle: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="robots" content="noindex">
+<link rel="icon" href="data:,">
+<title>${escapeHtml(pageTitle)} · mlgate</title>
+<style>${STYLE}</style>
+</head><body><main>
+${body}
+</main></body></html>
+`;
+}

@@ -1,0 +1,379 @@
+// Grants managed by the people who hold MANAGE on a resource (not only admins): a JSON API under
+// /-/api/permissions and a page at /-/permissions. Both write mlgate's grant tags in MLflow through
+// the grants client; who may do what comes from an injected `levelOf`, the gateway's decision engine.
+//
+// Only authenticated requests get here (the pipeline authenticates every /-/ path but the public
+// ones). Cross-site requests: a request authenticated by the session cookie that can change something
+// must be same-origin, which the session step checks for every path, /-/ included. A browser that
+// remembers a Basic password sends it cross-site too, so these routes check as well: the page's POST
+// must be same-origin, and the API's PUT and DELETE (which an HTML form cannot send, and which need a
+// CORS preflight the gateway never grants) are refused when they carry a foreign Origin.
+import type { IncomingMessage } from 'node:http';
+import type { HttpBindings } from '@hono/node-server';
+import type { Context, Hono } from 'hono';
+import { checkSameOrigin, externalOrigin } from '../auth/csrf.ts';
+import type { Principal } from '../auth/principal.ts';
+import type { TrustedProxies } from '../context/client-ip.ts';
+import type { RequestContext } from '../context/request-context.ts';
+import type { Grantee } from '../authz/grant-tags.ts';
+import {
+  describeGrantee,
+  describeResource,
+  GrantsClientError,
+  granteeNameProblem,
+  MlflowGrantsClient,
+  parseGrantee,
+  permissionsView,
+  type MlflowResource,
+  type PermissionsView,
+  type ResourceInfo,
+} from '../authz/grants-client.ts';
+import { atLeast, parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
+import type { CarrierKind } from '../authz/route-rule.ts';
+import type { Logger } from '../log/logger.ts';
+import { permissionsPage, PERMISSIONS_PAGE_HEADERS } from './permissions-page.ts';
+import { messagePage, PAGE_HEADERS } from './pages.ts';
+
+export const PERMISSIONS_API = '/-/api/permissions';
+export const PERMISSIONS_PAGE = '/-/permissions';
+
+/** The principal's level on an experiment or registered model; the gateway's decision engine. */
+export type PrincipalLevelOf = (principal: Principal, kind: CarrierKind, info: ResourceInfo) => PermissionLevel | Promise<PermissionLevel>;
+
+/** What the routes need of MLflow (MlflowGrantsClient has it all). */
+export type GrantsStore = Pick<MlflowGrantsClient, 'origin' | 'find' | 'setGrant' | 'removeGrant' | 'experiments' | 'registeredModels'>;
+
+export interface PermissionsDependencies {
+  contextOf(req: IncomingMessage): RequestContext | undefined;
+  grants: GrantsStore;
+  levelOf: PrincipalLevelOf;
+  /** Called after a grant was written, so cached permissions of that resource are dropped. */
+  grantsChanged?(resource: MlflowResource): void;
+  tls: boolean;
+  proxies: TrustedProxies;
+  logger: Logger;
+  /** At most this many experiments, and as many registered models, are examined for "mine" (default 5000). */
+  scanLimit?: number;
+}
+
+/** The usual wiring: MLflow at `upstream`, reached directly (as the gateway forwards). */
+export function createPermissionsDependencies(options: Omit<PermissionsDependencies, 'grants'> & { upstream: string | URL; timeoutMs?: number }): PermissionsDependencies {
+  const { upstream, timeoutMs, ...rest } = options;
+  return { ...rest, grants: new MlflowGrantsClient(upstream, { timeoutMs }) };
+}
+
+type Env = { Bindings: HttpBindings };
+
+interface Failure {
+  ok: false;
+  status: 400 | 401 | 403 | 404 | 500 | 502 | 504;
+  code: string;
+  message: string;
+}
+type Outcome<T> = { ok: true; value: T } | Failure;
+
+export interface MineView {
+  user: string;
+  experiments: PermissionsView[];
+  registered_models: PermissionsView[];
+  /** More resources existed than were examined (scanLimit). */
+  truncated: boolean;
+}
+
+const KIND_WORDS: Record<CarrierKind, string> = { experiment: 'experiment', 'registered-model': 'registered model' };
+const DEFAULT_SCAN_LIMIT = 5000;
+const BODY_LIMIT = 16 * 1024;
+
+function fail(status: Failure['status'], code: string, message: string): Failure {
+  return { ok: false, status, code, message };
+}
+
+/**
+ * Looking up, checking and changing grants for one principal: shared by the API and the page, so
+ * both refuse and answer alike.
+ */
+export function permissionsService(deps: PermissionsDependencies) {
+  const { grants, levelOf, logger } = deps;
+
+  function upstreamFailure(err: unknown): Failure {
+    if (!(err instanceof GrantsClientError)) throw err;
+    if (err.code === 'INVALID_PARAMETER_VALUE') return fail(400, 'INVALID_PARAMETER_VALUE', err.message);
+    if (err.code === 'RESOURCE_DOES_NOT_EXIST') return fail(404, 'RESOURCE_DOES_NOT_EXIST', err.message);
+    return fail(err.message.includes('did not answer within') ? 504 : 502, 'TEMPORARILY_UNAVAILABLE', err.message);
+  }
+
+  /** The resource, if the principal holds MANAGE on it. Missing and unreadable answer alike: existence is not revealed. */
+  async function managed(principal: Principal, kind: CarrierKind, ref: string): Promise<Outcome<MlflowResource>> {
+    const hidden = fail(404, 'RESOURCE_DOES_NOT_EXIST', `${KIND_WORDS[kind]} "${ref}" does not exist, or user ${principal.user} cannot read it`);
+    let resource: MlflowResource | undefined;
+    try {
+      resource = await grants.find(kind, ref);
+    } catch (err) {
+      return upstreamFailure(err);
+    }
+    if (!resource) return hidden;
+    const level = await levelOf(principal, kind, resource);
+    if (!atLeast(level, 'READ')) return hidden;
+    if (!atLeast(level, 'MANAGE')) {
+      return fail(403, 'PERMISSION_DENIED', `user ${principal.user} has ${level} on ${describeResource(resource)}; managing its permissions needs MANAGE`);
+    }
+    return { ok: true, value: resource };
+  }
+
+  /** Reads the resource again after a change, so the answer shows what MLflow holds now. */
+  async function reread(resource: MlflowResource): Promise<MlflowResource> {
+    try {
+      return (await grants.find(resource.kind, resource.kind === 'experiment' ? resource.id : resource.name)) ?? resource;
+    } catch {
+      return resource;
+    }
+  }
+
+  async function view(principal: Principal, kind: CarrierKind, ref: string): Promise<Outcome<PermissionsView>> {
+    const found = await managed(principal, kind, ref);
+    return found.ok ? { ok: true, value: permissionsView(found.value) } : found;
+  }
+
+  async function grant(principal: Principal, kind: CarrierKind, ref: string, grantee: Grantee, level: PermissionLevel, reqId?: string): Promise<Outcome<PermissionsView>> {
+    const found = await managed(principal, kind, ref);
+    if (!found.ok) return found;
+    try {
+      await grants.setGrant(found.value, grantee, level);
+    } catch (err) {
+      return upstreamFailure(err);
+    }
+    deps.grantsChanged?.(found.value);
+    logger.info({ reqId, user: principal.user, resource: describeResource(found.value), grantee: describeGrantee(grantee), level }, 'grant set');
+    return { ok: true, value: permissionsView(await reread(found.value)) };
+  }
+
+  async function revoke(principal: Principal, kind: CarrierKind, ref: string, grantee: Grantee, reqId?: string): Promise<Outcome<PermissionsView>> {
+    const found = await managed(principal, kind, ref);
+    if (!found.ok) return found;
+    let removed: boolean;
+    try {
+      removed = await grants.removeGrant(found.value, grantee);
+    } catch (err) {
+      return upstreamFailure(err);
+    }
+    if (!removed) return fail(404, 'RESOURCE_DOES_NOT_EXIST', `${describeGrantee(grantee)} has no grant on ${describeResource(found.value)}; nothing was changed`);
+    deps.grantsChanged?.(found.value);
+    logger.info({ reqId, user: principal.user, resource: describeResource(found.value), grantee: describeGrantee(grantee) }, 'grant revoked');
+    return { ok: true, value: permissionsView(await reread(found.value)) };
+  }
+
+  /** Every experiment and registered model on which the principal holds MANAGE, with its grants. */
+  async function mine(principal: Principal): Promise<Outcome<MineView>> {
+    const limit = deps.scanLimit ?? DEFAULT_SCAN_LIMIT;
+    let truncated = false;
+    const collect = async (resources: AsyncGenerator<MlflowResource>): Promise<PermissionsView[]> => {
+      const found: PermissionsView[] = [];
+      let seen = 0;
+      for await (const resource of resources) {
+        if (seen++ >= limit) {
+          truncated = true;
+          break;
+        }
+        if (atLeast(await levelOf(principal, resource.kind, resource), 'MANAGE')) found.push(permissionsView(resource));
+      }
+      return found;
+    };
+    try {
+      const experiments = await collect(grants.experiments());
+      const models = await collect(grants.registeredModels());
+      return { ok: true, value: { user: principal.user, experiments, registered_models: models, truncated } };
+    } catch (err) {
+      return upstreamFailure(err);
+    }
+  }
+
+  return { view, grant, revoke, mine };
+}
+
+/** Mounts /-/api/permissions and /-/permissions on the control app. */
+export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDependencies): void {
+  const service = permissionsService(deps);
+
+  const principalOf = (c: Context<Env>) => deps.contextOf(c.env.incoming)?.principal;
+  const requestIdOf = (c: Context<Env>) => deps.contextOf(c.env.incoming)?.id;
+  const error = (c: Context<Env>, failure: Pick<Failure, 'status' | 'code' | 'message'>) => c.json({ error_code: failure.code, message: failure.message }, failure.status);
+  const answer = <T>(c: Context<Env>, outcome: Outcome<T>) => (outcome.ok ? c.json(outcome.value as object) : error(c, outcome));
+  const unauthenticated = { status: 401 as const, code: 'UNAUTHENTICATED', message: 'not signed in' };
+
+  /** A bug costs one request an MLflow-shaped 500 (with the request id), logged, never a bare "Internal Server Error". */
+  const guarded = (handler: (c: Context<Env>) => Promise<Response>) => async (c: Context<Env>): Promise<Response> => {
+    try {
+      return await handler(c);
+    } catch (err) {
+      const reqId = requestIdOf(c);
+      deps.logger.error({ reqId, err }, 'internal error in grant management');
+      return error(c, { status: 500, code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${reqId})` });
+    }
+  };
+
+  /** A state-changing call that names another site as its Origin (a browser sending a remembered password). */
+  function foreignOrigin(c: Context<Env>): Failure | undefined {
+    const req = c.env.incoming;
+    if (req.headers.origin === undefined) return undefined;
+    const check = checkSameOrigin(req, externalOrigin(req, deps.tls, deps.proxies).origin);
+    return check.sameOrigin ? undefined : fail(403, 'PERMISSION_DENIED', `cross-site request refused: ${check.reason}`);
+  }
+
+  function granteeFrom(kind: string, name: string): Outcome<Grantee> {
+    const problem = granteeNameProblem(name);
+    if (problem) return fail(400, 'INVALID_PARAMETER_VALUE', problem);
+    return { ok: true, value: { kind: kind === 'groups' ? 'group' : 'user', name } };
+  }
+
+  async function levelFromBody(c: Context<Env>): Promise<Outcome<PermissionLevel>> {
+    const type = c.req.header('content-type') ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type)) return fail(400, 'INVALID_PARAMETER_VALUE', 'Content-Type must be application/json');
+    const text = await readLimited(c);
+    if (text === undefined) return fail(400, 'INVALID_PARAMETER_VALUE', `the request body is larger than ${BODY_LIMIT} bytes`);
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return fail(400, 'INVALID_PARAMETER_VALUE', 'the request body is not valid JSON');
+    }
+    const given = typeof body === 'object' && body !== null ? (body as { level?: unknown }).level : undefined;
+    const level = typeof given === 'string' ? parsePermissionLevel(given) : undefined;
+    if (!level) return fail(400, 'INVALID_PARAMETER_VALUE', `"level" must be one of ${PERMISSION_LEVELS.join(', ')}; got ${JSON.stringify(given ?? null)}`);
+    return { ok: true, value: level };
+  }
+
+  for (const [segment, kind] of [['experiments', 'experiment'], ['models', 'registered-model']] as const) {
+    const base = `${PERMISSIONS_API}/${segment}/:ref`;
+    const grantPath = `${base}/grants/:granteeKind{users|groups}/:grantee`;
+
+    app.get(base, guarded(async (c) => {
+      const principal = principalOf(c);
+      if (!principal) return error(c, unauthenticated);
+      return answer(c, await service.view(principal, kind, param(c, 'ref')));
+    }));
+
+    app.put(grantPath, guarded(async (c) => {
+      const principal = principalOf(c);
+      if (!principal) return error(c, unauthenticated);
+      const foreign = foreignOrigin(c);
+      if (foreign) return error(c, foreign);
+      const grantee = granteeFrom(param(c, 'granteeKind'), param(c, 'grantee'));
+      if (!grantee.ok) return error(c, grantee);
+      const level = await levelFromBody(c);
+      if (!level.ok) return error(c, level);
+      return answer(c, await service.grant(principal, kind, param(c, 'ref'), grantee.value, level.value, requestIdOf(c)));
+    }));
+
+    app.delete(grantPath, guarded(async (c) => {
+      const principal = principalOf(c);
+      if (!principal) return error(c, unauthenticated);
+      const foreign = foreignOrigin(c);
+      if (foreign) return error(c, foreign);
+      const grantee = granteeFrom(param(c, 'granteeKind'), param(c, 'grantee'));
+      if (!grantee.ok) return error(c, grantee);
+      return answer(c, await service.revoke(principal, kind, param(c, 'ref'), grantee.value, requestIdOf(c)));
+    }));
+  }
+
+  app.get(`${PERMISSIONS_API}/mine`, guarded(async (c) => {
+    const principal = principalOf(c);
+    if (!principal) return error(c, unauthenticated);
+    return answer(c, await service.mine(principal));
+  }));
+
+  // The page.
+
+  const html = (c: Context<Env>, status: number, body: string, headers = PERMISSIONS_PAGE_HEADERS) => c.body(body, status as 200, { ...headers });
+
+  async function renderPage(c: Context<Env>, principal: Principal, status: number, message: { notice?: string; error?: string }): Promise<Response> {
+    const mine = await service.mine(principal);
+    if (!mine.ok) {
+      return html(c, mine.status, permissionsPage({ user: principal.user, signOut: principal.method === 'session', experiments: [], models: [], truncated: false, error: message.error ?? mine.message }));
+    }
+    return html(c, status, permissionsPage({
+      user: principal.user,
+      signOut: principal.method === 'session',
+      experiments: mine.value.experiments,
+      models: mine.value.registered_models,
+      truncated: mine.value.truncated,
+      ...message,
+    }));
+  }
+
+  const DONE: Record<string, string> = { granted: 'The grant was saved.', revoked: 'The grant was removed.' };
+
+  app.get(PERMISSIONS_PAGE, guarded(async (c) => {
+    const principal = principalOf(c);
+    if (!principal) return html(c, 401, messagePage('Sign-in required', 'Sign in to manage permissions.', { href: `/-/login?next=${encodeURIComponent(PERMISSIONS_PAGE)}`, text: 'Sign in' }), PAGE_HEADERS);
+    return renderPage(c, principal, 200, { notice: DONE[c.req.query('done') ?? ''] });
+  }));
+
+  app.post(PERMISSIONS_PAGE, guarded(async (c) => {
+    const principal = principalOf(c);
+    if (!principal) return html(c, 401, messagePage('Sign-in required', 'Sign in to manage permissions.', { href: `/-/login?next=${encodeURIComponent(PERMISSIONS_PAGE)}`, text: 'Sign in' }), PAGE_HEADERS);
+    const req = c.env.incoming;
+    const same = checkSameOrigin(req, externalOrigin(req, deps.tls, deps.proxies).origin);
+    if (!same.sameOrigin) {
+      deps.logger.info({ reqId: requestIdOf(c), user: principal.user, reason: same.reason }, 'cross-site permissions form refused');
+      return html(c, 403, messagePage('Access denied', 'This form was sent from another site, so it was not accepted.', { href: PERMISSIONS_PAGE, text: 'Go to the permissions page' }), PAGE_HEADERS);
+    }
+    const raw = await readLimited(c);
+    if (raw === undefined) return renderPage(c, principal, 413, { error: 'The form sent was larger than a permissions form can be; nothing was changed.' });
+    const form = new URLSearchParams(raw);
+    const text = (name: string) => (form.get(name) ?? '').trim();
+    const action = text('action');
+    const kind = text('kind');
+    const ref = text('resource');
+    if ((action !== 'grant' && action !== 'revoke') || (kind !== 'experiment' && kind !== 'registered-model') || ref === '') {
+      return renderPage(c, principal, 400, { error: 'The form was incomplete; nothing was changed.' });
+    }
+    const parsed = parseGrantee(text('grantee'));
+    if ('problem' in parsed) return renderPage(c, principal, 400, { error: `${capitalise(parsed.problem)}; nothing was changed.` });
+    let outcome: Outcome<PermissionsView>;
+    if (action === 'grant') {
+      const level = parsePermissionLevel(text('level'));
+      if (!level) return renderPage(c, principal, 400, { error: `Choose a level: ${PERMISSION_LEVELS.join(', ')}.` });
+      outcome = await service.grant(principal, kind, ref, parsed.grantee, level, requestIdOf(c));
+    } else {
+      outcome = await service.revoke(principal, kind, ref, parsed.grantee, requestIdOf(c));
+    }
+    if (!outcome.ok) return renderPage(c, principal, outcome.status, { error: `${capitalise(outcome.message)}.` });
+    // See Other: the browser follows with a GET, so reloading never sends the form again.
+    return c.body(null, 303, { location: `${PERMISSIONS_PAGE}?done=${action === 'grant' ? 'granted' : 'revoked'}`, 'cache-control': 'no-store' });
+  }));
+}
+
+/**
+ * The request body as text, or undefined past BODY_LIMIT bytes. (Hono's bodyLimit middleware fails
+ * on a body without Content-Length under @hono/node-server, so the limit is kept here.)
+ */
+async function readLimited(c: Context<Env>): Promise<string | undefined> {
+  const length = c.req.header('content-length');
+  if (length !== undefined && Number(length) > BODY_LIMIT) return undefined;
+  const stream = c.req.raw.body;
+  if (!stream) return '';
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > BODY_LIMIT) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A path parameter, decoded (`%2F` in an experiment name included). */
+function param(c: Context<Env>, name: string): string {
+  return (c.req.param as (key: string) => string | undefined)(name) ?? '';
+}
+
+function capitalise(text: string): string {
+  const trimmed = text.replace(/\.$/, '');
+  return trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+}

@@ -1,0 +1,152 @@
+// `mlgate grant|revoke|permissions` against an MLflow-shaped server, as an operator runs them on the
+// gateway host: grants are tags on the experiment or registered model in MLflow itself.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { granteeNameProblem, MlflowGrantsClient, permissionsView } from '../src/authz/grants-client.ts';
+import { spawnCli, type CliResult } from './helpers/cli.ts';
+import { startRegistryUpstream, type RegistryUpstream } from './helpers/mlflow-registry-upstream.ts';
+
+let upstream: RegistryUpstream;
+let legacy: RegistryUpstream;
+let dir: string;
+let churn: string;
+
+beforeAll(async () => {
+  upstream = await startRegistryUpstream({ version: '3.11.1' });
+  legacy = await startRegistryUpstream({ version: '2.17.2' });
+  dir = mkdtempSync(join(tmpdir(), 'mlgate-grants-'));
+  churn = upstream.createExperiment('team-a/churn', [{ key: 'mlgate.owner', value: 'alice' }, { key: 'mlflow.note.content', value: 'hello' }]);
+  upstream.createModel('churn-model', [{ key: 'mlgate.owner', value: 'alice' }]);
+});
+afterAll(async () => {
+  await upstream.close();
+  await legacy.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs the CLI in its own process without blocking this one (the fake MLflow answers from here). */
+async function mlgate(args: string[], target: { url: string } = upstream): Promise<CliResult> {
+  const cli = spawnCli([...args, '--upstream', target.url], { cwd: dir });
+  cli.child.stdin.end();
+  const status = await cli.exited;
+  return { status, ...cli.output() };
+}
+
+function ok(result: CliResult): string {
+  expect(result.status, `${result.stdout}\n${result.stderr}`).toBe(0);
+  return result.stdout;
+}
+
+function failed(result: CliResult): string {
+  expect(result.status, result.stdout).not.toBe(0);
+  expect(result.stdout).toBe('');
+  return result.stderr;
+}
+
+const tagsOf = (id: string, target = upstream) => Object.fromEntries(target.experimentTags(id).map((tag) => [tag.key, tag.value]));
+
+describe('grant, permissions, revoke', () => {
+  it('round trip on an experiment named by its name: grant, see it, revoke', async () => {
+    expect(ok(await mlgate(['grant', 'bob', 'experiment', 'team-a/churn', 'EDIT']))).toBe(`granted EDIT on experiment ${churn} (team-a/churn) to user bob\n`);
+    expect(tagsOf(churn)['mlgate.grant.user.bob']).toBe('EDIT');
+
+    expect(ok(await mlgate(['grant', '@team-a', 'experiment', churn, 'read']))).toBe(`granted READ on experiment ${churn} (team-a/churn) to group team-a\n`);
+    expect(ok(await mlgate(['permissions', 'experiment', 'team-a/churn']))).toBe(
+      `experiment ${churn} (team-a/churn)\nowner: alice\nGRANTEE  LEVEL\nbob      EDIT\n@team-a  READ\n`,
+    );
+    const json = JSON.parse(ok(await mlgate(['permissions', 'experiment', churn, '--json'])));
+    expect(json).toEqual({ kind: 'experiment', id: churn, name: 'team-a/churn', owner: 'alice', users: [{ name: 'bob', level: 'EDIT' }], groups: [{ name: 'team-a', level: 'READ' }] });
+
+    expect(ok(await mlgate(['grant', 'bob', 'experiment', churn, 'MANAGE']))).toContain('to user bob (was EDIT)');
+    expect(ok(await mlgate(['revoke', 'bob', 'experiment', 'team-a/churn']))).toBe(`revoked user bob's MANAGE on experiment ${churn} (team-a/churn)\n`);
+    expect(ok(await mlgate(['revoke', '@team-a', 'experiment', churn]))).toContain("revoked group team-a's READ");
+    expect(tagsOf(churn)).toEqual({ 'mlgate.owner': 'alice', 'mlflow.note.content': 'hello' }); // other tags untouched
+    expect(ok(await mlgate(['permissions', 'experiment', churn]))).toBe(`experiment ${churn} (team-a/churn)\nowner: alice\nno grants (levels come from the policy file and the default)\n`);
+  });
+
+  it('round trip on a registered model; NO_PERMISSIONS is a grant too', async () => {
+    ok(await mlgate(['grant', 'carol', 'model', 'churn-model', 'NO_PERMISSIONS']));
+    ok(await mlgate(['grant', '@viewers', 'registered-model', 'churn-model', 'READ']));
+    expect(ok(await mlgate(['permissions', 'model', 'churn-model']))).toBe('registered model churn-model\nowner: alice\nGRANTEE   LEVEL\ncarol     NO_PERMISSIONS\n@viewers  READ\n');
+    expect(upstream.modelTags('churn-model')).toContainEqual({ key: 'mlgate.grant.user.carol', value: 'NO_PERMISSIONS' });
+    ok(await mlgate(['revoke', 'carol', 'model', 'churn-model']));
+    ok(await mlgate(['revoke', '@viewers', 'model', 'churn-model']));
+    expect(upstream.modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
+  });
+
+  it('an all-digit argument is an id when that experiment exists, a name otherwise', async () => {
+    const named2024 = upstream.createExperiment('2024');
+    const byName = ok(await mlgate(['grant', 'dave', 'experiment', '2024', 'READ']));
+    expect(byName).toContain(`experiment ${named2024} (2024)`);
+    const byId = ok(await mlgate(['grant', 'dave', 'experiment', named2024, 'EDIT']));
+    expect(byId).toContain(`experiment ${named2024} (2024)`);
+    expect(tagsOf(named2024)['mlgate.grant.user.dave']).toBe('EDIT');
+    // "0" is the Default experiment's id, even if someone names an experiment "0" later.
+    expect(ok(await mlgate(['permissions', 'experiment', '0']))).toContain('experiment 0 (Default)');
+  });
+
+  it('on MLflow 2.17 (no delete-experiment-tag) a revoked grant is blanked, and reads as no grant', async () => {
+    const id = legacy.createExperiment('legacy');
+    ok(await mlgate(['grant', 'bob', 'experiment', 'legacy', 'EDIT'], legacy));
+    ok(await mlgate(['revoke', 'bob', 'experiment', 'legacy'], legacy));
+    expect(tagsOf(id, legacy)).toEqual({ 'mlgate.grant.user.bob': '' });
+    expect(ok(await mlgate(['permissions', 'experiment', 'legacy'], legacy))).toContain('no grants');
+    expect(failed(await mlgate(['revoke', 'bob', 'experiment', 'legacy'], legacy))).toContain('user bob has no grant on experiment');
+  });
+});
+
+describe('refusals', () => {
+  it('an unknown experiment or model, naming the server; nothing is written', async () => {
+    const before = upstream.requests.filter((r) => r.method !== 'GET').length;
+    expect(failed(await mlgate(['grant', 'bob', 'experiment', 'no-such', 'READ']))).toBe(`mlgate: no experiment with id or name "no-such" on the MLflow tracking server at ${upstream.url}; nothing was changed\n`);
+    expect(failed(await mlgate(['permissions', 'model', 'no-such-model']))).toBe(`mlgate: no registered model named "no-such-model" on the MLflow tracking server at ${upstream.url}; nothing was changed\n`);
+    expect(upstream.requests.filter((r) => r.method !== 'GET').length).toBe(before);
+  });
+
+  it('MLflow unreachable: the message names the URL', async () => {
+    const stderr = failed(await mlgate(['permissions', 'experiment', '1'], { url: 'http://127.0.0.1:1' }));
+    expect(stderr).toContain('cannot reach the MLflow tracking server at http://127.0.0.1:1 (ECONNREFUSED)');
+  });
+
+  it('bad names, kinds and levels are refused before MLflow is asked', async () => {
+    const before = upstream.requests.length;
+    expect(failed(await mlgate(['grant', 'bob smith', 'experiment', churn, 'READ']))).toContain('"bob smith" contains a space');
+    expect(failed(await mlgate(['grant', 'bob\u0007', 'experiment', churn, 'READ']))).toContain('control character');
+    expect(failed(await mlgate(['grant', 'bob@example.com', 'experiment', churn, 'READ']))).toContain('characters MLflow does not allow in a tag key');
+    expect(failed(await mlgate(['grant', '@', 'experiment', churn, 'READ']))).toContain('the user or group name is empty');
+    expect(failed(await mlgate(['grant', 'bob', 'run', churn, 'READ']))).toContain('the kind must be "experiment" or "model", got "run"');
+    expect(failed(await mlgate(['grant', 'bob', 'experiment', churn, 'ADMIN']))).toContain('the level must be one of NO_PERMISSIONS, READ, EDIT, MANAGE, got "ADMIN"');
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('revoking a grant that does not exist says so and changes nothing', async () => {
+    expect(failed(await mlgate(['revoke', 'nobody', 'experiment', churn]))).toContain(`user nobody has no grant on experiment ${churn} (team-a/churn)`);
+  });
+});
+
+describe('the grants client', () => {
+  it('accepts the names MLflow accepts in a tag key, and no others', async () => {
+    for (const name of ['alice', 'team-a', 'svc.ci_bot', 'Zoë', '田中']) expect(granteeNameProblem(name), name).toBeUndefined();
+    for (const name of ['', 'a b', 'a\tb', 'a/b', 'a@b', 'a:b', 'x'.repeat(232)]) expect(granteeNameProblem(name), name).toBeDefined();
+  });
+
+  it('MLflow refusing a tag becomes a clear error, not a crash', async () => {
+    const client = new MlflowGrantsClient(upstream.url);
+    const experiment = (await client.findExperiment(churn))!;
+    await expect(client.setTag(experiment, 'mlgate.grant.user.a@b', 'READ')).rejects.toMatchObject({ code: 'INVALID_PARAMETER_VALUE', message: expect.stringContaining("Names may only contain") });
+    expect(permissionsView(experiment).owner).toBe('alice');
+  });
+
+  it('pages through every experiment and model', async () => {
+    const client = new MlflowGrantsClient(upstream.url);
+    for (let i = 0; i < 5; i++) upstream.createModel(`paged-${i}`);
+    const names: string[] = [];
+    for await (const model of client.registeredModels()) names.push(model.name);
+    expect(names).toEqual(expect.arrayContaining(['churn-model', 'paged-0', 'paged-4']));
+    const experiments: string[] = [];
+    for await (const experiment of client.experiments()) experiments.push(experiment.name);
+    expect(experiments).toEqual(expect.arrayContaining(['Default', 'team-a/churn']));
+  });
+});
