@@ -102,6 +102,13 @@ describe('a browser without credentials', () => {
     const root = await gw.request('/', { method: 'HEAD', headers: { accept: HTML } });
     expect(root.status).toBe(302);
     expect(root.headers.location).toBe('/-/login?next=%2F');
+
+    // The gateway's own permissions page too, but never its API or health checks.
+    const permissions = await gw.request('/-/permissions', { headers: { accept: HTML } });
+    expect(permissions.status).toBe(302);
+    expect(permissions.headers.location).toBe('/-/login?next=%2F-%2Fpermissions');
+    expect((await gw.request('/-/api/permissions/mine', { headers: { accept: HTML } })).status).toBe(401);
+    expect((await gw.request('/-/healthz', { headers: { accept: HTML } })).status).toBe(200);
   });
 
   it('gets 401 JSON, never a redirect or a page, on /api/ and /ajax-api/', async () => {

@@ -10,6 +10,8 @@ import { cookieValue, withoutCookie, type SessionManager, type SessionVerdict } 
 
 export const SIGN_IN_PATH = '/-/login';
 export const SIGN_OUT_PATH = '/-/logout';
+/** Gateway pages a browser opens directly: without a session it is sent to sign in first. */
+const SIGNED_IN_PAGES: ReadonlySet<string> = new Set(['/-/permissions']);
 
 /** Both cookie names contain this, so a request without it skips all cookie work. */
 const COOKIE_MARKER = 'mlgate-session';
@@ -133,7 +135,8 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
 /** A browser loading a page of the MLflow UI: never an API path (a 200 HTML page there breaks the client). */
 function wantsSignInPage(req: IncomingMessage, path: string): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-  if (isMlflowApiPath(path) || path.startsWith('/-/') || !path.startsWith('/')) return false;
+  // The gateway's own pages for people (not its API, health checks or the sign-in page itself).
+  if (path.startsWith('/-/') ? !SIGNED_IN_PAGES.has(path) : isMlflowApiPath(path) || !path.startsWith('/')) return false;
   const accept = req.headers.accept;
   return accept !== undefined && accept.includes('text/html');
 }
