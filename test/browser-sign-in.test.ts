@@ -2,14 +2,15 @@
 // what it authenticates, cross-site refusals, sign-out (remembered across restarts), sliding expiry,
 // and key rotation. The browser itself drives the same flow in browser-chromium.test.ts.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { htpasswdLines, startTestGateway, waitForLog, type TestGateway } from './helpers/gateway.ts';
-import WebSocket from 'ws';
-import { basic, type RequestOptions, type TestResponse } from './helpers/http-client.ts';
+import { openWebSocket, upgradeRefusal } from './helpers/websocket-client.ts';
+import type { RequestOptions, TestResponse } from './helpers/http-client.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
 
 const COOKIE = '__Host-mlgate-session';
@@ -220,6 +221,76 @@ describe('signing in', () => {
   });
 });
 
+describe('form bodies sent chunked (Transfer-Encoding: chunked, no Content-Length)', () => {
+  /** The body in several chunks: the client sends it chunked, as a browser may behind some proxies. */
+  const chunked = (text: string | Buffer, parts = 3): Readable => {
+    const bytes = Buffer.from(text);
+    const size = Math.ceil(bytes.length / parts);
+    return Readable.from(Array.from({ length: parts }, (_, i) => bytes.subarray(i * size, (i + 1) * size)));
+  };
+  const plainHeaders = (target: TestGateway) => ({ 'content-type': 'application/x-www-form-urlencoded', accept: HTML, origin: target.url });
+  const formHeaders = (target: TestGateway, extra: Record<string, string> = {}) => ({ ...plainHeaders(target), 'transfer-encoding': 'chunked', ...extra });
+
+  it('signs in with a chunked form, as with a Content-Length', async () => {
+    const body = new URLSearchParams({ username: 'alice', password: 'alice-password', next: '/experiments/7' }).toString();
+    const res = await gw.request('/-/login', { method: 'POST', headers: formHeaders(gw), body: chunked(body) });
+    expect(res.status, res.text).toBe(303);
+    expect(res.headers.location).toBe('/experiments/7');
+    const cookie = sessionCookieOf(res);
+    expect(decodeJwt(cookie!.value).sub).toBe('alice');
+    expect((await uiCall(gw, `${COOKIE}=${cookie!.value}`)).status).toBe(200);
+
+    const wrong = await gw.request('/-/login', { method: 'POST', headers: formHeaders(gw), body: chunked('username=alice&password=nope') });
+    expect(wrong.status).toBe(401);
+    expect(wrong.text).toContain('Invalid user name or password.');
+  });
+
+  it('signs in with a multipart form, chunked too', async () => {
+    const boundary = 'mlgate-test-boundary';
+    const part = (name: string, value: string) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+    const body = `${part('username', 'bob')}${part('password', 'bob-password')}${part('next', '/models')}--${boundary}--\r\n`;
+    const res = await gw.request('/-/login', { method: 'POST', headers: formHeaders(gw, { 'content-type': `multipart/form-data; boundary=${boundary}` }), body: chunked(body) });
+    expect(res.status, res.text).toBe(303);
+    expect(res.headers.location).toBe('/models');
+    expect(decodeJwt(sessionCookieOf(res)!.value).sub).toBe('bob');
+  });
+
+  it('signs out with a chunked form', async () => {
+    const cookie = await signIn(gw);
+    const confirm = await gw.request('/-/logout', { headers: { cookie, accept: HTML } });
+    const token = /name="token" value="([^"]+)"/.exec(confirm.text)![1]!;
+    const res = await gw.request('/-/logout', { method: 'POST', headers: formHeaders(gw, { cookie }), body: chunked(new URLSearchParams({ token }).toString()) });
+    expect(res.status, res.text).toBe(303);
+    expect(res.headers.location).toBe('/-/login?signed-out');
+    expect((await uiCall(gw, cookie)).status).toBe(401);
+  });
+
+  it('answers an oversized form with the 413 page, chunked or not, and logs no error', async () => {
+    const errorsBefore = gw.logs.filter((line) => Number(line.level) >= 50).length;
+    const big = `username=alice&password=alice-password&filler=${'x'.repeat(20 * 1024)}`;
+    for (const [label, options] of [
+      ['chunked', { headers: formHeaders(gw), body: chunked(big, 5) }],
+      ['chunked, far larger', { headers: formHeaders(gw), body: chunked(Buffer.alloc(2 * 1024 * 1024, 'x'), 64) }],
+      ['with Content-Length', { headers: plainHeaders(gw), body: big }],
+    ] as const) {
+      const res = await gw.request('/-/login', { method: 'POST', ...options });
+      expect(res.status, `${label}: ${res.text.slice(0, 200)}`).toBe(413);
+      expect(res.headers['content-type'], label).toMatch(/^text\/html/);
+      expect(res.text, label).toContain('<title>Request too large');
+      expect(res.text, label).toContain('The form sent was larger than a sign-in form can be.');
+      expect(sessionCookieOf(res), label).toBeUndefined();
+    }
+    // The sign-out form has the same limit.
+    const out = await gw.request('/-/logout', { method: 'POST', headers: formHeaders(gw), body: chunked(big) });
+    expect(out.status).toBe(413);
+    // A form just under the limit is still read.
+    const justUnder = `username=alice&password=alice-password&next=%2F&filler=${'x'.repeat(16 * 1024 - 60)}`;
+    expect(Buffer.byteLength(justUnder)).toBeLessThanOrEqual(16 * 1024);
+    expect((await gw.request('/-/login', { method: 'POST', headers: formHeaders(gw), body: chunked(justUnder) })).status).toBe(303);
+    expect(gw.logs.filter((line) => Number(line.level) >= 50).length).toBe(errorsBefore);
+  });
+});
+
 describe('the session cookie', () => {
   let cookie: string;
   beforeAll(async () => {
@@ -245,17 +316,12 @@ describe('the session cookie', () => {
     await waitForLog(gw.logs, (line) => line.msg === 'request' && line.path === SEARCH && line.auth === 'session' && line.user === 'alice');
   });
 
-  it('is not accepted for WebSocket upgrades, and never travels through one', async () => {
-    const wss = `${gw.url.replace(/^https:/, 'wss:')}/ws`;
-    const refused = await new Promise<number>((resolve, reject) => {
-      const ws = new WebSocket(wss, { ca: gw.ca, headers: { cookie, origin: gw.url } });
-      ws.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); res.resume(); });
-      ws.once('open', () => { ws.terminate(); reject(new Error('upgraded with only the cookie')); });
-      ws.once('error', reject);
-    });
-    expect(refused).toBe(401);
-    const ws = new WebSocket(wss, { ca: gw.ca, headers: { cookie: `theme=dark; ${cookie}`, authorization: basic('alice', 'alice-password') } });
-    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  it('opens a WebSocket only from a page of this site, and never travels through one', async () => {
+    const foreign = await upgradeRefusal(gw, '/ws', { cookie, origin: 'https://evil.example' });
+    expect(foreign.status).toBe(403);
+    expect(JSON.parse(foreign.body).message).toContain('cross-site WebSocket refused');
+    expect((await upgradeRefusal(gw, '/ws', { cookie })).status).toBe(403);
+    const ws = await openWebSocket(gw, '/ws', { cookie: `theme=dark; ${cookie}`, origin: gw.url });
     ws.close();
     const seen = upstream.requests.filter((r) => r.url === '/ws').at(-1)!;
     expect(seen.headers['x-forwarded-user']).toBe('alice');

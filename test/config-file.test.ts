@@ -301,6 +301,9 @@ describe('secrets', () => {
   });
 });
 
+const BUILT_IN_POLICY = 'policy: no file at config/policy.yaml, so the built-in policy applies: admin is the only admin (when signed in through the htpasswd file, not by a JWT); '
+  + 'no rules; everyone has READ on everything; creators have MANAGE on what they create';
+
 describe('mlgate config check', () => {
   it('prints every problem as start-up does and exits 2', () => {
     writeConfig(lines('port: 70000', 'tls:', '  cert: a.pem', 'bogus: 1'));
@@ -322,7 +325,7 @@ describe('mlgate config check', () => {
     mkdirSync(join(dir, 'config'));
     writeFileSync(join(dir, 'config', 'mlgate.yaml'), lines('shutdownGrace: 90', 'proxy:', '  timeout: 1500ms', '  maxBodySize: 10MB'));
     const result = runCli(['config', 'check', '--port', '9443'], { cwd: dir, env: { MLGATE_AUTH_BCRYPT_COST: '10' } });
-    expect(result.stderr).toBe('configuration OK (config/mlgate.yaml)\n');
+    expect(result.stderr).toBe(`configuration OK (config/mlgate.yaml)\n${BUILT_IN_POLICY}\n`);
     expect(result.status).toBe(0);
     const printed = parseYaml(result.stdout) as Record<string, Record<string, unknown>>;
     expect(printed.shutdownGrace).toBe('90s');
@@ -337,7 +340,68 @@ describe('mlgate config check', () => {
 
   it('says "defaults" when there is no file', () => {
     const result = runCli(['config', 'check'], { cwd: dir });
-    expect(result.stderr).toBe('configuration OK (defaults)\n');
+    expect(result.stderr).toBe(`configuration OK (defaults)\n${BUILT_IN_POLICY}\n`);
     expect(parseYaml(result.stdout)).toMatchObject({ port: 8888, tls: { enabled: true }, watchInterval: '1s' });
+  });
+
+  it('checks the policy file too, printing every problem with file and line, and exits 2', () => {
+    mkdirSync(join(dir, 'config'));
+    writeFileSync(join(dir, 'config', 'policy.yaml'), lines(
+      'groups:',
+      '  team-a: [alice]',
+      'admins: ["@"]',
+      'rules:',
+      '  - { experiment: "a/*", level: WRITE, groups: [team-a] }',
+      'defualt: READ',
+    ));
+    const result = runCli(['config', 'check'], { cwd: dir });
+    expect(result.status).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe([
+      'configuration OK (defaults)',
+      'mlgate: invalid policy file:',
+      '  config/policy.yaml:3: admins[0]: must be a user name, or @group, got "@"',
+      '  config/policy.yaml:5: rules[0].level: must be one of NO_PERMISSIONS, READ, EDIT, MANAGE, got "WRITE"',
+      '  config/policy.yaml:6: defualt: unknown key (did you mean default?)',
+      '',
+    ].join('\n'));
+  });
+
+  it('reads the policy file authz.policyFile names, and says what it holds when it is valid', () => {
+    mkdirSync(join(dir, 'policies'));
+    writeConfig(lines('authz:', '  policyFile: policies/access.yaml'));
+    writeFileSync(join(dir, 'policies', 'access.yaml'), lines(
+      'groups: { team-a: [alice, carol], viewers: [victor] }',
+      'admins: [root, "@platform"]',
+      'rules:',
+      '  - { experiment: "team-a/*", groups: [team-a], level: EDIT }',
+      'default: NO_PERMISSIONS',
+    ));
+    const ok = runCli(['config', 'check', '--config', 'mlgate.yaml'], { cwd: dir });
+    expect(ok.stderr).toBe('configuration OK (mlgate.yaml)\npolicy OK (policies/access.yaml): admins root, @platform; 2 groups; 1 rule; default NO_PERMISSIONS\n');
+    expect(ok.status).toBe(0);
+    expect(parseYaml(ok.stdout)).toMatchObject({ authz: { policyFile: 'policies/access.yaml' } });
+
+    // The default policy file is not looked at when another is named.
+    mkdirSync(join(dir, 'config'));
+    writeFileSync(join(dir, 'config', 'policy.yaml'), 'admins: "not a list"\n');
+    expect(runCli(['config', 'check', '--config', 'mlgate.yaml'], { cwd: dir }).status).toBe(0);
+
+    writeFileSync(join(dir, 'policies', 'access.yaml'), lines('rules:', '  - { model: "m-*", users: ["bad name"], level: READ }'));
+    const bad = runCli(['config', 'check', '--config', 'mlgate.yaml'], { cwd: dir });
+    expect(bad.status).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toContain('  policies/access.yaml:2: rules[0].users[0]: must be a user name');
+  });
+
+  it('says which built-in policy applies when the file is absent, and refuses a directory in its place', () => {
+    const absent = runCli(['config', 'check'], { cwd: dir, env: { MLGATE_AUTHZ_POLICY_FILE: 'nowhere/policy.yaml' } });
+    expect(absent.status).toBe(0);
+    expect(absent.stderr).toBe(`configuration OK (defaults)\n${BUILT_IN_POLICY.replace('config/policy.yaml', 'nowhere/policy.yaml')}\n`);
+
+    mkdirSync(join(dir, 'config', 'policy.yaml'), { recursive: true });
+    const directory = runCli(['config', 'check'], { cwd: dir });
+    expect(directory.status).toBe(2);
+    expect(directory.stderr).toBe('configuration OK (defaults)\nmlgate: invalid policy file:\n  config/policy.yaml: is a directory, not a policy file\n');
   });
 });

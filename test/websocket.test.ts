@@ -1,10 +1,9 @@
-import type { IncomingMessage } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { startTestGateway, waitForLog, type TestGateway } from './helpers/gateway.ts';
 import { basic } from './helpers/http-client.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
+import { nextMessage, openWebSocket as connect, upgradeRefusal as refusal } from './helpers/websocket-client.ts';
 
 let upstream: MlflowUpstream;
 let gw: TestGateway;
@@ -17,42 +16,6 @@ afterAll(async () => {
   await gw?.close();
   await upstream?.close();
 });
-
-function wssUrl(target: TestGateway, path: string): string {
-  return target.url.replace(/^https:/, 'wss:') + path;
-}
-
-/** Opens a WebSocket through the gateway, trusting only its certificate. */
-function connect(target: TestGateway, path: string, headers: Record<string, string> = {}): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(wssUrl(target, path), { ca: target.ca, headers });
-    ws.once('open', () => resolve(ws));
-    ws.once('unexpected-response', (_req, res: IncomingMessage) => reject(new Error(`unexpected ${res.statusCode}`)));
-    ws.once('error', reject);
-  });
-}
-
-/** The answer the gateway gives an upgrade it does not let through: status, headers, body. */
-function refusal(target: TestGateway, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(wssUrl(target, path), { ca: target.ca, headers });
-    ws.once('open', () => {
-      ws.terminate();
-      reject(new Error('the upgrade was let through'));
-    });
-    ws.once('unexpected-response', (_req, res: IncomingMessage) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => { body += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    ws.once('error', () => {});
-  });
-}
-
-function nextMessage(ws: WebSocket): Promise<{ data: string | Buffer; isBinary: boolean }> {
-  return new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data: isBinary ? (data as Buffer) : data.toString(), isBinary })));
-}
 
 function upgradesSeen(path: string): number {
   return upstream.requests.filter((r) => r.url === path && r.headers.upgrade === 'websocket').length;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TrustedProxies } from '../context/client-ip.ts';
 import type { RequestContext } from '../context/request-context.ts';
-import { isMlflowApiPath, sendError, setPageIdentity } from '../http/errors.ts';
+import { isMlflowApiPath, sendError, setPageIdentity, type GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { AuthOutcome, Authenticator } from './authenticate.ts';
 import { checkSameOrigin, externalOrigin, isSafeMethod } from './csrf.ts';
@@ -23,8 +23,18 @@ const COOKIE_MARKER = 'mlgate-session';
  */
 export type SessionStepOutcome = AuthOutcome | null;
 
+/** A WebSocket upgrade's authentication; `stillSignedIn` is repeated while a cookie-opened tunnel lasts. */
+export type UpgradeAuthentication =
+  | { ok: true; principal: Principal; stillSignedIn?: () => SessionVerdict }
+  | { ok: false; error: GatewayError };
+
 export interface SessionStep {
   authenticate(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): SessionStepOutcome | Promise<SessionStepOutcome>;
+  /**
+   * A WebSocket upgrade: the Authorization header, or else the session cookie from a page of this
+   * site (Origin checked always: a page on any site may open a WebSocket with the cookie attached).
+   */
+  authenticateUpgrade(req: IncomingMessage): Promise<UpgradeAuthentication>;
   /** Takes the session cookie out of a request before it is forwarded (done by authenticate too). */
   removeSessionCookie(req: IncomingMessage): void;
 }
@@ -60,13 +70,13 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
 
   /** No usable credentials: the sign-in page for a browser's page load, a quiet 401 for the UI's calls. */
   function unauthenticated(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): SessionStepOutcome | Promise<SessionStepOutcome> {
-    if (wantsSignInPage(req, ctx.path)) {
-      redirectToSignIn(req, res);
+    if (wantsSignInPage(req, ctx.apiPath)) {
+      redirectToSignIn(req, res, ctx.strippedPrefix + (req.url ?? '/'));
       return null;
     }
-    if (ctx.path.startsWith('/ajax-api/')) {
+    if (ctx.route?.mlflow !== false && ctx.apiPath.startsWith('/ajax-api/')) {
       setPageIdentity(req, anonymous);
-      sendError(req, res, { status: 401, code: 'UNAUTHENTICATED', message: `not signed in, or the session has ended: reload the page to sign in (${SIGN_IN_PATH})` }, ctx.id);
+      sendError(req, res, { status: 401, code: 'UNAUTHENTICATED', message: `not signed in, or the session has ended: reload the page to sign in (${SIGN_IN_PATH})` }, ctx);
       return null;
     }
     const outcome = authenticator.authenticate(req);
@@ -89,7 +99,7 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
           status: 403,
           code: 'PERMISSION_DENIED',
           message: `cross-site request refused: ${check.reason}. Requests signed in with the session cookie must come from this site's own pages`,
-        }, ctx.id);
+        }, ctx);
         return null;
       }
     }
@@ -111,8 +121,35 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
     else req.headers.cookie = rest;
   }
 
+  async function authenticateUpgrade(req: IncomingMessage): Promise<UpgradeAuthentication> {
+    const header = req.headers.cookie;
+    let cookie: string | undefined;
+    let external: ReturnType<typeof externalOrigin> | undefined;
+    if (header !== undefined && header.includes(COOKIE_MARKER)) {
+      external = externalOrigin(req, options.tls, options.proxies);
+      cookie = cookieValue(header, sessions.cookieName(external.secure));
+      removeSessionCookie(req);
+    }
+    if (req.headers.authorization === undefined && cookie) {
+      const opened = await sessions.connectionCheck(cookie);
+      if (opened.ok) {
+        const check = checkSameOrigin(req, external!.origin);
+        if (!check.sameOrigin) {
+          logger.info({ user: opened.session.user, reason: check.reason }, 'cross-site WebSocket with the session cookie refused');
+          return { ok: false, error: { status: 403, code: 'PERMISSION_DENIED', message: `cross-site WebSocket refused: ${check.reason}` } };
+        }
+        return { ok: true, principal: { user: opened.session.user, method: 'session', groups: [] }, stillSignedIn: opened.check };
+      }
+    }
+    const outcome = await authenticator.authenticate(req);
+    if (outcome.ok) return outcome;
+    const code = outcome.status === 400 ? 'INVALID_PARAMETER_VALUE' : outcome.status === 503 ? 'TEMPORARILY_UNAVAILABLE' : 'UNAUTHENTICATED';
+    return { ok: false, error: { status: outcome.status, code, message: outcome.message, headers: outcome.headers } };
+  }
+
   return {
     removeSessionCookie,
+    authenticateUpgrade,
     authenticate(req, res, ctx) {
       const header = req.headers.cookie;
       let cookie: string | undefined;
@@ -141,8 +178,8 @@ function wantsSignInPage(req: IncomingMessage, path: string): boolean {
   return accept !== undefined && accept.includes('text/html');
 }
 
-function redirectToSignIn(req: IncomingMessage, res: ServerResponse): void {
-  const next = safeNextPath(req.url) ?? '/';
+function redirectToSignIn(req: IncomingMessage, res: ServerResponse, url: string): void {
+  const next = safeNextPath(url) ?? '/';
   const location = `${SIGN_IN_PATH}?next=${encodeURIComponent(next)}`;
   const body = `<!doctype html><meta charset="utf-8"><title>Sign in · mlgate</title><p><a href="${location.replace(/&/g, '&amp;')}">Sign in</a> to continue.</p>\n`;
   res.writeHead(302, {

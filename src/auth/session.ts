@@ -204,10 +204,23 @@ export class SessionManager {
     return Math.min(now + Math.floor(this.idleTimeoutMs / 1000), signedInAt + Math.floor(this.absoluteTimeoutMs / 1000));
   }
 
-  private stillValid(cookie: VerifiedCookie): SessionVerdict {
+  /**
+   * For a connection opened with a cookie and kept open for hours (a WebSocket): a check to repeat
+   * while it lasts. Sign-out, a password change, the user's removal and the absolute limit end it;
+   * the idle expiry does not, since the open connection is the activity (and its page renews the cookie).
+   */
+  async connectionCheck(value: string): Promise<{ ok: true; session: Session; check: () => SessionVerdict } | { ok: false; reason: string }> {
+    const verified = await this.verifySignature(value);
+    if ('reason' in verified) return { ok: false, reason: verified.reason };
+    const verdict = this.stillValid(verified);
+    if (!verdict.ok) return verdict;
+    return { ok: true, session: verdict.session, check: () => this.stillValid(verified, false) };
+  }
+
+  private stillValid(cookie: VerifiedCookie, idleExpiry = true): SessionVerdict {
     const { session } = cookie;
     const now = nowSeconds();
-    if (session.expiresAt <= now) return { ok: false, reason: 'session expired' };
+    if (idleExpiry && session.expiresAt <= now) return { ok: false, reason: 'session expired' };
     if (session.signedInAt * 1000 + this.absoluteTimeoutMs <= now * 1000) return { ok: false, reason: 'session reached its absolute limit' };
     if (this.revocations.has(session.id)) return { ok: false, reason: 'session signed out' };
     const hash = this.users.hashOf(session.user);

@@ -11,7 +11,7 @@
 // the authenticated user, and their unparseable requests the same 400.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../auth/principal.ts';
-import type { RequestContext } from '../context/request-context.ts';
+import { toOriginForm, type RequestContext } from '../context/request-context.ts';
 import type { GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { canonicalizeTarget, type CanonicalTarget } from './canonical-path.ts';
@@ -340,23 +340,6 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   }
 
   return { authorize, authorizeUpgrade, levelOn };
-}
-
-const ABSOLUTE_FORM = /^https?:\/\/[^/?#\\]*(?=[/?]|$)/i;
-
-/**
- * HTTP/1.1 servers must accept an absolute-form target (`GET http://host/path`); the upstream is
- * then sent only its path, as the proxy would send it. The request is rewritten to that path
- * here, so what is checked and what is forwarded are one string.
- */
-function toOriginForm(req: IncomingMessage): string {
-  const url = req.url ?? '/';
-  if (url.startsWith('/')) return url;
-  const authority = ABSOLUTE_FORM.exec(url);
-  if (!authority) return url;
-  const rest = url.slice(authority[0].length);
-  req.url = rest.startsWith('/') ? rest : `/${rest}`;
-  return req.url;
 }
 
 function plainLogName(check: ResourceCheck): string {

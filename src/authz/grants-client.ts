@@ -4,7 +4,7 @@
 // host) and by the /-/api/permissions API. Routes and shapes: MLflow 2.17 and 3.x, /api/2.0 prefix.
 import http from 'node:http';
 import https from 'node:https';
-import { grantsFromTags, grantTagKey, type Grantee } from './grant-tags.ts';
+import { grantsFromTags, grantTagKey, grantTagKeysOf, MAX_TAG_KEY_LENGTH, type Grantee } from './grant-tags.ts';
 import type { PermissionLevel } from './levels.ts';
 import type { CarrierKind } from './route-rule.ts';
 
@@ -66,25 +66,23 @@ export interface GrantsClientOptions {
 const EXPERIMENT_PAGE = 1000;
 const MODEL_PAGE = 1000;
 
-/** MLflow's tag keys: alphanumerics, `_`, `-`, `.`, space, `/` (and `:` in 3.x), at most 250 characters. */
-const MAX_TAG_KEY_LENGTH = 250;
-const LONGEST_GRANT_PREFIX = 'mlgate.grant.group.'.length;
-
 /**
- * Why a user or group name cannot hold a grant, or undefined. The name becomes part of an MLflow tag
- * key (`mlgate.grant.user.<name>`), and MLflow accepts only letters, digits, `_`, `-` and `.` there
- * (plus space and `/`, which mlgate refuses: a space is unreadable on a command line, and `/` would
- * make `a/../b` style keys that MLflow rejects). So e-mail addresses (`@`) cannot be granted to.
+ * Why a user or group name cannot hold a grant, or undefined. Any name a principal can have can:
+ * names outside MLflow's tag-key characters (an e-mail address) are escaped in the grant's key
+ * (grant-tags.ts). Refused: an empty name, control characters, leading or trailing whitespace (no
+ * htpasswd user, and the sign-in form trims it), and a name whose key would pass MLflow's 250
+ * characters.
  */
 export function granteeNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'the user or group name is empty';
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) return 'the user or group name contains a control character';
-  if (/\s/u.test(name)) return `"${name}" contains a space; user and group names cannot`;
-  if (!/^[\p{L}\p{N}_.-]+$/u.test(name)) {
-    return `"${name}" contains characters MLflow does not allow in a tag key; a user or group name that holds grants may use only letters, digits, "_", "-" and "."`;
+  if (/\p{Cc}/u.test(name)) return 'the user or group name contains a control character';
+  if (name.trim() !== name) return `"${name}" starts or ends with whitespace; user and group names cannot`;
+  if (/\p{Cs}/u.test(name)) return 'the user or group name is not valid Unicode (a lone surrogate)';
+  // The longer of the two keys (a group's), so a name fits as user and as group alike.
+  const key = grantTagKey({ kind: 'group', name });
+  if (key.length > MAX_TAG_KEY_LENGTH) {
+    return `"${name.length > 40 ? `${name.slice(0, 40)}...` : name}" is too long to hold a grant: its MLflow tag key would have ${key.length} characters, more than ${MAX_TAG_KEY_LENGTH}`;
   }
-  if (name.length > MAX_TAG_KEY_LENGTH - LONGEST_GRANT_PREFIX) return `"${name.slice(0, 40)}..." is longer than ${MAX_TAG_KEY_LENGTH - LONGEST_GRANT_PREFIX} characters`;
   return undefined;
 }
 
@@ -192,15 +190,18 @@ export class MlflowGrantsClient {
     }
   }
 
+  /** Writes the grantee's canonical key; a legacy key of the same grantee (grant-tags.ts) is removed. */
   async setGrant(resource: MlflowResource, grantee: Grantee, level: PermissionLevel): Promise<void> {
-    await this.setTag(resource, grantTagKey(grantee), level);
+    const key = grantTagKey(grantee);
+    await this.setTag(resource, key, level);
+    for (const legacy of grantTagKeysOf(resource.tags, grantee)) if (legacy !== key) await this.deleteTag(resource, legacy);
   }
 
-  /** False when there was no grant to remove (nothing is changed then). */
+  /** False when there was no grant to remove (nothing is changed then). Removes every key that holds it. */
   async removeGrant(resource: MlflowResource, grantee: Grantee): Promise<boolean> {
     const grants = grantsFromTags(resource.tags);
     if (!(grantee.kind === 'user' ? grants.users : grants.groups).has(grantee.name)) return false;
-    await this.deleteTag(resource, grantTagKey(grantee));
+    for (const key of grantTagKeysOf(resource.tags, grantee)) await this.deleteTag(resource, key);
     return true;
   }
 

@@ -10,7 +10,7 @@ import { addConfigFlags, flagOverrides } from './config-flags.ts';
 export function registerServe(program: Command): void {
   addConfigFlags(program.command('serve', { isDefault: true }).description('run the gateway (what "npm start" does)'))
     .action(async (options: Record<string, unknown>) => {
-      const { config } = loadConfigOrExit(options);
+      const { config } = loadConfigOrExit(options, 'serve');
       checkPolicyOrExit(config.authz.policyFile);
       const workers = workerCount(config.workers);
       if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
@@ -38,10 +38,13 @@ function checkPolicyOrExit(path: string): void {
   }
 }
 
-/** Loads the configuration or prints every problem and exits with status 2. */
-export function loadConfigOrExit(options: Record<string, unknown>) {
+/**
+ * Loads the configuration or prints every problem and exits with status 2. Commands that only manage
+ * files (users, tokens, grants) do not need the variables routes' upstreamHeaders name.
+ */
+export function loadConfigOrExit(options: Record<string, unknown>, use: 'serve' | 'manage' = 'manage') {
   try {
-    return loadConfig({ configPath: options.config as string | undefined, overrides: flagOverrides(options) });
+    return loadConfig({ configPath: options.config as string | undefined, overrides: flagOverrides(options), routeVariables: use === 'serve' ? 'required' : 'optional' });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`mlgate: ${err.message}\n`);

@@ -27,6 +27,10 @@ export function effectiveConfigYaml(config: Config, schema: z.ZodType = configSc
     const ms = parent[path.at(-1)!];
     if (typeof ms === 'number') parent[path.at(-1)!] = formatDuration(ms);
   }
+  // Route headers carry tokens read from the environment (${JUPYTER_TOKEN}): only their names show.
+  for (const route of (printable.routes ?? []) as { upstreamHeaders?: Record<string, string> }[]) {
+    for (const name of Object.keys(route.upstreamHeaders ?? {})) route.upstreamHeaders![name] = REDACTED;
+  }
   return stringify(redactSecrets(printable, secretPaths(schema)));
 }
 

@@ -24,6 +24,11 @@ export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
   overrides?: ConfigOverride[];
   cwd?: string;
+  /**
+   * 'optional': a ${NAME} in routes[].upstreamHeaders that is not set is left as written rather than
+   * a problem, for commands that never forward a request. Default 'required'.
+   */
+  routeVariables?: 'required' | 'optional';
 }
 
 export interface LoadedConfig {
@@ -85,6 +90,9 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     emptySectionsToMappings(raw, configSchema);
     for (const { path, value, text } of overrides) setPath(raw, path, valueForKey(configSchema, path, value, text));
     const result = configSchema.safeParse(raw, { reportInput: true });
+    if (result.success) {
+      for (const { path, message } of expandRouteHeaders(result.data, env, options.routeVariables ?? 'required')) problems.push(locateProblem(path, message, overrides, yaml, label));
+    }
     if (result.success && problems.length === 0) return { config: result.data, file };
     for (const issue of result.error?.issues ?? []) {
       const paths = issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...issue.path, key]) : [issue.path];
@@ -95,6 +103,32 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     }
   }
   throw new ConfigError(sortProblems(problems));
+}
+
+const ENVIRONMENT_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * routes[].upstreamHeaders values name their secrets as ${VARIABLE}, read here from the environment,
+ * so tokens stay out of the file. Replaced in place; an unset variable or a value that cannot be
+ * a header is a problem (the value itself is never quoted).
+ */
+function expandRouteHeaders(config: Config, env: NodeJS.ProcessEnv, unset: 'required' | 'optional'): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  config.routes.forEach((route, index) => {
+    for (const [name, template] of Object.entries(route.upstreamHeaders)) {
+      const path = ['routes', index, 'upstreamHeaders', name];
+      const missing = [...template.matchAll(ENVIRONMENT_REFERENCE)].map((match) => match[1]!).filter((variable) => !env[variable]);
+      if (missing.length) {
+        if (unset === 'required') problems.push({ path, message: `names ${missing.map((variable) => `\${${variable}}`).join(', ')}, which is not set in the environment` });
+        continue;
+      }
+      const value = template.replace(ENVIRONMENT_REFERENCE, (_, variable: string) => env[variable]!);
+      // eslint-disable-next-line no-control-regex
+      if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value)) problems.push({ path, message: 'has a control character (a newline?) once its variables are filled in; a header value cannot hold one' });
+      else route.upstreamHeaders[name] = value;
+    }
+  });
+  return problems;
 }
 
 /** MLGATE_TLS_CERT -> ['tls', 'cert']: one variable per leaf of the schema. */

@@ -67,6 +67,38 @@ export const certificateName = z.string().refine(
   'must be a DNS name (e.g. mlflow.example.com) or an IP address',
 );
 
+/**
+ * A route's path prefix: segments of plain URL characters, no dot segments, escapes or query; a
+ * trailing slash is dropped ("/mlflow/" is "/mlflow"), "/" is the catch-all.
+ */
+const ROUTE_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._~!$&'()*+,;=:@-]+)*\/?$/;
+const routePath = z.string().regex(ROUTE_PATH, 'must be a path such as / or /mlflow: segments of letters, digits and -._~ with no "..", "//", "%" or "?"')
+  .transform((path) => (path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path));
+
+/** Headers the gateway frames or routes by itself; a route cannot set them for the upstream. */
+const GATEWAY_OWNED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'keep-alive', 'te', 'trailer', 'expect']);
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+/** Keys checked one by one, so each bad name is reported at its own line. */
+const routeHeaders = z.record(z.string(), z.string()).superRefine((headers, ctx) => {
+  for (const name of Object.keys(headers)) {
+    if (!HEADER_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'must be an HTTP header name' });
+    else if (GATEWAY_OWNED_HEADERS.has(name.toLowerCase())) ctx.addIssue({ code: 'custom', path: [name], message: 'is framed by the gateway itself and cannot be set per route' });
+  }
+});
+
+/** Who may use a route: user names, "@group" names, or "*" for every signed-in user. */
+const allowEntry = z.string().regex(/^(\*|@?[^\s@][^\s]*)$/, 'must be a user name, @group, or * (everyone signed in)');
+
+const route = z.strictObject({
+  path: routePath,
+  upstream: upstreamUrl.refine((value) => URL.canParse(value) && new URL(value).pathname === '/', 'must be an origin such as http://127.0.0.1:8889 (the request path is forwarded as is, after stripPrefix)').optional(),
+  stripPrefix: z.boolean().default(false),
+  mlflow: z.boolean().default(false),
+  allow: z.array(allowEntry).optional(),
+  upstreamHeaders: routeHeaders.default({}),
+});
+export type RouteConfig = z.output<typeof route>;
+
 const count = z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'must be "auto" or a whole number from 1 to 256' });
 
 /** JWS algorithms a JWT may be signed with (never "none"). */
@@ -96,6 +128,7 @@ export const configSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   port: port.default(8888),
   upstream: upstreamUrl.default('http://127.0.0.1:5000'),
+  routes: z.array(route).default([]).superRefine(routePathsUnique, { when: () => true }),
   shutdownGrace: duration.prefault('30s'),
   watchInterval: duration.prefault('1s'),
   workers: count.default(1),
@@ -175,7 +208,33 @@ export const configSchema = z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     format: z.enum(['auto', 'json', 'pretty']).default('auto'),
   }).prefault({}),
-});
+}).superRefine(mlflowRoutesUseTheUpstream, { when: () => true });
+
+function routePathsUnique(routes: unknown, ctx: z.RefinementCtx): void {
+  if (!Array.isArray(routes)) return;
+  const seen = new Map<string, number>();
+  routes.forEach((route: { path?: unknown }, index) => {
+    if (typeof route?.path !== 'string') return;
+    const path = route.path.length > 1 ? route.path.replace(/\/$/, '') : route.path;
+    const first = seen.get(path);
+    if (first === undefined) seen.set(path, index);
+    else ctx.addIssue({ code: 'custom', path: [index, 'path'], message: `repeats routes[${first}].path (${path}); each prefix goes to one upstream` });
+  });
+}
+
+/**
+ * Grants, owners and run lookups are read from one MLflow server, the one named by `upstream`; an
+ * MLflow route elsewhere would be checked against the wrong server's experiments.
+ */
+function mlflowRoutesUseTheUpstream(config: { upstream?: unknown; routes?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof config !== 'object' || config === null || !Array.isArray(config.routes) || typeof config.upstream !== 'string') return;
+  const upstream = URL.canParse(config.upstream) ? new URL(config.upstream).origin : config.upstream;
+  config.routes.forEach((route: { mlflow?: unknown; upstream?: unknown }, index) => {
+    if (route?.mlflow !== true || typeof route.upstream !== 'string' || !URL.canParse(route.upstream)) return;
+    if (new URL(route.upstream).origin === upstream) return;
+    ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: `must be the top-level upstream (${upstream}) on an mlflow route: grants and owners are read from that MLflow server; leave it out to use it` });
+  });
+}
 
 /** Session cookies count in whole seconds; a shorter session would end before it began. */
 function sessionTimesAtLeastOneSecond(session: { idleTimeout?: unknown; absoluteTimeout?: unknown } | null, ctx: z.RefinementCtx): void {

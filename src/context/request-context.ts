@@ -1,14 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Principal } from '../auth/principal.ts';
+import type { UpstreamRoute } from './upstream-routes.ts';
 
 /** What the gateway learns about one request as it moves through the stages. */
 export interface RequestContext {
   id: string;
   startedAt: bigint;
   clientIp: string;
-  /** Path without the query string: the only form that is logged. */
+  /** Path without the query string, as the client sent it: the only form that is logged. */
   path: string;
+  /** The route the request goes to (set once matched; /-/ paths have none). */
+  route?: UpstreamRoute;
+  /** The path as the route's upstream gets it (its prefix stripped): what MLflow checks look at. */
+  apiPath: string;
+  /** What stripPrefix took off the front of req.url ("" when nothing): the client's URL is this + req.url. */
+  strippedPrefix: string;
   principal?: Principal;
   upstreamStartedAt?: bigint;
   upstreamMs?: number;
@@ -37,11 +44,14 @@ export function pathOf(url: string | undefined): string {
 }
 
 export function createRequestContext(req: IncomingMessage, clientIp: string): RequestContext {
+  const path = pathOf(req.url);
   return {
     id: requestIdFor(req),
     startedAt: process.hrtime.bigint(),
     clientIp,
-    path: pathOf(req.url),
+    path,
+    apiPath: path,
+    strippedPrefix: '',
     bytesIn: 0,
     bytesOut: 0,
     upstreamTimedOut: false,
@@ -50,4 +60,21 @@ export function createRequestContext(req: IncomingMessage, clientIp: string): Re
 
 export function millisecondsSince(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+const ABSOLUTE_FORM = /^https?:\/\/[^/?#\\]*(?=[/?]|$)/i;
+
+/**
+ * HTTP/1.1 servers must accept an absolute-form target (`GET http://host/path`); the upstream is
+ * then sent only its path, as the proxy would send it. The request is rewritten to that path here,
+ * so what is routed, checked and forwarded is one string.
+ */
+export function toOriginForm(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  if (url.startsWith('/')) return url;
+  const authority = ABSOLUTE_FORM.exec(url);
+  if (!authority) return url;
+  const rest = url.slice(authority[0].length);
+  req.url = rest.startsWith('/') ? rest : `/${rest}`;
+  return req.url;
 }

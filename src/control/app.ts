@@ -3,6 +3,7 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
 import type { RequestContext } from '../context/request-context.ts';
+import type { Logger } from '../log/logger.ts';
 import { registerSignInRoutes, type SignInDependencies } from './login.ts';
 import { registerPermissionRoutes, type PermissionsDependencies } from './permissions.ts';
 
@@ -11,6 +12,7 @@ export interface ControlDependencies {
   /** Whether the upstream answers at all (any HTTP status counts). */
   upstreamReady(): Promise<{ ready: boolean; detail: string }>;
   version: string;
+  logger: Logger;
   /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
   signIn?: SignInDependencies;
   /** Grant management by MANAGE holders (/-/api/permissions, /-/permissions); without it those paths are 404s. */
@@ -40,6 +42,12 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
   if (deps.signIn) registerSignInRoutes(app, deps.signIn);
   if (deps.permissions) registerPermissionRoutes(app, deps.permissions);
 
+  // A bug in a page must show in the log with its request id, and answer in the gateway's JSON shape.
+  app.onError((err, c) => {
+    const reqId = deps.contextOf(c.env.incoming)?.id;
+    deps.logger.error({ reqId, err }, 'internal error in a gateway route');
+    return c.json({ error_code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${reqId ?? 'unknown'})` }, 500);
+  });
   app.notFound((c) => c.json({ error_code: 'ENDPOINT_NOT_FOUND', message: `no gateway route ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
 
   return getRequestListener(app.fetch, { overrideGlobalObjects: false });

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { checkSameOrigin, externalOrigin } from '../auth/csrf.ts';
 import type { Authenticator } from '../auth/authenticate.ts';
 import type { Session, SessionManager } from '../auth/session.ts';
@@ -9,6 +8,7 @@ import { safeNextPath, SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.
 import type { TrustedProxies } from '../context/client-ip.ts';
 import type { RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
+import { readForm, type FormFields } from './form-body.ts';
 import { messagePage, PAGE_HEADERS, signInPage, signOutPage } from './pages.ts';
 
 export interface SignInDependencies {
@@ -55,10 +55,12 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     return verdict.ok ? verdict.session : undefined;
   }
 
-  const formLimit = bodyLimit({
-    maxSize: FORM_LIMIT_BYTES,
-    onError: (c) => page(c as Context<Env>, 413, messagePage('Request too large', 'The form sent was larger than a sign-in form can be.', { href: SIGN_IN_PATH, text: 'Back to sign-in' })),
-  });
+  /** The form's fields, or the 413 page when it is larger than a sign-in form can be (chunked or not). */
+  async function formOf(c: Context<Env>): Promise<{ fields: FormFields } | { refused: Response }> {
+    const form = await readForm(c, FORM_LIMIT_BYTES);
+    if (!form.tooLarge) return { fields: form.fields };
+    return { refused: page(c, 413, messagePage('Request too large', 'The form sent was larger than a sign-in form can be.', { href: SIGN_IN_PATH, text: 'Back to sign-in' })) };
+  }
 
   /** A form sent from another site's page: login CSRF, or a forced sign-out. */
   function crossSite(c: Context<Env>, reason: string, ctx: RequestContext | undefined): Response {
@@ -74,7 +76,7 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     return page(c, 200, signInPage({ service: deps.service, next: safeNextPath(c.req.query('next')) ?? '/', notice, signedInAs: current?.user }));
   });
 
-  app.post(SIGN_IN_PATH, formLimit, async (c) => {
+  app.post(SIGN_IN_PATH, async (c) => {
     const req = c.env.incoming;
     const ctx = deps.contextOf(req);
     const ip = ctx?.clientIp ?? '';
@@ -82,10 +84,12 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     const same = checkSameOrigin(req, origin);
     if (!same.sameOrigin) return crossSite(c, same.reason, ctx);
 
-    const form = await c.req.parseBody();
-    const user = typeof form.username === 'string' ? form.username.trim() : '';
-    const password = typeof form.password === 'string' ? form.password : '';
-    const next = safeNextPath(typeof form.next === 'string' ? form.next : undefined) ?? '/';
+    const read = await formOf(c);
+    if ('refused' in read) return read.refused;
+    const form = read.fields;
+    const user = form.get('username')?.trim() ?? '';
+    const password = form.get('password') ?? '';
+    const next = safeNextPath(form.get('next')) ?? '/';
     const again = (status: number, error: string, headers?: Record<string, string>) =>
       page(c, status, signInPage({ service: deps.service, next, username: user, error }), headers);
 
@@ -122,17 +126,19 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     return page(c, 200, signOutPage({ user: current.user, token: sessions.formToken(SIGN_OUT_PURPOSE, current), basicToo: req.headers.authorization !== undefined }));
   });
 
-  app.post(SIGN_OUT_PATH, formLimit, async (c) => {
+  app.post(SIGN_OUT_PATH, async (c) => {
     const req = c.env.incoming;
     const ctx = deps.contextOf(req);
     const { origin, secure } = externalOrigin(req, deps.tls, deps.proxies);
     const same = checkSameOrigin(req, origin);
     if (!same.sameOrigin) return crossSite(c, same.reason, ctx);
 
-    const form = await c.req.parseBody();
+    const read = await formOf(c);
+    if ('refused' in read) return read.refused;
+    const form = read.fields;
     const current = await currentSession(req, secure);
     if (current) {
-      if (!sessions.verifyFormToken(SIGN_OUT_PURPOSE, current, form.token)) {
+      if (!sessions.verifyFormToken(SIGN_OUT_PURPOSE, current, form.get('token'))) {
         return page(c, 403, signOutPage({
           user: current.user,
           token: sessions.formToken(SIGN_OUT_PURPOSE, current),

@@ -31,6 +31,7 @@ import {
 import { atLeast, parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
 import type { CarrierKind } from '../authz/route-rule.ts';
 import type { Logger } from '../log/logger.ts';
+import { readBodyLimited } from './form-body.ts';
 import { permissionsPage, PERMISSIONS_PAGE_HEADERS } from './permissions-page.ts';
 import { messagePage, PAGE_HEADERS } from './pages.ts';
 
@@ -343,29 +344,9 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
   }));
 }
 
-/**
- * The request body as text, or undefined past BODY_LIMIT bytes. (Hono's bodyLimit middleware fails
- * on a body without Content-Length under @hono/node-server, so the limit is kept here.)
- */
+/** The request body as text, or undefined past BODY_LIMIT bytes (with or without a Content-Length). */
 async function readLimited(c: Context<Env>): Promise<string | undefined> {
-  const length = c.req.header('content-length');
-  if (length !== undefined && Number(length) > BODY_LIMIT) return undefined;
-  const stream = c.req.raw.body;
-  if (!stream) return '';
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > BODY_LIMIT) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return (await readBodyLimited(c, BODY_LIMIT))?.toString('utf8');
 }
 
 /** A path parameter, decoded (`%2F` in an experiment name included). */

@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { RequestContext } from '../context/request-context.ts';
 
 /** MLflow's REST routes: the client parses JSON errors here and breaks on HTML. */
 export function isMlflowApiPath(path: string): boolean {
@@ -33,14 +34,18 @@ const TITLES: Record<number, string> = {
   502: 'MLflow is unreachable', 504: 'MLflow did not answer in time',
 };
 
-/** Answers in MLflow's JSON shape on API paths and with a small readable page elsewhere. */
-export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, requestId: string): void {
+/**
+ * Answers in MLflow's JSON shape on the API paths of MLflow routes (and the gateway's own API), with
+ * a small readable page for browsers elsewhere, JSON for other clients.
+ */
+export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, ctx: Pick<RequestContext, 'id' | 'apiPath' | 'route'>): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const path = req.url ?? '/';
-  const wantsJson = isMlflowApiPath(path) || path.startsWith('/-/api/') || !acceptsHtml(req);
+  const requestId = ctx.id;
+  const path = ctx.apiPath;
+  const wantsJson = (ctx.route?.mlflow !== false && isMlflowApiPath(path)) || path.startsWith('/-/api/') || !acceptsHtml(req);
   const body = wantsJson
     ? JSON.stringify({ error_code: error.code, message: error.message })
     : errorPage(error, requestId, pageIdentities.get(req));

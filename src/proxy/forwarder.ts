@@ -24,6 +24,15 @@ export interface ForwarderOptions {
   timeoutMs: number;
   maxBodySize: number;
   keepAliveSockets: number;
+  /**
+   * Send the client's Host rather than the upstream's: Jupyter compares Origin with Host; MLflow 3
+   * refuses hosts it does not know, so its routes send the upstream's own.
+   */
+  preserveHost?: boolean;
+  /** Rewrites each Location header of the upstream's answers (a stripped route's prefix put back). */
+  rewriteLocation?: (location: string) => string;
+  /** A WebSocket tunnel is open: the upstream's socket, for closing it cleanly later. */
+  onTunnel?: (client: Duplex, upstream: Duplex) => void;
 }
 
 /** How one request is forwarded, when not simply streamed as it arrives. */
@@ -64,14 +73,14 @@ interface InFlight {
 
 /** Streams requests to the upstream over kept-alive connections, in both directions, without buffering. */
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  const { upstream, timeoutMs, maxBodySize } = options;
+  const { upstream, timeoutMs, maxBodySize, rewriteLocation } = options;
   const Agent = upstream.protocol === 'https:' ? https.Agent : http.Agent;
   // No per-socket timers: re-arming them on every request costs more than the proxying itself.
   // One coarse sweep enforces both the upstream timeout and the idle-connection limit.
   const agent = new Agent({ keepAlive: true, maxFreeSockets: options.keepAliveSockets, scheduling: 'lifo' });
   // The target is parsed once here: given as a string, http-proxy would parse it on every request.
   // The gateway writes responses itself (selfHandleResponse) to control their framing and cleanup.
-  const proxy = httpProxy.createProxyServer({ target: parseUrl(upstream.origin), agent, changeOrigin: true, xfwd: false, ws: true, selfHandleResponse: true });
+  const proxy = httpProxy.createProxyServer({ target: parseUrl(upstream.origin), agent, changeOrigin: !options.preserveHost, xfwd: false, ws: true, selfHandleResponse: true });
   // http-proxy's deleteLength pass turns a chunked DELETE/OPTIONS body into "Content-Length: 0",
   // leaving the body on the upstream connection to be read as a second request (smuggling).
   const passes = (proxy as unknown as { webPasses: { name: string }[] }).webPasses;
@@ -137,7 +146,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     state.lastActivity = tick;
     const status = proxyRes.statusCode ?? 502;
     if (state.transform && status >= 200 && status < 300) return void transformed(state, proxyRes, res);
-    writeResponseHead(proxyRes, res);
+    writeResponseHead(proxyRes, res, rewriteLocation);
     proxyRes.on('data', (chunk: Buffer) => {
       ctx.bytesOut += chunk.length;
       state.lastActivity = tick;
@@ -181,7 +190,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       if (size > MAX_TRANSFORMED_RESPONSE || res.destroyed) return;
       state.transform!(Buffer.concat(chunks, size)).then((body) => {
         if (res.headersSent || res.destroyed) return;
-        writeResponseHead(proxyRes, res);
+        writeResponseHead(proxyRes, res, rewriteLocation);
         res.setHeader('content-length', body.length);
         state.ctx.bytesOut += body.length;
         res.end(body);
@@ -201,8 +210,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     // socket destroyed outright (e.g. on shutdown) would leave the upstream tunnel open.
     const cutRequest = () => proxyReq.destroy();
     socket.once('close', cutRequest);
-    proxyReq.once('upgrade', (_res, proxySocket) => {
+    proxyReq.once('upgrade', (_res, proxySocket: Duplex) => {
       socket.off('close', cutRequest);
+      options.onTunnel?.(socket, proxySocket);
       socket.once('close', () => proxySocket.destroy());
     });
   });
@@ -263,7 +273,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 }
 
 /** Status and end-to-end headers of the upstream's response; Node frames the body for this client. */
-function writeResponseHead(proxyRes: IncomingMessage, res: ServerResponse): void {
+function writeResponseHead(proxyRes: IncomingMessage, res: ServerResponse, rewriteLocation?: (location: string) => string): void {
   const headers = proxyRes.headers;
   const connection = headers.connection;
   const named = connection && connection !== 'keep-alive' && connection !== 'close' ? connection.toLowerCase().split(',').map((token) => token.trim()) : undefined;
@@ -272,6 +282,7 @@ function writeResponseHead(proxyRes: IncomingMessage, res: ServerResponse): void
     if (value === undefined || HOP_BY_HOP_RESPONSE.has(name) || named?.includes(name)) continue;
     // The gateway may have set its own cookie (a renewed session): keep both.
     if (name === 'set-cookie' && res.hasHeader(name)) res.appendHeader(name, value);
+    else if (name === 'location' && rewriteLocation && typeof value === 'string') res.setHeader(name, rewriteLocation(value));
     else res.setHeader(name, value);
   }
   res.statusCode = proxyRes.statusCode ?? 502;

@@ -27,6 +27,8 @@ import { createControlApp } from '../control/app.ts';
 import { createPermissionsDependencies, type PrincipalLevelOf } from '../control/permissions.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createForwarder } from '../proxy/forwarder.ts';
+import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
+import { compileRoutes, locationUnderPrefix } from '../context/upstream-routes.ts';
 import { ensureCertificate } from './certificate.ts';
 import { createRequestPipeline } from './request-pipeline.ts';
 import { createHttpsRedirectServer, createListener } from './tls-server.ts';
@@ -101,7 +103,17 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const listener = createListener({ certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval }, logger);
   const server = listener.server;
 
-  const forwarder = createForwarder({ upstream, timeoutMs: config.proxy.timeout, maxBodySize: config.proxy.maxBodySize, keepAliveSockets: config.proxy.keepAliveSockets });
+  const routes = compileRoutes(config);
+  const tunnels = new WebSocketTunnels(logger);
+  const forwarders = new Map(routes.map((route) => [route, createForwarder({
+    upstream: route.upstream,
+    timeoutMs: config.proxy.timeout,
+    maxBodySize: config.proxy.maxBodySize,
+    keepAliveSockets: config.proxy.keepAliveSockets,
+    preserveHost: !route.mlflow,
+    rewriteLocation: route.stripPrefix ? (location) => locationUnderPrefix(location, route) : undefined,
+    onTunnel: (client, upstreamSocket) => tunnels.connected(client, upstreamSocket),
+  })] as const));
   const contexts = new WeakMap<IncomingMessage, RequestContext>();
   const proxies = trustedProxies(config.proxy.trustedProxies);
   const resolver = new Resolver({ upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
@@ -118,13 +130,16 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf: (req) => contexts.get(req), tls, proxies, logger,
     grantsChanged: (resource) => (resource.kind === 'experiment' ? resolver.invalidateExperiment(resource.id) : resolver.invalidateRegisteredModel(resource.name)),
   });
-  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION, signIn, permissions });
+  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION, logger, signIn, permissions });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const pipeline = createRequestPipeline({
     logger,
     proxies,
     authenticator,
-    forwarder,
+    routes,
+    forwarders,
+    policy,
+    tunnels,
     control,
     identity: {
       strip: [...new Set([...IDENTITY_HEADERS, ...config.proxy.stripHeaders.map((name) => name.toLowerCase()), userHeader])],
@@ -138,12 +153,13 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     authorizer,
   });
   server.on('request', pipeline.handleRequest);
-  const upgraded = new Set<Duplex>();
+  const upgrading = new Set<Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    upgraded.add(socket);
-    socket.once('close', () => upgraded.delete(socket));
+    upgrading.add(socket);
+    socket.once('close', () => upgrading.delete(socket));
     pipeline.handleUpgrade(req, socket, head);
   });
+  tunnels.start(config.watchInterval);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
     const [status, reason] = err.code === 'HPE_HEADER_OVERFLOW' ? ['431 Request Header Fields Too Large', 'request headers too large'] : ['400 Bad Request', 'malformed HTTP request'];
@@ -181,13 +197,15 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         }
         if (pipeline.inFlight > 0) logger.warn({ inFlight: pipeline.inFlight }, 'grace period over; closing remaining connections');
         server.closeAllConnections();
-        for (const socket of upgraded) socket.destroy();
+        tunnels.stop();
+        tunnels.closeAll(GOING_AWAY, 'mlgate is shutting down');
+        for (const socket of upgrading) if (!socket.writableEnded) socket.destroy();
         await closed;
         listener.stopWatching();
         store.stop();
         sessions?.stop();
         await apiTokens?.stop();
-        forwarder.close();
+        for (const forwarder of forwarders.values()) forwarder.close();
         policy.stop();
         resolver.close();
         await pool.close();

@@ -2,21 +2,30 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Authenticator } from '../auth/authenticate.ts';
 import type { Authorization, Authorizer } from '../authz/authorize-request.ts';
-import type { SessionStep } from '../auth/session-step.ts';
+import type { SessionStep, UpgradeAuthentication } from '../auth/session-step.ts';
+import type { Policy } from '../authz/policy.ts';
+import { mayUseRoute, routeRefusal } from '../authz/route-access.ts';
 import { peerAddress, type TrustedProxies } from '../context/client-ip.ts';
-import { createRequestContext, type RequestContext } from '../context/request-context.ts';
+import { createRequestContext, pathOf, toOriginForm, type RequestContext } from '../context/request-context.ts';
+import { matchUpstreamRoute, type UpstreamRoute } from '../context/upstream-routes.ts';
 import { PUBLIC_CONTROL_PATHS } from '../control/app.ts';
 import { logAccess } from '../http/access-log.ts';
 import { sendError, type GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ForwardOptions, Forwarder } from '../proxy/forwarder.ts';
 import { upstreamHeaderBuilder, type IdentityHeaders } from '../proxy/request-headers.ts';
+import type { WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 
 export interface PipelineOptions {
   logger: Logger;
   proxies: TrustedProxies;
   authenticator: Authenticator;
-  forwarder: Forwarder;
+  /** The routes in matching order, each with the forwarder to its upstream. */
+  routes: readonly UpstreamRoute[];
+  forwarders: ReadonlyMap<UpstreamRoute, Forwarder>;
+  /** The policy in force: its admins and groups decide routes' `allow`. */
+  policy: { current(): Policy };
+  tunnels: WebSocketTunnels;
   control: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   identity: IdentityHeaders;
   tls: boolean;
@@ -28,13 +37,15 @@ export interface PipelineOptions {
   authorizer: Authorizer;
 }
 
+const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
 /**
  * One request's path through the gateway, top to bottom: context, authentication, then either the
  * gateway's own /-/ routes or authorization and the upstream; the access log line is written when
  * the response ends.
  */
 export function createRequestPipeline(options: PipelineOptions) {
-  const { logger, authenticator, forwarder, control, contexts, authorizer } = options;
+  const { logger, authenticator, forwarders, control, contexts, authorizer, tunnels } = options;
   const upstreamHeaders = upstreamHeaderBuilder(options.identity);
   const proto = options.tls ? 'https' : 'http';
   let inFlight = 0;
@@ -43,17 +54,52 @@ export function createRequestPipeline(options: PipelineOptions) {
   function fail(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, error: GatewayError): void {
     const headers = error.status === 401 ? { 'www-authenticate': authenticator.challenge, ...error.headers } : error.headers;
     if (error.status >= 500) logger.warn({ reqId: ctx.id, status: error.status }, error.message);
-    sendError(req, res, { ...error, headers }, ctx.id);
+    sendError(req, res, { ...error, headers }, ctx);
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, how?: ForwardOptions): void {
+  function forwardHeaders(req: IncomingMessage, ctx: RequestContext, upgrade: boolean): void {
     req.headers = upstreamHeaders(req.headers, ctx.id, ctx.principal!.user, {
       peerIp: peerAddress(req),
       proto,
       host: req.headers.host,
       peerTrusted: options.proxies.peerIsTrusted(req),
-    }, false);
-    forwarder.web(req, res, ctx, (error) => fail(req, res, ctx, error), how);
+    }, upgrade);
+    for (const [name, value] of ctx.route!.headers) req.headers[name] = value;
+  }
+
+  function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, how?: ForwardOptions): void {
+    forwardHeaders(req, ctx, false);
+    forwarders.get(ctx.route!)!.web(req, res, ctx, (error) => fail(req, res, ctx, error), how);
+  }
+
+  /**
+   * Picks the route and, for a stripped one, rewrites req.url to what its upstream gets. False when
+   * the request has been answered (a malformed path, the bare prefix redirected to its slash form).
+   */
+  function route(req: IncomingMessage, ctx: RequestContext, answer: (status: number, error: GatewayError | undefined, location?: string) => void): boolean {
+    const match = matchUpstreamRoute(options.routes, toOriginForm(req));
+    switch (match.kind) {
+      case 'refused':
+        answer(400, { status: 400, code: 'INVALID_PARAMETER_VALUE', message: `path refused: ${match.reason}` });
+        return false;
+      case 'redirect':
+        answer(308, undefined, match.location);
+        return false;
+      case 'none':
+        return true; // 404 once authenticated: who is not signed in learns nothing about the routes
+      case 'route':
+        ctx.route = match.route;
+        if (match.url !== req.url) {
+          ctx.strippedPrefix = match.route.path;
+          req.url = match.url;
+          ctx.apiPath = pathOf(match.url);
+        }
+        return true;
+    }
+  }
+
+  function notRouted(ctx: RequestContext): GatewayError {
+    return { status: 404, code: 'ENDPOINT_NOT_FOUND', message: `no route serves ${ctx.path}; routes: ${options.routes.map((r) => r.path).join(', ')}` };
   }
 
   /** The authorization step (src/authz/authorize-request.ts), then the upstream with exactly the bytes it checked. */
@@ -80,6 +126,13 @@ export function createRequestPipeline(options: PipelineOptions) {
     if (PUBLIC_CONTROL_PATHS.has(ctx.path)) {
       void control(req, res);
       return;
+    }
+    if (!ctx.path.startsWith('/-/')) {
+      const routed = route(req, ctx, (status, error, location) => {
+        if (error) return fail(req, res, ctx, error);
+        res.writeHead(status, { location, 'content-length': 0 }).end();
+      });
+      if (!routed) return;
     }
     // Null: the session step answered itself (a redirect to /-/login, a refused cross-site request).
     const outcome = options.sessionStep ? options.sessionStep.authenticate(req, res, ctx) : authenticator.authenticate(req);
@@ -108,34 +161,55 @@ export function createRequestPipeline(options: PipelineOptions) {
       return;
     }
     ctx.principal = outcome.principal;
-    if (ctx.path.startsWith('/-/')) void control(req, res);
-    else authorizeAndForward(req, res, ctx);
+    if (ctx.path.startsWith('/-/')) return void control(req, res);
+    const { route: target } = ctx;
+    if (!target) return fail(req, res, ctx, notRouted(ctx));
+    if (!mayUseRoute(outcome.principal, target, options.policy.current())) return fail(req, res, ctx, routeRefusal(outcome.principal, target));
+    if (target.mlflow) authorizeAndForward(req, res, ctx);
+    else forward(req, res, ctx);
   }
 
-  /** WebSocket upgrades: the same authentication, then a tunnel to the upstream. */
+  /** WebSocket upgrades: the same route, authentication and access checks, then a tunnel to the upstream. */
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const ctx = createRequestContext(req, options.proxies.clientIp(req));
     socket.on('error', () => socket.destroy());
     const refuse = (error: GatewayError) => {
       const body = JSON.stringify({ error_code: error.code, message: error.message });
       const challenge = error.status === 401 ? `WWW-Authenticate: ${authenticator.challenge}\r\n` : '';
-      socket.end(`HTTP/1.1 ${error.status} ${error.status === 401 ? 'Unauthorized' : 'Error'}\r\n${challenge}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${ctx.id}\r\nConnection: close\r\n\r\n${body}`);
-      logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, status: error.status, upgrade: true }, 'request');
+      const location = typeof error.headers?.location === 'string' ? `Location: ${error.headers.location}\r\n` : '';
+      socket.end(`HTTP/1.1 ${error.status} ${STATUS_TEXT[error.status] ?? 'Error'}\r\n${challenge}${location}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${ctx.id}\r\nConnection: close\r\n\r\n${body}`);
+      logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, status: error.status, user: ctx.principal?.user, upgrade: true }, 'request');
     };
-    Promise.resolve(authenticator.authenticate(req)).then((outcome) => {
-      if (!outcome.ok) {
-        refuse({ status: outcome.status, code: 'UNAUTHENTICATED', message: outcome.message });
-        return;
+    const routed = ctx.path.startsWith('/-/')
+      ? (refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `the gateway takes no WebSocket on ${ctx.path}` }), false)
+      : route(req, ctx, (status, error, location) => refuse(error ?? { status, code: 'ENDPOINT_NOT_FOUND', message: `moved to ${location}`, headers: { location } }));
+    if (!routed) return;
+    const authentication: Promise<UpgradeAuthentication> = options.sessionStep
+      ? options.sessionStep.authenticateUpgrade(req)
+      : Promise.resolve(authenticator.authenticate(req)).then((outcome) => outcome.ok ? outcome : { ok: false, error: { status: outcome.status, code: 'UNAUTHENTICATED', message: outcome.message } });
+    authentication.then((outcome) => {
+      if (!outcome.ok) return refuse(outcome.error);
+      const { principal } = outcome;
+      ctx.principal = principal;
+      const target = ctx.route;
+      if (!target) return refuse(notRouted(ctx));
+      if (!mayUseRoute(principal, target, options.policy.current())) return refuse(routeRefusal(principal, target));
+      if (target.mlflow) {
+        const refused = authorizer.authorizeUpgrade(req, ctx);
+        if (refused) return refuse(refused);
       }
-      ctx.principal = outcome.principal;
-      const refused = authorizer.authorizeUpgrade(req, ctx);
-      if (refused) return refuse(refused);
-      options.sessionStep?.removeSessionCookie(req); // upgrades take the Authorization header only; the cookie stays here
-      req.headers = upstreamHeaders(req.headers, ctx.id, outcome.principal.user, {
-        peerIp: peerAddress(req), proto, host: req.headers.host, peerTrusted: options.proxies.peerIsTrusted(req),
-      }, true);
-      logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, user: outcome.principal.user, auth: outcome.principal.method, upgrade: true }, 'websocket');
-      forwarder.ws(req, socket, head, ctx, refuse);
+      forwardHeaders(req, ctx, true);
+      const { stillSignedIn } = outcome;
+      tunnels.add(socket, {
+        reqId: ctx.id,
+        user: principal.user,
+        ended: stillSignedIn && (() => {
+          const verdict = stillSignedIn();
+          return verdict.ok ? undefined : verdict.reason;
+        }),
+      });
+      logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, user: principal.user, auth: principal.method, upgrade: true }, 'websocket');
+      forwarders.get(target)!.ws(req, socket, head, ctx, refuse);
     }).catch((err: unknown) => {
       logger.error({ reqId: ctx.id, err }, 'internal error while handling a WebSocket upgrade');
       refuse({ status: 500, code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${ctx.id})` });

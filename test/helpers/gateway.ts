@@ -27,6 +27,8 @@ export interface TestGatewayOptions {
    * everyone else READ, creators MANAGE).
    */
   policy?: string | Record<string, unknown>;
+  /** The gateway's environment as the config loader sees it (${NAME} in routes[].upstreamHeaders); empty by default. */
+  env?: NodeJS.ProcessEnv;
   /** The callers' levels for grant management (/-/api/permissions); see StartOptions.permissionLevel. */
   permissionLevel?: StartOptions['permissionLevel'];
 }
@@ -96,7 +98,7 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
   let config: Config;
   let gateway: Gateway;
   try {
-    config = loadConfig({ configPath, env: {}, cwd: dir }).config;
+    config = loadConfig({ configPath, env: options.env ?? {}, cwd: dir }).config;
     gateway = await startGateway(config, { logger: pino({ level: 'debug' }, stream), permissionLevel: options.permissionLevel });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
