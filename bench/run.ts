@@ -79,7 +79,7 @@ async function main(opts: Options): Promise<void> {
   process.stdout.write(`upstream  ${upstream.kind}; users' hashes: bcrypt cost 12 via ${workspace.hashedWith}\n`);
   process.stdout.write('logging   mlgate log.level info (JSON access log to a file), nginx and Caddy access logs to files: every target pays for its log\n\n');
   const targets = new Targets(workspace, upstream, installed);
-  const ctx: CaseContext = { ws: workspace, options: opts, targets, upstreamUrl: upstream.url, log };
+  const ctx: CaseContext = { ws: workspace, options: opts, targets, upstreamUrl: upstream.url, upstreamLookupLog: upstream.lookupLog, log };
 
   const rows: Row[] = [];
   for (const [i, benchCase] of cases.entries()) {
@@ -88,14 +88,17 @@ async function main(opts: Options): Promise<void> {
     await targets.release(stillNeeded(cases.slice(i + 1), opts));
   }
   addRatios(rows);
+  // Comparisons within a case (e.g. authorization on against off), into the notes before the table is drawn.
+  const comparisons = cases.flatMap((benchCase) => benchCase.compare?.(rows.filter((row) => row.case === benchCase.name)) ?? []);
   const goals = checkGoals(rows, opts.rounds);
 
   process.stdout.write(`\n${renderTable(rows)}\n\n`);
   for (const benchCase of cases) process.stdout.write(`${benchCase.name.padEnd(15)} ${benchCase.about}\n`);
-  process.stdout.write(`\ngoals (medians of ${opts.rounds} round${opts.rounds === 1 ? '' : 's'}, ratios from this run)\n${renderGoals(goals)}\n`);
+  if (comparisons.length) process.stdout.write(`\n${comparisons.join('\n')}\n`);
+  if (goals.length) process.stdout.write(`\ngoals (medians of ${opts.rounds} round${opts.rounds === 1 ? '' : 's'}, ratios from this run)\n${renderGoals(goals)}\n`);
 
   const seconds = (Date.now() - started) / 1000;
-  const file = await writeResults({ startedAt: new Date(started).toISOString(), seconds, environment, options: opts, upstream: upstream.kind, rows, goals });
+  const file = await writeResults({ startedAt: new Date(started).toISOString(), seconds, environment, options: opts, upstream: upstream.kind, rows, comparisons, goals });
   process.stdout.write(`\nfinished in ${Math.round(seconds)} s; results in ${file}\n`);
   // The load average before any of the bench's own processes ran: other work on the machine.
   if (environment.loadAverage > 0.5) {
@@ -119,12 +122,13 @@ function stillNeeded(remaining: typeof ALL_CASES[keyof typeof ALL_CASES][], opts
 function estimateSeconds(opts: Options): number {
   const d = opts.durationS;
   const perRun: Record<string, number> = {
-    'small-basic': d + 0.7, 'small-bearer': d + 0.7, 'small-noauth': d + 0.5, 'latency-1conn': d + 0.7,
+    'small-basic': d + 0.7, 'small-bearer': d + 0.7, 'small-noauth': d + 0.5, 'latency-1conn': d + 0.7, 'authz-log-metric': d + 0.9 + 4 / opts.rounds, // + a 4 s unmeasured run per gateway row
     'tls-handshake': d + 0.9, 'stream-up': 2.5, 'stream-down': 2.2, 'guessing-flood': d + 6.5, 'idle-rss': 6.5,
   };
   let total = 10; // start-up of the servers
   for (const name of opts.cases) {
-    const count = ALL_CASES[name].targets.filter((t) => opts.targets.includes(t)).length;
+    const benchCase = ALL_CASES[name];
+    const count = benchCase.targets.filter((t) => opts.targets.includes(t)).reduce((sum, t) => sum + (benchCase.variants?.(t)?.length ?? 1), 0);
     total += count * opts.rounds * (perRun[name] ?? d);
   }
   return total;

@@ -1,6 +1,7 @@
 // Every case, in the order they run. Cheap, steady cases first; the flood (which leaves hashing
 // work behind) and idle-rss (which starts its own gateways) last.
 import type { CaseName } from '../lib/options.ts';
+import { authzLogMetric } from './authz-log-metric.ts';
 import type { BenchCase } from './bench-case.ts';
 import { guessingFlood } from './guessing-flood.ts';
 import { idleRss } from './idle-rss.ts';
@@ -13,6 +14,7 @@ export const ALL_CASES: Record<CaseName, BenchCase> = {
   'small-bearer': smallBearer,
   'small-noauth': smallNoauth,
   'latency-1conn': latencyOneConnection,
+  'authz-log-metric': authzLogMetric,
   'tls-handshake': tlsHandshake,
   'stream-up': streamUp,
   'stream-down': streamDown,

@@ -1,6 +1,7 @@
 // What a benchmark case is: which targets, which set-up of them, and how one round is measured.
 import type { CaseName, Options, TargetName } from '../lib/options.ts';
 import type { Workspace } from '../lib/workspace.ts';
+import type { Row } from '../report/rows.ts';
 import type { Endpoint, Flavor, Targets } from '../servers/targets.ts';
 
 export interface Measurement {
@@ -18,8 +19,18 @@ export interface CaseContext {
   targets: Targets;
   /** Where the gateways forward to, for cases that start their own. */
   upstreamUrl: string;
+  /** The upstream's log of runs/get and experiments/get answered: the gateways' authorization look-ups. */
+  upstreamLookupLog: string;
   /** A progress line on stderr (the table goes to stdout). */
   log(line: string): void;
+}
+
+/** One of several rows a case measures through the same target (e.g. one gateway, authorization in effect or not). */
+export interface Variant {
+  /** Its key in the results JSON. */
+  name: string;
+  /** Added to the target's label in the table. */
+  label: string;
 }
 
 export interface BenchCase {
@@ -35,10 +46,17 @@ export interface BenchCase {
   rounds?: (options: Options) => number;
   /** Why the whole case cannot run here, if it cannot. */
   skipReason?(ctx: CaseContext): Promise<string | undefined>;
-  /** One round against one target; throws to record that round as failed. */
-  measure(ctx: CaseContext, target: TargetName, endpoint: Endpoint | undefined): Promise<Measurement>;
+  /** Several rows for this target, measured one after the other within each round; undefined (or no method): one row. */
+  variants?(target: TargetName): readonly Variant[] | undefined;
+  /** One round against one target (and variant); throws to record that round as failed. */
+  measure(ctx: CaseContext, target: TargetName, endpoint: Endpoint | undefined, variant?: Variant): Promise<Measurement>;
   /** The notes column from the aggregated extras. */
   notes?(extra: Record<string, number>): string;
+  /**
+   * Once the whole run's ratios are in (report/rows.ts addRatios): comparisons between this case's
+   * rows, added to their notes; the lines returned are printed under the table and kept in the JSON.
+   */
+  compare?(rows: Row[]): string[];
 }
 
 /**

@@ -2,7 +2,7 @@
 // a streaming proxy should move the bytes at close to the direct rate without holding them.
 import { sampleRss } from '../lib/memory-and-cpu.ts';
 import { curlTransfer } from '../load/curl-transfer.ts';
-import { ARTIFACT_NAME, ARTIFACT_PREFIX } from '../lib/workspace.ts';
+import { ARTIFACT_DIR, ARTIFACT_NAME, ARTIFACT_PREFIX } from '../lib/workspace.ts';
 import type { BenchCase, Measurement } from './bench-case.ts';
 import type { CaseContext } from './bench-case.ts';
 import type { Endpoint } from '../servers/targets.ts';
@@ -12,7 +12,7 @@ async function transfer(ctx: CaseContext, target: TargetName, endpoint: Endpoint
   // The upstream's own memory is not the proxy's; for direct there is no proxy to watch.
   const sampler = target === 'direct' ? undefined : sampleRss(endpoint.pids());
   try {
-    const name = direction === 'up' ? `bench/upload-${Date.now()}.bin` : ARTIFACT_NAME;
+    const name = direction === 'up' ? `${ARTIFACT_DIR}/upload-${Date.now()}.bin` : ARTIFACT_NAME;
     const result = await curlTransfer({ direction, url: `${endpoint.url}${ARTIFACT_PREFIX}${name}`, authorization: ctx.ws.authorization, file: ctx.ws.artifactFile });
     const rss = sampler?.stop();
     return { value: result.mbPerS, extra: { seconds: result.seconds, ...(rss ? { peakRssMB: rss.peakMB, peakGrowthMB: rss.peakMB - rss.startMB } : {}) } };

@@ -24,7 +24,7 @@ export interface Reply {
 }
 
 /** One request on a fresh connection; certificates are not checked (they are the bench's own). */
-export function request(url: string, options: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<Reply> {
+export function request(url: string, options: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number } = {}): Promise<Reply> {
   const target = new URL(url);
   const client = target.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
@@ -37,7 +37,7 @@ export function request(url: string, options: { method?: string; headers?: Recor
     });
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in time`)));
     req.on('error', reject);
-    req.end();
+    req.end(options.body);
   });
 }
 

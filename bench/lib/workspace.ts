@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ADMIN_USER, BENCH_EXPERIMENT_ID, BENCH_RUN_ID, POLICY_YAML } from './mlflow-fixture.ts';
 import { basicAuthorization } from './net.ts';
 import { runToEnd } from './processes.ts';
 
@@ -17,7 +18,12 @@ export const BCRYPT_COST = 12;
 export const ARTIFACT_BYTES = 2 ** 30;
 /** Where MLflow serves artifacts (mlflow server --serve-artifacts); the file sits under it. */
 export const ARTIFACT_PREFIX = '/api/2.0/mlflow-artifacts/artifacts/';
-export const ARTIFACT_NAME = 'bench/blob.bin';
+/**
+ * Laid out as MLflow lays out a run's artifacts, `<experiment id>/<run id>/artifacts/...`: mlgate
+ * decides on the experiment in the first segment, so it must be the bench's experiment.
+ */
+export const ARTIFACT_DIR = `${BENCH_EXPERIMENT_ID}/${BENCH_RUN_ID}/artifacts`;
+export const ARTIFACT_NAME = `${ARTIFACT_DIR}/blob.bin`;
 
 export interface User {
   name: string;
@@ -32,8 +38,12 @@ export interface Workspace {
   /** The client the bench measures; its credential is cached by the gateways that cache. */
   user: User;
   authorization: string;
+  /** An admin in the policy file (authorization skips its resource checks), with its Authorization header. */
+  admin: User & { authorization: string };
   /** Existing users whose passwords the guessing flood tries. */
   victims: User[];
+  /** authz.policyFile of every gateway (mlflow-fixture.ts): the bench user has EDIT on the bench's experiment by a group rule. */
+  policyFile: string;
   cert: string;
   key: string;
   /** The 1 GiB file: uploaded by stream-up, served by the upstream for stream-down. */
@@ -50,10 +60,13 @@ export async function createWorkspace(): Promise<Workspace> {
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
     const hashedWith = (await hasCommand('htpasswd')) ? 'htpasswd -nbB -C 12' : 'bcryptjs (cost 12)';
-    const names = ['bench', 'alice', 'bob', 'carol'];
+    const names = ['bench', 'alice', 'bob', 'carol', ADMIN_USER];
     const users = await Promise.all(names.map((name) => makeUser(name, hashedWith.startsWith('htpasswd'))));
     const htpasswd = path('htpasswd');
     await writeFile(htpasswd, users.map((u) => `${u.name}:${u.hash}\n`).join(''), { mode: 0o600 });
+
+    const policyFile = path('policy.yaml');
+    await writeFile(policyFile, POLICY_YAML);
 
     const { cert, key } = await makeCertificate(dir);
 
@@ -66,9 +79,11 @@ export async function createWorkspace(): Promise<Workspace> {
     await handle.close();
 
     const user = users[0]!;
+    const admin = users[4]!;
     return {
-      dir, htpasswd, user, authorization: basicAuthorization(user.name, user.password), victims: users.slice(1),
-      cert, key, artifactFile, hashedWith, path, remove,
+      dir, htpasswd, user, authorization: basicAuthorization(user.name, user.password),
+      admin: { ...admin, authorization: basicAuthorization(admin.name, admin.password) }, victims: users.slice(1, 4),
+      policyFile, cert, key, artifactFile, hashedWith, path, remove,
     };
   } catch (err) {
     await remove();

@@ -8,6 +8,8 @@ import { formatMs } from './table.ts';
 export interface Row {
   case: CaseName;
   target: TargetName;
+  /** Which of the case's variants (BenchCase.variants), for cases with several rows per target. */
+  variant?: string;
   label: string;
   unit: string;
   status: 'ok' | 'error' | 'skipped';
@@ -25,15 +27,15 @@ export interface Row {
   notes: string;
 }
 
-export function skippedRow(benchCase: BenchCase, target: TargetName, reason: string, label: string = target): Row {
-  return { case: benchCase.name, target, label, unit: benchCase.unit, status: 'skipped', reason, rounds: [], extra: {}, notes: '' };
+export function skippedRow(benchCase: BenchCase, target: TargetName, reason: string, label: string = target, variant?: string): Row {
+  return { case: benchCase.name, target, ...(variant ? { variant } : {}), label, unit: benchCase.unit, status: 'skipped', reason, rounds: [], extra: {}, notes: '' };
 }
 
 /** Medians over the rounds that worked; a row with no working round is an error. */
-export function aggregate(benchCase: BenchCase, target: TargetName, label: string, rounds: Row['rounds']): Row {
+export function aggregate(benchCase: BenchCase, target: TargetName, label: string, rounds: Row['rounds'], variant?: string): Row {
   const ok = rounds.filter((r): r is Measurement => !('error' in r));
   const failed = rounds.filter((r): r is { error: string } => 'error' in r);
-  const row: Row = { case: benchCase.name, target, label, unit: benchCase.unit, status: ok.length ? 'ok' : 'error', rounds, extra: {}, notes: '' };
+  const row: Row = { case: benchCase.name, target, ...(variant ? { variant } : {}), label, unit: benchCase.unit, status: ok.length ? 'ok' : 'error', rounds, extra: {}, notes: '' };
   if (failed.length) row.reason = failed[failed.length - 1]!.error;
   if (!ok.length) return row;
   row.value = median(ok.map((m) => m.value));

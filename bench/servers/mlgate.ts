@@ -48,6 +48,9 @@ export async function startMlgate(ws: Workspace, options: MlgateOptions): Promis
     'shutdownGrace: 2s',
     'auth:',
     `  htpasswd: ${JSON.stringify(ws.htpasswd)}`,
+    // The bench user may log metrics to the bench's experiment (a group rule); see lib/mlflow-fixture.ts.
+    'authz:',
+    `  policyFile: ${JSON.stringify(ws.policyFile)}`,
     'log:',
     '  level: info',
     '  format: json',

@@ -1,15 +1,17 @@
 // An MLflow-shaped upstream in Node, run as its own process:
-//   node --import tsx bench/servers/node-upstream.ts <port> <www-dir>
+//   node --import tsx bench/servers/node-upstream.ts <port> <www-dir> <lookup-log>
 // With nginx installed it only takes artifact uploads (nginx's `return` answers before it has read
 // the body, and a proxy that sees the answer early may stop forwarding the upload, which would
-// flatter it); without nginx it serves every route.
-import { createReadStream } from 'node:fs';
+// flatter it); without nginx it serves every route, answering as upstream.ts's nginx does
+// (runs/get and experiments/get in MLflow's shape, logged to <lookup-log>; `{}` elsewhere).
+import { appendFileSync, createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import http from 'node:http';
 import { join, normalize } from 'node:path';
+import { BENCH_EXPERIMENT_ID, BENCH_RUN_ID, EXPERIMENTS_GET, EXPERIMENT_JSON, NON_API_LOG_METRIC, RUNS_GET, RUN_JSON, notFoundJson } from '../lib/mlflow-fixture.ts';
 
-const [portArg, wwwDir] = process.argv.slice(2);
-if (!portArg || !wwwDir) throw new Error('usage: node-upstream.ts <port> <www-dir>');
+const [portArg, wwwDir, lookupLog] = process.argv.slice(2);
+if (!portArg || !wwwDir || !lookupLog) throw new Error('usage: node-upstream.ts <port> <www-dir> <lookup-log>');
 
 const ARTIFACTS = '/api/2.0/mlflow-artifacts/artifacts/';
 
@@ -29,6 +31,17 @@ const server = http.createServer((req, res) => {
   req.resume();
   if (path === '/health') return reply(res, 200, 'OK', 'text/plain');
   if (path === '/version') return reply(res, 200, '2.17.2', 'text/plain');
+  if (path === RUNS_GET || path === EXPERIMENTS_GET) {
+    appendFileSync(lookupLog, `${Date.now() / 1000} ${req.url}\n`);
+    const query = new URL(req.url ?? '/', 'http://upstream').searchParams;
+    if (path === RUNS_GET) {
+      const id = query.get('run_id') ?? '';
+      return id === BENCH_RUN_ID ? reply(res, 200, RUN_JSON) : reply(res, 404, notFoundJson('Run', id));
+    }
+    const id = query.get('experiment_id') ?? '';
+    return id === BENCH_EXPERIMENT_ID ? reply(res, 200, EXPERIMENT_JSON) : reply(res, 404, notFoundJson('Experiment', id));
+  }
+  if (path === NON_API_LOG_METRIC) return reply(res, 200, '{}');
   if (path.startsWith('/api/2.0/mlflow/') || path.startsWith('/ajax-api/2.0/mlflow/')) return reply(res, 200, '{}');
   if (path.startsWith(ARTIFACTS) && (req.method === 'GET' || req.method === 'HEAD')) {
     const file = join(wwwDir, normalize(decodeURIComponent(path)));

@@ -4,7 +4,7 @@ import type { RequestContext } from '../context/request-context.ts';
 import { isMlflowApiPath, sendError, setPageIdentity, type GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { AuthOutcome, Authenticator } from './authenticate.ts';
-import { checkSameOrigin, externalOrigin, isSafeMethod } from './csrf.ts';
+import { checkSameOrigin, externalOrigin, isSafeMethod, type ExternalOrigin } from './csrf.ts';
 import type { Principal } from './principal.ts';
 import { cookieValue, withoutCookie, type SessionManager, type SessionVerdict } from './session.ts';
 
@@ -121,15 +121,18 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
     else req.headers.cookie = rest;
   }
 
-  async function authenticateUpgrade(req: IncomingMessage): Promise<UpgradeAuthentication> {
+  /** The session cookie (taken out of the request: it never goes upstream) and how the browser reached the gateway. */
+  function takeSessionCookie(req: IncomingMessage): { cookie?: string; external?: ExternalOrigin } {
     const header = req.headers.cookie;
-    let cookie: string | undefined;
-    let external: ReturnType<typeof externalOrigin> | undefined;
-    if (header !== undefined && header.includes(COOKIE_MARKER)) {
-      external = externalOrigin(req, options.tls, options.proxies);
-      cookie = cookieValue(header, sessions.cookieName(external.secure));
-      removeSessionCookie(req);
-    }
+    if (header === undefined || !header.includes(COOKIE_MARKER)) return {};
+    const external = externalOrigin(req, options.tls, options.proxies);
+    const cookie = cookieValue(header, sessions.cookieName(external.secure));
+    removeSessionCookie(req);
+    return { cookie, external };
+  }
+
+  async function authenticateUpgrade(req: IncomingMessage): Promise<UpgradeAuthentication> {
+    const { cookie, external } = takeSessionCookie(req);
     if (req.headers.authorization === undefined && cookie) {
       const opened = await sessions.connectionCheck(cookie);
       if (opened.ok) {
@@ -151,14 +154,7 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
     removeSessionCookie,
     authenticateUpgrade,
     authenticate(req, res, ctx) {
-      const header = req.headers.cookie;
-      let cookie: string | undefined;
-      let external: ReturnType<typeof externalOrigin> | undefined;
-      if (header !== undefined && header.includes(COOKIE_MARKER)) {
-        external = externalOrigin(req, options.tls, options.proxies);
-        cookie = cookieValue(header, sessions.cookieName(external.secure));
-        removeSessionCookie(req);
-      }
+      const { cookie, external } = takeSessionCookie(req);
       if (req.headers.authorization !== undefined) return authenticator.authenticate(req);
       if (!cookie) return unauthenticated(req, res, ctx);
       const { secure, origin } = external!;
