@@ -288,6 +288,32 @@ describe.skipIf(PROBLEM !== undefined)(`Jupyter at / and MLflow at /mlflow behin
       expect(seen!.headers.host).toBe(`127.0.0.1:${upstream.port}`);
     });
 
+    it('takes runs logged from a notebook cell through the /mlflow prefix, stamped with the signed-in user', async () => {
+      // What the MLflow client does for MLFLOW_TRACKING_URI=https://<host>:8888/mlflow (its REST
+      // calls, with the gateway's certificate as MLFLOW_TRACKING_SERVER_CERT_PATH), written with the
+      // standard library because the kernel's Python has no mlflow package here.
+      const cell = [
+        'import base64, json, ssl, urllib.request',
+        `uri = ${JSON.stringify(`${gw.url}/mlflow`)}`,
+        `tls = ssl.create_default_context(cafile=${JSON.stringify(join(gw.dir, 'certs', 'mlgate.crt'))})`,
+        `auth = "Basic " + base64.b64encode(b"alice:alice-password").decode()`,
+        'def call(path, body):',
+        '    req = urllib.request.Request(uri + path, data=json.dumps(body).encode(), headers={"Authorization": auth, "Content-Type": "application/json"})',
+        '    return json.load(urllib.request.urlopen(req, context=tls))',
+        'exp = call("/api/2.0/mlflow/experiments/create", {"name": "from-a-notebook"})["experiment_id"]',
+        'run = call("/api/2.0/mlflow/runs/create", {"experiment_id": exp, "user_id": "jovyan", "tags": [{"key": "mlflow.user", "value": "jovyan"}]})["run"]["info"]["run_id"]',
+        'call("/api/2.0/mlflow/runs/log-metric", {"run_id": run, "key": "loss", "value": 0.25, "timestamp": 1, "step": 1})',
+        'run',
+      ].join('\n');
+      const kernel = await startKernel({ authorization: ADMIN });
+      const runId = (await runThroughGateway(kernel, cell, { authorization: ADMIN })).replace(/'/g, '');
+      const stored = upstream.store.runs.get(runId);
+      expect(stored, `run ${runId}`).toBeDefined();
+      expect(stored!.info.user_id).toBe('alice');
+      expect(stored!.tags).toContainEqual({ key: 'mlflow.user', value: 'alice' });
+      expect(stored!.metrics).toEqual([{ key: 'loss', value: 0.25, timestamp: 1, step: 1 }]);
+    });
+
     it("answers in MLflow's JSON without credentials", async () => {
       const res = await call('/mlflow/api/2.0/mlflow/experiments/search', json('POST', { max_results: 10 }, {}));
       expect(res.status).toBe(401);
