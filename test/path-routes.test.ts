@@ -4,10 +4,12 @@ import https from 'node:https';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config/load.ts';
 import { effectiveConfigYaml } from '../src/config/effective-config.ts';
+import { compileRoutes } from '../src/context/upstream-routes.ts';
 import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
 import { basic, type TestResponse } from './helpers/http-client.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
@@ -273,6 +275,16 @@ describe('routes in the configuration file', () => {
     const newline = problems([{ path: '/', upstream: 'http://127.0.0.1:8889', upstreamHeaders: { Authorization: 'token ${JUPYTER_TOKEN}' } }], { JUPYTER_TOKEN: 'abc\r\nX-Evil: 1' });
     expect(newline.join('\n')).toContain('control character');
     expect(newline.join('\n')).not.toContain('abc');
+  });
+
+  it('loads the notebook-host recipe (config/notebook-host.example.yaml) as the README describes it', () => {
+    const configPath = fileURLToPath(new URL('../config/notebook-host.example.yaml', import.meta.url));
+    const { config } = loadConfig({ configPath, env: { JUPYTER_TOKEN: 'abc123' }, cwd: dir });
+    expect(compileRoutes(config).map(({ path, upstream, stripPrefix, mlflow, allow, headers }) => ({ path, upstream: upstream.origin, stripPrefix, mlflow, allow, headers }))).toEqual([
+      { path: '/mlflow', upstream: 'http://127.0.0.1:5000', stripPrefix: true, mlflow: true, allow: ['*'], headers: [] },
+      { path: '/', upstream: 'http://127.0.0.1:8889', stripPrefix: false, mlflow: false, allow: ['admin', '@data-science'], headers: [['authorization', 'token abc123']] },
+    ]);
+    expect(() => loadConfig({ configPath, env: {}, cwd: dir })).toThrow('names ${JUPYTER_TOKEN}, which is not set in the environment');
   });
 
   it('fills variables in, and prints the configuration with the values redacted', () => {
