@@ -1,19 +1,16 @@
 // Browser sign-in in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
 // playwright-core; no browser is downloaded) opens the gateway, is sent to the sign-in page, signs
 // in through the form, sees the MLflow UI (whose script calls /ajax-api/ with the cookie), and signs out.
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromiumProblem, launchChromium } from './helpers/chromium.ts';
 import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const installed = existsSync(CHROMIUM);
-const title = installed
-  ? 'browser sign-in in headless Chromium'
-  : `browser sign-in in headless Chromium (skipped: ${CHROMIUM} is not installed; apt-get install chromium)`;
+const PROBLEM = chromiumProblem();
+const title = `browser sign-in in headless Chromium${PROBLEM ? ` (skipped: ${PROBLEM})` : ''}`;
 
-describe.skipIf(!installed)(title, () => {
+describe.skipIf(PROBLEM !== undefined)(title, () => {
   let upstream: MlflowUpstream;
   let gw: TestGateway;
   let browser: Browser;
@@ -23,10 +20,7 @@ describe.skipIf(!installed)(title, () => {
   beforeAll(async () => {
     upstream = await startMlflowUpstream();
     gw = await startTestGateway({ upstream: upstream.url, users: { alice: 'alice-password' } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     // The gateway's certificate is self-signed; this browser profile trusts it as a user would after accepting it.
     context = await browser.newContext({ ignoreHTTPSErrors: true });
     page = await context.newPage();

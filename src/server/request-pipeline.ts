@@ -73,29 +73,23 @@ export function createRequestPipeline(options: PipelineOptions) {
   }
 
   /**
-   * Picks the route and, for a stripped one, rewrites req.url to what its upstream gets. False when
-   * the request has been answered (a malformed path, the bare prefix redirected to its slash form).
+   * Picks the route; for a stripped one, req.url becomes what its upstream gets. Anything but
+   * undefined is the answer instead: a refused path, or the bare prefix sent to its slash form.
+   * No route at all is answered 404 after authentication: who is not signed in learns nothing.
    */
-  function route(req: IncomingMessage, ctx: RequestContext, answer: (status: number, error: GatewayError | undefined, location?: string) => void): boolean {
+  function selectRoute(req: IncomingMessage, ctx: RequestContext): { error: GatewayError } | { redirect: string } | undefined {
     const match = matchUpstreamRoute(options.routes, toOriginForm(req));
-    switch (match.kind) {
-      case 'refused':
-        answer(400, { status: 400, code: 'INVALID_PARAMETER_VALUE', message: `path refused: ${match.reason}` });
-        return false;
-      case 'redirect':
-        answer(308, undefined, match.location);
-        return false;
-      case 'none':
-        return true; // 404 once authenticated: who is not signed in learns nothing about the routes
-      case 'route':
-        ctx.route = match.route;
-        if (match.url !== req.url) {
-          ctx.strippedPrefix = match.route.path;
-          req.url = match.url;
-          ctx.apiPath = pathOf(match.url);
-        }
-        return true;
+    if (match.kind === 'refused') return { error: { status: 400, code: 'INVALID_PARAMETER_VALUE', message: `path refused: ${match.reason}` } };
+    if (match.kind === 'redirect') return { redirect: match.location };
+    if (match.kind === 'route') {
+      ctx.route = match.route;
+      if (match.url !== req.url) {
+        ctx.strippedPrefix = match.route.path;
+        req.url = match.url;
+        ctx.apiPath = pathOf(match.url);
+      }
     }
+    return undefined;
   }
 
   function notRouted(ctx: RequestContext): GatewayError {
@@ -127,12 +121,11 @@ export function createRequestPipeline(options: PipelineOptions) {
       void control(req, res);
       return;
     }
-    if (!ctx.path.startsWith('/-/')) {
-      const routed = route(req, ctx, (status, error, location) => {
-        if (error) return fail(req, res, ctx, error);
-        res.writeHead(status, { location, 'content-length': 0 }).end();
-      });
-      if (!routed) return;
+    const detour = ctx.path.startsWith('/-/') ? undefined : selectRoute(req, ctx);
+    if (detour) {
+      if ('error' in detour) fail(req, res, ctx, detour.error);
+      else res.writeHead(308, { location: detour.redirect, 'content-length': 0 }).end();
+      return;
     }
     // Null: the session step answered itself (a redirect to /-/login, a refused cross-site request).
     const outcome = options.sessionStep ? options.sessionStep.authenticate(req, res, ctx) : authenticator.authenticate(req);
@@ -180,10 +173,9 @@ export function createRequestPipeline(options: PipelineOptions) {
       socket.end(`HTTP/1.1 ${error.status} ${STATUS_TEXT[error.status] ?? 'Error'}\r\n${challenge}${location}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${ctx.id}\r\nConnection: close\r\n\r\n${body}`);
       logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, status: error.status, user: ctx.principal?.user, upgrade: true }, 'request');
     };
-    const routed = ctx.path.startsWith('/-/')
-      ? (refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `the gateway takes no WebSocket on ${ctx.path}` }), false)
-      : route(req, ctx, (status, error, location) => refuse(error ?? { status, code: 'ENDPOINT_NOT_FOUND', message: `moved to ${location}`, headers: { location } }));
-    if (!routed) return;
+    if (ctx.path.startsWith('/-/')) return refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `the gateway takes no WebSocket on ${ctx.path}` });
+    const detour = selectRoute(req, ctx);
+    if (detour) return refuse('error' in detour ? detour.error : { status: 308, code: 'ENDPOINT_NOT_FOUND', message: `moved to ${detour.redirect}`, headers: { location: detour.redirect } });
     const authentication: Promise<UpgradeAuthentication> = options.sessionStep
       ? options.sessionStep.authenticateUpgrade(req)
       : Promise.resolve(authenticator.authenticate(req)).then((outcome) => outcome.ok ? outcome : { ok: false, error: { status: outcome.status, code: 'UNAUTHENTICATED', message: outcome.message } });
