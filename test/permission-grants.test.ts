@@ -6,19 +6,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { granteeNameProblem, MlflowGrantsClient, permissionsView } from '../src/authz/grants-client.ts';
 import { spawnCli, type CliResult } from './helpers/cli.ts';
-import { startRegistryUpstream, type RegistryUpstream } from './helpers/mlflow-registry-upstream.ts';
+import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
 
-let upstream: RegistryUpstream;
-let legacy: RegistryUpstream;
+let upstream: MlflowUpstream;
+let legacy: MlflowUpstream;
 let dir: string;
 let churn: string;
 
 beforeAll(async () => {
-  upstream = await startRegistryUpstream({ version: '3.11.1' });
-  legacy = await startRegistryUpstream({ version: '2.17.2' });
+  upstream = await startMlflowUpstream({ version: '3.11.1', requireJsonContentType: true, defaultExperiment: true });
+  legacy = await startMlflowUpstream({ version: '2.17.2', requireJsonContentType: true, defaultExperiment: true });
   dir = mkdtempSync(join(tmpdir(), 'mlgate-grants-'));
-  churn = upstream.createExperiment('team-a/churn', [{ key: 'mlgate.owner', value: 'alice' }, { key: 'mlflow.note.content', value: 'hello' }]);
-  upstream.createModel('churn-model', [{ key: 'mlgate.owner', value: 'alice' }]);
+  churn = upstream.store.addExperiment('team-a/churn', [{ key: 'mlgate.owner', value: 'alice' }, { key: 'mlflow.note.content', value: 'hello' }]).experiment_id;
+  upstream.store.addModel('churn-model', [{ key: 'mlgate.owner', value: 'alice' }]);
 });
 afterAll(async () => {
   await upstream.close();
@@ -45,7 +45,8 @@ function failed(result: CliResult): string {
   return result.stderr;
 }
 
-const tagsOf = (id: string, target = upstream) => Object.fromEntries(target.experimentTags(id).map((tag) => [tag.key, tag.value]));
+const tagsOf = (id: string, target = upstream) => Object.fromEntries(target.store.experiments.get(id)!.tags.map((tag) => [tag.key, tag.value]));
+const modelTags = (name: string) => upstream.store.models.get(name)!.tags;
 
 describe('grant, permissions, revoke', () => {
   it('round trip on an experiment named by its name: grant, see it, revoke', async () => {
@@ -70,14 +71,14 @@ describe('grant, permissions, revoke', () => {
     ok(await mlgate(['grant', 'carol', 'model', 'churn-model', 'NO_PERMISSIONS']));
     ok(await mlgate(['grant', '@viewers', 'registered-model', 'churn-model', 'READ']));
     expect(ok(await mlgate(['permissions', 'model', 'churn-model']))).toBe('registered model churn-model\nowner: alice\nGRANTEE   LEVEL\ncarol     NO_PERMISSIONS\n@viewers  READ\n');
-    expect(upstream.modelTags('churn-model')).toContainEqual({ key: 'mlgate.grant.user.carol', value: 'NO_PERMISSIONS' });
+    expect(modelTags('churn-model')).toContainEqual({ key: 'mlgate.grant.user.carol', value: 'NO_PERMISSIONS' });
     ok(await mlgate(['revoke', 'carol', 'model', 'churn-model']));
     ok(await mlgate(['revoke', '@viewers', 'model', 'churn-model']));
-    expect(upstream.modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
+    expect(modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
   });
 
   it('an all-digit argument is an id when that experiment exists, a name otherwise', async () => {
-    const named2024 = upstream.createExperiment('2024');
+    const named2024 = upstream.store.addExperiment('2024').experiment_id;
     const byName = ok(await mlgate(['grant', 'dave', 'experiment', '2024', 'READ']));
     expect(byName).toContain(`experiment ${named2024} (2024)`);
     const byId = ok(await mlgate(['grant', 'dave', 'experiment', named2024, 'EDIT']));
@@ -88,7 +89,7 @@ describe('grant, permissions, revoke', () => {
   });
 
   it('on MLflow 2.17 (no delete-experiment-tag) a revoked grant is blanked, and reads as no grant', async () => {
-    const id = legacy.createExperiment('legacy');
+    const id = legacy.store.addExperiment('legacy').experiment_id;
     ok(await mlgate(['grant', 'bob', 'experiment', 'legacy', 'EDIT'], legacy));
     ok(await mlgate(['revoke', 'bob', 'experiment', 'legacy'], legacy));
     expect(tagsOf(id, legacy)).toEqual({ 'mlgate.grant.user.bob': '' });
@@ -99,7 +100,7 @@ describe('grant, permissions, revoke', () => {
 
 describe('user and group names outside MLflow\'s tag-key characters (e-mail addresses)', () => {
   it('grant, permissions and revoke work for alice@example.com; the key is escaped, the name shown as it is', async () => {
-    const id = upstream.createExperiment('team-mail/churn', [{ key: 'mlgate.owner', value: 'owner@example.com' }]);
+    const id = upstream.store.addExperiment('team-mail/churn', [{ key: 'mlgate.owner', value: 'owner@example.com' }]).experiment_id;
     expect(ok(await mlgate(['grant', 'alice@example.com', 'experiment', 'team-mail/churn', 'EDIT']))).toBe(`granted EDIT on experiment ${id} (team-mail/churn) to user alice@example.com\n`);
     expect(ok(await mlgate(['grant', '@ops@example.com', 'experiment', id, 'READ']))).toBe(`granted READ on experiment ${id} (team-mail/churn) to group ops@example.com\n`);
     ok(await mlgate(['grant', 'bob', 'experiment', id, 'READ']));
@@ -125,12 +126,12 @@ describe('user and group names outside MLflow\'s tag-key characters (e-mail addr
   });
 
   it('on registered models, and on MLflow 2.17 (revoke blanks the escaped key)', async () => {
-    upstream.createModel('mail-model');
+    upstream.store.addModel('mail-model');
     ok(await mlgate(['grant', 'first_last@example.com', 'model', 'mail-model', 'NO_PERMISSIONS']));
-    expect(upstream.modelTags('mail-model')).toEqual([{ key: 'mlgate.grant.user-enc.first_5Flast_40example.com', value: 'NO_PERMISSIONS' }]);
+    expect(modelTags('mail-model')).toEqual([{ key: 'mlgate.grant.user-enc.first_5Flast_40example.com', value: 'NO_PERMISSIONS' }]);
     expect(ok(await mlgate(['permissions', 'model', 'mail-model']))).toContain('first_last@example.com  NO_PERMISSIONS');
 
-    const id = legacy.createExperiment('legacy-mail');
+    const id = legacy.store.addExperiment('legacy-mail').experiment_id;
     ok(await mlgate(['grant', 'alice@example.com', 'experiment', 'legacy-mail', 'READ'], legacy));
     expect(tagsOf(id, legacy)).toEqual({ 'mlgate.grant.user-enc.alice_40example.com': 'READ' });
     ok(await mlgate(['revoke', 'alice@example.com', 'experiment', 'legacy-mail'], legacy));
@@ -139,12 +140,12 @@ describe('user and group names outside MLflow\'s tag-key characters (e-mail addr
   });
 
   it('a grant written by hand under the old prefix (MLflow allows a space there) is shown, replaced and revoked', async () => {
-    const id = upstream.createExperiment('hand-written', [{ key: 'mlgate.grant.user.bob smith', value: 'READ' }]);
+    const id = upstream.store.addExperiment('hand-written', [{ key: 'mlgate.grant.user.bob smith', value: 'READ' }]).experiment_id;
     expect(ok(await mlgate(['permissions', 'experiment', id]))).toContain('bob smith  READ');
     expect(ok(await mlgate(['grant', 'bob smith', 'experiment', id, 'EDIT']))).toContain('to user bob smith (was READ)');
     expect(tagsOf(id)).toEqual({ 'mlgate.grant.user-enc.bob_20smith': 'EDIT' }); // one key per grantee
 
-    const other = upstream.createExperiment('hand-written-2', [{ key: 'mlgate.grant.user.carol jones', value: 'NO_PERMISSIONS' }]);
+    const other = upstream.store.addExperiment('hand-written-2', [{ key: 'mlgate.grant.user.carol jones', value: 'NO_PERMISSIONS' }]).experiment_id;
     expect(ok(await mlgate(['revoke', 'carol jones', 'experiment', other]))).toContain("revoked user carol jones's NO_PERMISSIONS");
     expect(tagsOf(other)).toEqual({});
   });
@@ -194,7 +195,7 @@ describe('the grants client', () => {
 
   it('pages through every experiment and model', async () => {
     const client = new MlflowGrantsClient(upstream.url);
-    for (let i = 0; i < 5; i++) upstream.createModel(`paged-${i}`);
+    for (let i = 0; i < 5; i++) upstream.store.addModel(`paged-${i}`);
     const names: string[] = [];
     for await (const model of client.registeredModels()) names.push(model.name);
     expect(names).toEqual(expect.arrayContaining(['churn-model', 'paged-0', 'paged-4']));

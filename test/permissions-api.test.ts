@@ -13,7 +13,7 @@ import type { CarrierKind } from '../src/authz/route-rule.ts';
 import { spawnCli } from './helpers/cli.ts';
 import { startTestGateway, waitForLog, type TestGateway } from './helpers/gateway.ts';
 import type { TestResponse } from './helpers/http-client.ts';
-import { startRegistryUpstream, type RegistryUpstream } from './helpers/mlflow-registry-upstream.ts';
+import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
 
 const GROUPS: Record<string, string[]> = { carol: ['viewers'], dave: ['team-a'] };
 
@@ -32,17 +32,17 @@ const USERS = ['admin', 'alice', 'bob', 'carol', 'dave'];
 const API = '/-/api/permissions';
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-let upstream: RegistryUpstream;
+let upstream: MlflowUpstream;
 let gw: TestGateway;
 let churn: string;
 let secret: string;
 
 beforeAll(async () => {
-  upstream = await startRegistryUpstream();
-  churn = upstream.createExperiment('team-a/churn', [{ key: 'mlgate.owner', value: 'alice' }, { key: 'mlgate.grant.user.bob', value: 'EDIT' }]);
-  secret = upstream.createExperiment('secret', [{ key: 'mlgate.owner', value: 'alice' }, { key: 'mlgate.grant.group.viewers', value: 'NO_PERMISSIONS' }]);
-  upstream.createModel('churn-model', [{ key: 'mlgate.owner', value: 'alice' }]);
-  upstream.createModel('other-model', [{ key: 'mlgate.owner', value: 'dave' }]);
+  upstream = await startMlflowUpstream({ requireJsonContentType: true, defaultExperiment: true });
+  churn = upstream.store.addExperiment('team-a/churn', [{ key: 'mlgate.owner', value: 'alice' }, { key: 'mlgate.grant.user.bob', value: 'EDIT' }]).experiment_id;
+  secret = upstream.store.addExperiment('secret', [{ key: 'mlgate.owner', value: 'alice' }, { key: 'mlgate.grant.group.viewers', value: 'NO_PERMISSIONS' }]).experiment_id;
+  upstream.store.addModel('churn-model', [{ key: 'mlgate.owner', value: 'alice' }]);
+  upstream.store.addModel('other-model', [{ key: 'mlgate.owner', value: 'dave' }]);
   gw = await startTestGateway({
     upstream: upstream.url,
     users: Object.fromEntries(USERS.map((user) => [user, `${user}-password`])),
@@ -57,7 +57,8 @@ afterAll(async () => {
 const as = (user: string): [string, string] => [user, `${user}-password`];
 const call = (user: string, method: string, path: string, body?: unknown, headers: Record<string, string> = JSON_HEADERS): Promise<TestResponse> =>
   gw.request(path, { method, auth: as(user), headers: body === undefined ? {} : headers, body: body === undefined ? undefined : JSON.stringify(body) });
-const tagsOf = (id: string) => Object.fromEntries(upstream.experimentTags(id).map((tag) => [tag.key, tag.value]));
+const tagsOf = (id: string) => Object.fromEntries(upstream.store.experiments.get(id)!.tags.map((tag) => [tag.key, tag.value]));
+const modelTags = (name: string) => upstream.store.models.get(name)!.tags;
 
 describe('reading who has what', () => {
   it('needs credentials', async () => {
@@ -141,9 +142,9 @@ describe('granting and revoking through the API', () => {
   it('group grants, on experiments and models', async () => {
     const put = await call('alice', 'PUT', `${API}/models/churn-model/grants/groups/viewers`, { level: 'read' });
     expect(put.json()).toMatchObject({ groups: [{ name: 'viewers', level: 'READ' }] });
-    expect(upstream.modelTags('churn-model')).toContainEqual({ key: 'mlgate.grant.group.viewers', value: 'READ' });
+    expect(modelTags('churn-model')).toContainEqual({ key: 'mlgate.grant.group.viewers', value: 'READ' });
     expect((await call('alice', 'DELETE', `${API}/models/churn-model/grants/groups/viewers`)).status).toBe(200);
-    expect(upstream.modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
+    expect(modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
   });
 
   it('refuses writes by those below MANAGE, and changes nothing', async () => {
@@ -260,7 +261,7 @@ describe('the /-/permissions page', () => {
     const denied = await gw.request('/-/permissions', { ...form({ action: 'grant', kind: 'registered-model', resource: 'other-model', grantee: 'alice', level: 'MANAGE' }) });
     expect(denied.status).toBe(403);
     expect(denied.text).toContain('role="alert">User alice has READ on registered model other-model');
-    expect(upstream.modelTags('other-model')).toEqual([{ key: 'mlgate.owner', value: 'dave' }]);
+    expect(modelTags('other-model')).toEqual([{ key: 'mlgate.owner', value: 'dave' }]);
   });
 
   it('refuses a form sent from another site, or from nowhere', async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { grantsFromTags } from '../src/authz/grant-tags.ts';
 import type { PermissionLevel } from '../src/authz/levels.ts';
 import { filterSearchResponse, filterSearchResponseBytes, SearchFilterError, type LevelOf, type SearchAccess } from '../src/authz/search-filter.ts';
-import { startRegistryUpstream, type RegistryUpstream } from './helpers/mlflow-registry-upstream.ts';
+import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
 
 /** bob's level, as a decision engine would give it from the tags: owner MANAGE, a grant its level, else nothing. */
 const bobLevel: LevelOf = (_kind, info) => {
@@ -116,18 +116,18 @@ describe('filterSearchResponse', () => {
 });
 
 describe('filtering the answers of an MLflow-shaped server, page by page', () => {
-  let upstream: RegistryUpstream;
+  let upstream: MlflowUpstream;
 
   beforeAll(async () => {
-    upstream = await startRegistryUpstream();
+    upstream = await startMlflowUpstream({ requireJsonContentType: true, defaultExperiment: true });
     for (let i = 0; i < 12; i++) {
-      upstream.createExperiment(`exp-${i}`, i % 3 === 0 ? [{ key: 'mlgate.grant.user.bob', value: 'READ' }] : [{ key: 'mlgate.owner', value: 'alice' }]);
-      upstream.createModel(`model-${String(i).padStart(2, '0')}`, i % 4 === 0 ? [{ key: 'mlgate.owner', value: 'bob' }] : []);
+      upstream.store.addExperiment(`exp-${i}`, i % 3 === 0 ? [{ key: 'mlgate.grant.user.bob', value: 'READ' }] : [{ key: 'mlgate.owner', value: 'alice' }]);
+      upstream.store.addModel(`model-${String(i).padStart(2, '0')}`, i % 4 === 0 ? [{ key: 'mlgate.owner', value: 'bob' }] : []);
     }
-    upstream.createModelVersion('model-00');
-    upstream.createModelVersion('model-01');
-    upstream.createModelVersion('model-00');
-    upstream.createModelVersion('model-04');
+    upstream.store.addModelVersion('model-00');
+    upstream.store.addModelVersion('model-01');
+    upstream.store.addModelVersion('model-00');
+    upstream.store.addModelVersion('model-04');
   });
   afterAll(() => upstream.close());
 
@@ -169,9 +169,11 @@ describe('filtering the answers of an MLflow-shaped server, page by page', () =>
 
   it('model-versions/search: versions of readable models, the model looked up by name', async () => {
     const levelOfModel = vi.fn(async (name: string) => (name === 'model-01' ? 'NO_PERMISSIONS' : 'READ') as PermissionLevel);
+    // MLflow's order: name ascending, version descending. The first page of 3 is model-00/2,
+    // model-00/1 and model-01/1; model-04/1 is on the next.
     const raw = await get('/api/2.0/mlflow/model-versions/search?max_results=3');
     const filtered = JSON.parse((await filterSearchResponseBytes('model-versions', raw, access({ levelOfModel }))).toString()) as { model_versions: { name: string; version: string }[]; next_page_token?: string };
-    expect(filtered.model_versions.map((v) => `${v.name}/${v.version}`)).toEqual(['model-00/1', 'model-00/2']);
+    expect(filtered.model_versions.map((v) => `${v.name}/${v.version}`)).toEqual(['model-00/2', 'model-00/1']);
     expect(filtered.next_page_token).toBeTruthy();
     expect(levelOfModel.mock.calls.map(([name]) => name).sort()).toEqual(['model-00', 'model-01']);
   });

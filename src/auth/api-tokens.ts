@@ -4,10 +4,10 @@
 // Only its SHA-256 is stored: for a 256-bit random secret a slow hash adds nothing, and a lookup by
 // hash keeps the request path at one hash and one map lookup.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { watchFileChanges } from '../config/watch-file.ts';
+import { readFileText, ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BearerVerdict } from './authenticate.ts';
 import { writeFileAtomic } from './htpasswd-file.ts';
@@ -196,6 +196,8 @@ export interface ApiTokenStoreOptions {
   saveIntervalMs?: number;
 }
 
+const REFUSED = 'tokens file has errors; keeping the previous tokens until it is fixed';
+
 interface ActiveToken {
   id: string;
   expiresAt: number;
@@ -212,19 +214,20 @@ export class ApiTokenStore {
   private readonly lastUsed = new Map<string, number>();
   private dirty = false;
   private saving: Promise<void> = Promise.resolve();
-  private stopWatching: (() => void) | undefined;
+  private readonly file: ReloadingFile<TokenRecord[] | 'removed'>;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly options: ApiTokenStoreOptions, private readonly logger: Logger) {}
+  constructor(private readonly options: ApiTokenStoreOptions, private readonly logger: Logger) {
+    this.file = new ReloadingFile(options, { read: (initial) => this.read(initial), refused: REFUSED, apply: (records, initial) => this.apply(records, initial) }, logger);
+  }
 
   start(): void {
-    this.reload(true);
-    this.stopWatching = watchFileChanges(this.options.path, this.options.watchIntervalMs, () => this.reload(false));
+    this.file.start();
     this.timer = setInterval(() => void this.saveLastUsed(), this.options.saveIntervalMs ?? 60_000).unref();
   }
 
   async stop(): Promise<void> {
-    this.stopWatching?.();
+    this.file.stop();
     clearInterval(this.timer);
     await this.saveLastUsed();
   }
@@ -243,24 +246,27 @@ export class ApiTokenStore {
 
   /** At start-up a bad entry is skipped; on a reload a file with any problem keeps the previous tokens. */
   reload(initial: boolean): void {
+    this.file.reload(initial);
+  }
+
+  /** A missing file holds no tokens ('removed'); an unreadable one keeps those in force. */
+  private read(initial: boolean): FileReading<TokenRecord[] | 'removed'> | undefined {
     const file = this.options.path;
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') {
-        this.logger.error({ file, code }, initial ? 'tokens file unreadable; no API tokens are accepted until it is fixed' : 'tokens file unreadable; keeping the previous tokens');
-        return;
-      }
+    const read = readFileText(file);
+    if (read.text === undefined) {
+      if (read.code === 'ENOENT') return { value: 'removed' };
+      this.logger.error({ file, code: read.code }, initial ? 'tokens file unreadable; no API tokens are accepted until it is fixed' : 'tokens file unreadable; keeping the previous tokens');
+      return undefined;
+    }
+    const { records, problems } = parseTokenFile(read.text);
+    return { value: records, problems: problems.map((problem) => ({ message: `tokens file: ${problem}` })) };
+  }
+
+  private apply(records: TokenRecord[] | 'removed', initial: boolean): void {
+    const file = this.options.path;
+    if (records === 'removed') {
       if (this.byHash.size) this.logger.warn({ file }, 'tokens file removed; no API tokens are accepted');
       this.byHash = new Map();
-      return;
-    }
-    const { records, problems } = parseTokenFile(text);
-    for (const problem of problems) this.logger.error({ file }, `tokens file: ${problem}`);
-    if (problems.length && !initial) {
-      this.logger.error({ file }, 'tokens file has errors; keeping the previous tokens until it is fixed');
       return;
     }
     const byHash = new Map<string, ActiveToken>();

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import type { Logger } from '../log/logger.ts';
-import { watchFileChanges } from '../config/watch-file.ts';
-import { parseHtpasswd, type HtpasswdEntry } from './htpasswd-file.ts';
+import { readFileText, ReloadingFile, type FileReading } from '../config/reloading-file.ts';
+import { parseHtpasswd, type HtpasswdEntry, type ParsedHtpasswd } from './htpasswd-file.ts';
 
 export interface HtpasswdStoreOptions {
   path: string;
@@ -11,21 +10,24 @@ export interface HtpasswdStoreOptions {
   onUsersChanged?: (users: string[]) => void;
 }
 
+const REFUSED = 'htpasswd file has errors; keeping the previous users until it is fixed';
+
 /** The users of one htpasswd file, re-read whenever the file changes (nginx reads it per request). */
 export class HtpasswdStore {
   private entries = new Map<string, HtpasswdEntry>();
-  private stopWatching: (() => void) | undefined;
+  private readonly file: ReloadingFile<ParsedHtpasswd>;
 
-  constructor(private readonly options: HtpasswdStoreOptions, private readonly logger: Logger) {}
+  constructor(private readonly options: HtpasswdStoreOptions, private readonly logger: Logger) {
+    this.file = new ReloadingFile(options, { read: (initial) => this.read(initial), refused: REFUSED, apply: (parsed, initial) => this.apply(parsed, initial) }, logger);
+  }
 
   /** Reads the file now and then follows its changes. */
   start(): void {
-    this.reload(true);
-    this.stopWatching = watchFileChanges(this.options.path, this.options.watchIntervalMs, () => this.reload(false));
+    this.file.start();
   }
 
   stop(): void {
-    this.stopWatching?.();
+    this.file.stop();
   }
 
   hashOf(user: string): string | undefined {
@@ -38,22 +40,23 @@ export class HtpasswdStore {
 
   /** At start-up a bad line is skipped; on a reload a file with any bad line keeps the previous users. */
   reload(initial: boolean): boolean {
+    return this.file.reload(initial);
+  }
+
+  private read(initial: boolean): FileReading<ParsedHtpasswd> | undefined {
     const file = this.options.path;
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (initial) throw new Error(`cannot read the htpasswd file ${file}: ${code ?? err}`);
-      this.logger.error({ file, code }, 'htpasswd file unreadable; keeping the previous users');
-      return false;
+    const read = readFileText(file);
+    if (read.text === undefined) {
+      if (initial) throw new Error(`cannot read the htpasswd file ${file}: ${read.code ?? read.error}`);
+      this.logger.error({ file, code: read.code }, 'htpasswd file unreadable; keeping the previous users');
+      return undefined;
     }
-    const parsed = parseHtpasswd(text, { allowInsecureHashes: this.options.allowInsecureHashes });
-    for (const problem of parsed.problems) this.logger.error({ file, line: problem.line }, `htpasswd: ${problem.message}`);
-    if (parsed.problems.length && !initial) {
-      this.logger.error({ file }, 'htpasswd file has errors; keeping the previous users until it is fixed');
-      return false;
-    }
+    const parsed = parseHtpasswd(read.text, { allowInsecureHashes: this.options.allowInsecureHashes });
+    return { value: parsed, problems: parsed.problems.map(({ line, message }) => ({ line, message: `htpasswd: ${message}` })) };
+  }
+
+  private apply(parsed: ParsedHtpasswd, initial: boolean): void {
+    const file = this.options.path;
     if (parsed.weakUsers.length) this.logger.warn({ file, users: parsed.weakUsers }, 'htpasswd: weak hash formats (MD5/SHA-1); re-set these passwords with "mlgate user passwd NAME"');
     if (parsed.refusedUsers.length) this.logger.error({ file, users: parsed.refusedUsers }, 'htpasswd: plaintext and DES-crypt passwords are refused (auth.allowInsecureHashes: true accepts plaintext; DES-crypt is not supported)');
     if (parsed.entries.size === 0) this.logger.warn({ file }, 'htpasswd file has no usable users; every request will be refused');
@@ -65,6 +68,5 @@ export class HtpasswdStore {
       this.logger.info({ file, users: parsed.entries.size }, 'htpasswd file reloaded');
       if (changed.length) this.options.onUsersChanged?.(changed);
     }
-    return true;
   }
 }

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Config } from '../config/schema.ts';
-import { watchFileChanges } from '../config/watch-file.ts';
+import { ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import type { Logger } from '../log/logger.ts';
 import { formToken, verifyFormToken } from './csrf.ts';
 import { SessionRevocations } from './session-revocations.ts';
@@ -85,7 +85,7 @@ export class SessionManager {
   private generation = 0;
   private readonly verified = new LRUCache<string, VerifiedCookie>({ max: VERIFIED_CACHE_SIZE, ttl: VERIFIED_CACHE_TTL_MS });
   private readonly revocations: SessionRevocations;
-  private stopWatchingKey: (() => void) | undefined;
+  private keyFile: ReloadingFile<string> | undefined;
   readonly idleTimeoutMs: number;
   readonly absoluteTimeoutMs: number;
 
@@ -101,16 +101,15 @@ export class SessionManager {
     if (secret !== undefined) {
       this.useKey(secret);
     } else {
-      const { key, generated } = ensureSessionKeyFile(keyFile);
-      if (generated) this.logger.info({ file: keyFile }, 'generated the session key for browser sign-in');
-      this.useKey(key);
-      this.stopWatchingKey = watchFileChanges(keyFile, this.options.watchIntervalMs, () => this.reloadKeyFile());
+      const watched = { path: keyFile, watchIntervalMs: this.options.watchIntervalMs };
+      this.keyFile = new ReloadingFile(watched, { read: (initial) => this.readKeyFile(initial), apply: (key) => this.useKey(key) }, this.logger);
+      this.keyFile.start();
     }
     this.revocations.start();
   }
 
   stop(): void {
-    this.stopWatchingKey?.();
+    this.keyFile?.stop();
     this.revocations.stop();
   }
 
@@ -282,12 +281,19 @@ export class SessionManager {
     if (rotated) this.logger.warn({ file: this.options.config.keyFile }, 'session key changed: every browser session has ended');
   }
 
-  /** The key file changed: a new key signs everyone out; a deleted one is replaced by a new one. */
-  private reloadKeyFile(): void {
+  /** On a change a new key signs everyone out, and a deleted one is replaced by a new one. */
+  private readKeyFile(initial: boolean): FileReading<string> | undefined {
+    const file = this.options.config.keyFile;
+    if (initial) {
+      const { key, generated } = ensureSessionKeyFile(file);
+      if (generated) this.logger.info({ file }, 'generated the session key for browser sign-in');
+      return { value: key };
+    }
     try {
-      this.useKey(ensureSessionKeyFile(this.options.config.keyFile).key);
+      return { value: ensureSessionKeyFile(file).key };
     } catch (err) {
-      this.logger.error({ file: this.options.config.keyFile, err }, 'session key file unusable; keeping the current key');
+      this.logger.error({ file, err }, 'session key file unusable; keeping the current key');
+      return undefined;
     }
   }
 }

@@ -20,7 +20,7 @@ import { BOOTSTRAP_USER } from '../auth/bootstrap-admin.ts';
 import { formatPath } from '../config/load.ts';
 import { describeIssue } from '../config/issue-message.ts';
 import { closestName } from '../config/suggest.ts';
-import { watchFileChanges } from '../config/watch-file.ts';
+import { ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import { parseYamlText, type YamlFile } from '../config/yaml-file.ts';
 import type { Logger } from '../log/logger.ts';
 import { PERMISSION_LEVELS, parsePermissionLevel, type PermissionLevel } from './levels.ts';
@@ -243,7 +243,7 @@ export interface PolicyStoreOptions {
  */
 export class PolicyStore {
   private policy: Policy;
-  private stopWatching: (() => void) | undefined;
+  private readonly file: ReloadingFile<Policy>;
   private readonly listeners = new Set<(policy: Policy) => void>();
   readonly label: string;
 
@@ -251,6 +251,7 @@ export class PolicyStore {
   constructor(private readonly options: PolicyStoreOptions, private readonly logger?: Logger) {
     this.label = options.label ?? options.path;
     this.policy = loadPolicy(options.path, this.label);
+    this.file = new ReloadingFile(options, { read: () => this.read(), apply: (next) => this.apply(next) }, logger);
   }
 
   current(): Policy {
@@ -264,32 +265,39 @@ export class PolicyStore {
   }
 
   start(): void {
-    this.stopWatching ??= watchFileChanges(this.options.path, this.options.watchIntervalMs, () => this.reload());
+    this.file.watch();
   }
 
   stop(): void {
-    this.stopWatching?.();
-    this.stopWatching = undefined;
+    this.file.stop();
   }
 
   /** Re-reads the file; true when a new policy is in force. */
   reload(): boolean {
+    return this.file.reload(false);
+  }
+
+  /** Every problem goes in one log line, as start-up reports them in one message. */
+  private read(): FileReading<Policy> | undefined {
     let next: Policy;
     try {
       next = loadPolicy(this.options.path, this.label);
     } catch (err) {
       const problems = err instanceof PolicyError ? err.problems : [(err as Error).message];
       this.logger?.error({ file: this.label, problems }, 'policy file has problems; keeping the policy in force');
-      return false;
+      return undefined;
     }
     if (next.source === undefined && this.policy.source !== undefined) {
       this.logger?.warn({ file: this.label }, 'policy file removed; keeping the policy in force until it returns or mlgate restarts');
-      return false;
+      return undefined;
     }
+    return { value: next };
+  }
+
+  private apply(next: Policy): void {
     this.policy = next;
     this.logger?.info(describePolicy(next, this.label), 'policy loaded');
     for (const listener of this.listeners) listener(next);
-    return true;
   }
 }
 

@@ -1,52 +1,25 @@
 // The gateway's own HTML pages (sign-in, sign-out): self-contained, no external assets, usable with
 // a keyboard and a screen reader, and working without JavaScript.
-import { createHash } from 'node:crypto';
 import { escapeHtml } from '../http/errors.ts';
+import { htmlPage, pageHeaders, pageStyle } from './page-frame.ts';
 
-const STYLE = `
-:root{color-scheme:light dark;--fg:#1b1f24;--muted:#57606a;--bg:#fff;--panel:#f6f8fa;--line:#8c959f;--accent:#0860c4;--error:#b3261e}
-@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9da7b3;--bg:#0d1117;--panel:#161b22;--line:#6e7681;--accent:#58a6ff;--error:#ff7b72}}
-*{box-sizing:border-box}
-body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);margin:0}
+const STYLE = pageStyle(`
 main{max-width:24rem;margin:10vh auto;padding:1.5rem;background:var(--panel);border-radius:.5rem}
 h1{font-size:1.4rem;margin:0 0 1rem}
 label{display:block;font-weight:600;margin:1rem 0 .25rem}
 input{width:100%;font:inherit;padding:.5rem;border:1px solid var(--line);border-radius:.25rem;background:var(--bg);color:var(--fg)}
 input[aria-invalid=true]{border-color:var(--error)}
 button{margin-top:1.25rem;width:100%;font:inherit;font-weight:600;padding:.6rem;border:0;border-radius:.25rem;background:var(--accent);color:#fff;cursor:pointer}
-:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
-a{color:var(--accent)}
-.error{color:var(--error);font-weight:600}
-.status{border-left:4px solid var(--accent);padding-left:.75rem}
-small,.hint{color:var(--muted);font-size:.875rem}
-`.trim();
+`);
 
 /** Puts the part of the address after "#" (the MLflow UI's own route) back onto the return path. */
 const KEEP_FRAGMENT_SCRIPT = `(function(){var n=document.getElementById('next');if(n&&location.hash&&n.value.indexOf('#')<0)n.value+=location.hash;})();`;
 
-const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
-
 /** Headers for every page: nothing loads from anywhere, forms post only here, never framed or cached. */
-export const PAGE_HEADERS: Readonly<Record<string, string>> = {
-  'content-type': 'text/html; charset=utf-8',
-  'cache-control': 'no-store',
-  'content-security-policy': `default-src 'none'; style-src ${sha256(STYLE)}; script-src ${sha256(KEEP_FRAGMENT_SCRIPT)}; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
-  'x-frame-options': 'DENY',
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'same-origin',
-};
+export const PAGE_HEADERS = pageHeaders(STYLE, KEEP_FRAGMENT_SCRIPT);
 
 function layout(title: string, body: string, script = ''): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="robots" content="noindex">
-<link rel="icon" href="data:,">
-<title>${escapeHtml(title)} · mlgate</title>
-<style>${STYLE}</style>
-</head><body><main>
-${body}
-</main>${script ? `<script>${script}</script>` : ''}</body></html>
-`;
+  return htmlPage(title, body, STYLE, script);
 }
 
 export interface SignInPageOptions {

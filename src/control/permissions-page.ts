@@ -1,16 +1,12 @@
 // The /-/permissions page: what the signed-in user can manage, who has what, and forms to grant and
 // revoke. Self-contained like the sign-in page (no external assets, no script), usable with a
 // keyboard and a screen reader, and working without JavaScript: every button is a plain form POST.
-import { createHash } from 'node:crypto';
 import type { PermissionsView } from '../authz/grants-client.ts';
 import { PERMISSION_LEVELS } from '../authz/levels.ts';
 import { escapeHtml } from '../http/errors.ts';
+import { htmlPage, pageHeaders, pageStyle } from './page-frame.ts';
 
-const STYLE = `
-:root{color-scheme:light dark;--fg:#1b1f24;--muted:#57606a;--bg:#fff;--panel:#f6f8fa;--line:#8c959f;--accent:#0860c4;--error:#b3261e}
-@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9da7b3;--bg:#0d1117;--panel:#161b22;--line:#6e7681;--accent:#58a6ff;--error:#ff7b72}}
-*{box-sizing:border-box}
-body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);margin:0}
+const STYLE = pageStyle(`
 main{max-width:52rem;margin:2rem auto;padding:0 1rem}
 h1{font-size:1.5rem;margin:0 0 .5rem}
 h2{font-size:1.2rem;margin:2rem 0 .5rem}
@@ -25,25 +21,11 @@ label{display:block;font-weight:600;font-size:.875rem}
 input,select{font:inherit;padding:.35rem .5rem;border:1px solid var(--line);border-radius:.25rem;background:var(--bg);color:var(--fg)}
 button{font:inherit;font-weight:600;padding:.35rem .9rem;border:0;border-radius:.25rem;background:var(--accent);color:#fff;cursor:pointer}
 button.secondary{background:transparent;color:var(--accent);border:1px solid var(--accent)}
-:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
-a{color:var(--accent)}
-.error{color:var(--error);font-weight:600}
-.status{border-left:4px solid var(--accent);padding-left:.75rem}
-.hint,small{color:var(--muted);font-size:.875rem}
 .vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-`.trim();
-
-const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+`);
 
 /** Nothing loads from anywhere, no script runs, forms post only here, never framed or cached. */
-export const PERMISSIONS_PAGE_HEADERS: Readonly<Record<string, string>> = {
-  'content-type': 'text/html; charset=utf-8',
-  'cache-control': 'no-store',
-  'content-security-policy': `default-src 'none'; style-src ${sha256(STYLE)}; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
-  'x-frame-options': 'DENY',
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'same-origin',
-};
+export const PERMISSIONS_PAGE_HEADERS = pageHeaders(STYLE);
 
 export interface PermissionsPageOptions {
   user: string;
@@ -72,7 +54,7 @@ export function permissionsPage(options: PermissionsPageOptions): string {
   parts.push('<h2 id="models">Registered models</h2>');
   if (options.models.length === 0) parts.push('<p>None.</p>');
   options.models.forEach((view, i) => parts.push(resourceSection(view, `m${i}`)));
-  return layout('Permissions', parts.join('\n'));
+  return htmlPage('Permissions', parts.join('\n'), STYLE);
 }
 
 function title(view: PermissionsView): string {
@@ -115,17 +97,4 @@ ${hidden('action', 'grant')}${hidden('kind', view.kind)}${hidden('resource', res
 </fieldset>
 </form>
 </section>`;
-}
-
-function layout(pageTitle: string, body: string): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="robots" content="noindex">
-<link rel="icon" href="data:,">
-<title>${escapeHtml(pageTitle)} · mlgate</title>
-<style>${STYLE}</style>
-</head><body><main>
-${body}
-</main></body></html>
-`;
 }

@@ -199,7 +199,7 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
   const requestIdOf = (c: Context<Env>) => deps.contextOf(c.env.incoming)?.id;
   const error = (c: Context<Env>, failure: Pick<Failure, 'status' | 'code' | 'message'>) => c.json({ error_code: failure.code, message: failure.message }, failure.status);
   const answer = <T>(c: Context<Env>, outcome: Outcome<T>) => (outcome.ok ? c.json(outcome.value as object) : error(c, outcome));
-  const unauthenticated = { status: 401 as const, code: 'UNAUTHENTICATED', message: 'not signed in' };
+  const unauthenticated = fail(401, 'UNAUTHENTICATED', 'not signed in');
 
   /** A bug costs one request an MLflow-shaped 500 (with the request id), logged, never a bare "Internal Server Error". */
   const guarded = (handler: (c: Context<Env>) => Promise<Response>) => async (c: Context<Env>): Promise<Response> => {
@@ -224,6 +224,17 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
     const problem = granteeNameProblem(name);
     if (problem) return fail(400, 'INVALID_PARAMETER_VALUE', problem);
     return { ok: true, value: { kind: kind === 'groups' ? 'group' : 'user', name } };
+  }
+
+  /** What a PUT or DELETE of a grant needs before MLflow is asked: who asks, from this site, about what and whom. */
+  function grantChange(c: Context<Env>): Outcome<{ principal: Principal; ref: string; grantee: Grantee }> {
+    const principal = principalOf(c);
+    if (!principal) return unauthenticated;
+    const foreign = foreignOrigin(c);
+    if (foreign) return foreign;
+    const grantee = granteeFrom(param(c, 'granteeKind'), param(c, 'grantee'));
+    if (!grantee.ok) return grantee;
+    return { ok: true, value: { principal, ref: param(c, 'ref'), grantee: grantee.value } };
   }
 
   async function levelFromBody(c: Context<Env>): Promise<Outcome<PermissionLevel>> {
@@ -254,25 +265,19 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
     }));
 
     app.put(grantPath, guarded(async (c) => {
-      const principal = principalOf(c);
-      if (!principal) return error(c, unauthenticated);
-      const foreign = foreignOrigin(c);
-      if (foreign) return error(c, foreign);
-      const grantee = granteeFrom(param(c, 'granteeKind'), param(c, 'grantee'));
-      if (!grantee.ok) return error(c, grantee);
+      const change = grantChange(c);
+      if (!change.ok) return error(c, change);
       const level = await levelFromBody(c);
       if (!level.ok) return error(c, level);
-      return answer(c, await service.grant(principal, kind, param(c, 'ref'), grantee.value, level.value, requestIdOf(c)));
+      const { principal, ref, grantee } = change.value;
+      return answer(c, await service.grant(principal, kind, ref, grantee, level.value, requestIdOf(c)));
     }));
 
     app.delete(grantPath, guarded(async (c) => {
-      const principal = principalOf(c);
-      if (!principal) return error(c, unauthenticated);
-      const foreign = foreignOrigin(c);
-      if (foreign) return error(c, foreign);
-      const grantee = granteeFrom(param(c, 'granteeKind'), param(c, 'grantee'));
-      if (!grantee.ok) return error(c, grantee);
-      return answer(c, await service.revoke(principal, kind, param(c, 'ref'), grantee.value, requestIdOf(c)));
+      const change = grantChange(c);
+      if (!change.ok) return error(c, change);
+      const { principal, ref, grantee } = change.value;
+      return answer(c, await service.revoke(principal, kind, ref, grantee, requestIdOf(c)));
     }));
   }
 
@@ -301,17 +306,21 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
     }));
   }
 
+  /** A browser without a session is sent to sign in, not shown a password prompt. */
+  const signInRequired = (c: Context<Env>) =>
+    html(c, 401, messagePage('Sign-in required', 'Sign in to manage permissions.', { href: `/-/login?next=${encodeURIComponent(PERMISSIONS_PAGE)}`, text: 'Sign in' }), PAGE_HEADERS);
+
   const DONE: Record<string, string> = { granted: 'The grant was saved.', revoked: 'The grant was removed.' };
 
   app.get(PERMISSIONS_PAGE, guarded(async (c) => {
     const principal = principalOf(c);
-    if (!principal) return html(c, 401, messagePage('Sign-in required', 'Sign in to manage permissions.', { href: `/-/login?next=${encodeURIComponent(PERMISSIONS_PAGE)}`, text: 'Sign in' }), PAGE_HEADERS);
+    if (!principal) return signInRequired(c);
     return renderPage(c, principal, 200, { notice: DONE[c.req.query('done') ?? ''] });
   }));
 
   app.post(PERMISSIONS_PAGE, guarded(async (c) => {
     const principal = principalOf(c);
-    if (!principal) return html(c, 401, messagePage('Sign-in required', 'Sign in to manage permissions.', { href: `/-/login?next=${encodeURIComponent(PERMISSIONS_PAGE)}`, text: 'Sign in' }), PAGE_HEADERS);
+    if (!principal) return signInRequired(c);
     const req = c.env.incoming;
     const same = checkSameOrigin(req, externalOrigin(req, deps.tls, deps.proxies).origin);
     if (!same.sameOrigin) {

@@ -1,17 +1,41 @@
 // The tracking and registry state behind test/helpers/mlflow-upstream.ts: experiments, runs,
 // metrics, params, tags, registered models and versions, logged models and traces, answered the
-// way MLflow 2.17/3.x answers them (reference mlflow-http-surface.md):
+// way MLflow 2.17.2 or 3.11.1 answers them (reference mlflow-http-surface.md; MLflow's
+// handlers.py, sqlalchemy stores and validation.py where the reference says nothing):
 // - both prefixes (/api, /ajax-api); GET reads the query string, or the JSON body when the query
-//   string is empty; POST needs Content-Type application/json; PATCH and DELETE read the JSON
-//   body whatever the Content-Type (§2.1, §11);
-// - ids as MLflow makes them: experiments "1", "2"... (strings), runs 32 hex digits, logged models
-//   "m-" and 32 hex digits, traces "tr-" and 32 hex digits; model versions "1", "2"... per model;
+//   string is empty; POST needs Content-Type application/json (see requireJsonContentType); PATCH
+//   and DELETE read the JSON body whatever the Content-Type (§2.1, §11);
+// - ids as MLflow makes them: experiments "0" (Default, see defaultExperiment), "1", "2"...
+//   (strings), runs 32 hex digits, logged models "m-" and 32 hex digits, traces "tr-" and 32 hex
+//   digits; model versions "1", "2"... per model, never reused;
 // - errors {"error_code", "message"} with MLflow's statuses (§9); searches page with max_results
-//   and next_page_token (base64 of {"offset": n}, as MLflow's SearchUtils makes it);
-// - runs/create stores user_id and the tags exactly as sent (§8), plus mlflow.runName.
-// One difference kept for older tests: an empty experiments search answers {"experiments": []}
-// (MLflow leaves empty lists out).
+//   (each search's default and limit) and next_page_token (base64 of {"offset": n}, as MLflow's
+//   SearchUtils makes it); empty lists are left out of the JSON, as MLflow's protobuf JSON does;
+// - tag keys (experiments, registered models, runs) and param keys are checked as validation.py
+//   does, in requests and in the add* set-up helpers alike: a test cannot set up what MLflow would
+//   refuse to hold;
+// - runs/create stores user_id and the tags exactly as sent (§8), plus mlflow.runName;
+// - version "2.17.2" has no experiments/delete-experiment-tag, no logged models and no /api/3.0
+//   routes (they came in 3.0, §3): those answer Flask's HTML 404, as an unknown route does.
+// Two leniencies kept for older tests, each off with an option: POST without a JSON Content-Type
+// is accepted (requireJsonContentType), and the store starts empty with an empty experiments
+// search answering {"experiments": []} (defaultExperiment).
 import { randomBytes } from 'node:crypto';
+
+export type MlflowVersion = '2.17.2' | '3.11.1';
+
+export interface TrackingStoreOptions {
+  /** Which MLflow to answer as (default 3.11.1): its routes and its validation messages. */
+  version?: MlflowVersion;
+  /** Answer a POST or PUT without `Content-Type: application/json` with 400, as MLflow does (§2.1, §11). */
+  requireJsonContentType?: boolean;
+  /**
+   * Start as `mlflow server` does, with the Default experiment (id "0"), and leave an empty
+   * experiments page out of the JSON. Off: an empty store whose empty search answers
+   * {"experiments": []}, which older tests expect.
+   */
+  defaultExperiment?: boolean;
+}
 
 export interface Tag {
   key: string;
@@ -46,19 +70,44 @@ export interface StoredRun {
   tags: Tag[];
 }
 
+export interface StoredModelVersion {
+  name: string;
+  version: string;
+  source: string;
+  run_id?: string;
+  current_stage: string;
+  status: string;
+  creation_timestamp: number;
+  last_updated_timestamp: number;
+}
+
 export interface StoredModel {
   name: string;
   creation_timestamp: number;
   last_updated_timestamp: number;
   description?: string;
   tags: Tag[];
-  versions: { name: string; version: string; source?: string; run_id?: string; current_stage: string; status: string; creation_timestamp: number }[];
+  versions: StoredModelVersion[];
   aliases: { alias: string; version: string }[];
+  /** The highest version number ever given: MLflow never reuses one, even after a delete. */
+  lastVersion: number;
 }
 
+export interface StoredLoggedModel {
+  model_id: string;
+  experiment_id: string;
+  name: string;
+  creation_timestamp_ms: number;
+  last_updated_timestamp_ms: number;
+  status: string;
+  artifact_uri: string;
+}
+
+/** An answer to one API call: MLflow's JSON, or Flask's HTML 404 for a route this version lacks. */
 export interface Answer {
   status: number;
-  json: unknown;
+  contentType: string;
+  body: string;
 }
 
 type Json = Record<string, unknown>;
@@ -72,28 +121,88 @@ class MlflowError extends Error {
 const notFound = (message: string) => new MlflowError(404, 'RESOURCE_DOES_NOT_EXIST', message);
 const invalid = (message: string) => new MlflowError(400, 'INVALID_PARAMETER_VALUE', message);
 
+const FLASK_404 = '<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.</p>\n';
+
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+
+// ---- validation.py ----
+
+/** Python's json.dumps (ensure_ascii), as validation.invalid_value quotes a value. */
+function pyJson(value: string): string {
+  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Python's posixpath.normpath. */
+function pyNormpath(path: string): string {
+  if (path === '') return '.';
+  const leading = path.startsWith('//') && !path.startsWith('///') ? '//' : path.startsWith('/') ? '/' : '';
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part !== '..' || (!leading && (parts.length === 0 || parts.at(-1) === '..'))) parts.push(part);
+    else if (parts.length) parts.pop();
+  }
+  return leading + parts.join('/') || '.';
+}
+
+/**
+ * validation.py `_validate_tag_name` / `_validate_param_name` and the length limits (as on Linux,
+ * where ":" is allowed, as it is since 2.16). 3.x words the message `Invalid value "k" for parameter
+ * 'key' supplied: ...`; 2.17 `Invalid tag name: 'k'. ...`.
+ */
+function checkKey(version: MlflowVersion, kind: 'tag' | 'parameter', key: string, value?: string, valueLimit?: number): void {
+  const problem = (message: string) =>
+    invalid(version === '2.17.2' ? `Invalid ${kind} name: '${key}'. ${message}` : `Invalid value ${pyJson(key)} for parameter 'key' supplied: ${message}`);
+  if (!/^[/\p{L}\p{N}_.\- :]*$/u.test(key)) {
+    throw problem('Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/).');
+  }
+  const normalised = pyNormpath(key);
+  if (normalised !== key || normalised === '.' || normalised.startsWith('..') || normalised.startsWith('/')) {
+    throw problem(`Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '${normalised}'`);
+  }
+  if ([...key].length > 250) throw invalid("'key' exceeds the maximum length of 250 characters");
+  if (value !== undefined && valueLimit !== undefined && [...value].length > valueLimit) throw invalid(`'value' exceeds the maximum length of ${valueLimit} characters`);
+}
+
+/** Experiment and registered-model tags: keys as above, values at most 5000 characters. */
+const TAG_VALUE_LIMIT = 5000;
+
+// ---- paging (SearchUtils) ----
 
 function pageToken(offset: number): string {
   return Buffer.from(JSON.stringify({ offset })).toString('base64');
 }
 
 function offsetOf(token: unknown): number {
-  if (typeof token !== 'string' || token === '') return 0;
+  if (token === undefined || token === null || token === '') return 0;
   try {
-    const offset = (JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { offset?: unknown }).offset;
-    if (typeof offset === 'number' && offset >= 0) return offset;
+    const offset = (JSON.parse(Buffer.from(String(token), 'base64').toString('utf8')) as { offset?: unknown }).offset;
+    if (typeof offset === 'number' && Number.isInteger(offset) && offset >= 0) return offset;
   } catch { /* below */ }
-  throw invalid(`Invalid page token, could not base64-decode`);
+  throw invalid('Invalid page token, could not base64-decode');
 }
 
-function page<T>(items: T[], message: Json, defaultMax: number): { items: T[]; next?: string } {
-  const max = message.max_results === undefined ? defaultMax : Number(message.max_results);
-  if (!Number.isInteger(max) || max < 1) throw invalid(`Invalid value for parameter 'max_results' supplied.`);
+/** One page of `items`: `field` left out when empty, next_page_token only when more follow. */
+function page(field: string, items: unknown[], message: Json, defaultMax: number, limit: number): Json {
+  const raw = message.max_results;
+  const max = raw === undefined || raw === null || raw === '' ? defaultMax : Number(raw);
+  if (!Number.isInteger(max) || max < 1 || max > limit) {
+    throw invalid(`Invalid value ${String(raw)} for parameter 'max_results' supplied. It must be a positive integer at most ${limit}`);
+  }
   const offset = offsetOf(message.page_token);
-  const slice = items.slice(offset, offset + max);
-  return { items: slice, next: offset + max < items.length ? pageToken(offset + max) : undefined };
+  const answer = withList({}, field, items.slice(offset, offset + max));
+  return offset + max < items.length ? { ...answer, next_page_token: pageToken(offset + max) } : answer;
 }
+
+/** `name = 'x'` (what the tests use of MLflow's search filter grammar); anything else is refused. */
+function nameFilter(filter: unknown): string | undefined {
+  if (typeof filter !== 'string' || filter.trim() === '') return undefined;
+  const match = /^\s*name\s*=\s*(['"])(.*)\1\s*$/.exec(filter);
+  if (!match) throw invalid(`Invalid filter '${filter}'`);
+  return match[2];
+}
+
+// ---- request fields ----
 
 function required(message: Json, field: string): string {
   const value = message[field];
@@ -123,43 +232,95 @@ function withList<T extends Json>(object: T, field: string, list: unknown[]): T 
   return list.length ? { ...object, [field]: list } : object;
 }
 
+/** Routes of 3.x that 2.17.2 does not have (reference §3, "n/a" in the 2.17.2 column): Flask's 404 there. */
+function onlyInV3(version: string, route: string): boolean {
+  return version === '3.0'
+    || route === '/mlflow/experiments/delete-experiment-tag'
+    || route === '/mlflow/logged-models' || route.startsWith('/mlflow/logged-models/')
+    || route === '/mlflow/runs/outputs' || route === '/mlflow/traces/link-to-run'
+    || route === '/mlflow/webhooks' || route.startsWith('/mlflow/webhooks/');
+}
+
 export class TrackingStore {
-  /**
-   * MLflow answers a POST or PUT without `Content-Type: application/json` with 400. Off unless
-   * asked for: older tests post `{}` without it.
-   */
-  constructor(private readonly requireJsonContentType = false) {}
+  readonly version: MlflowVersion;
+  private readonly requireJsonContentType: boolean;
+  private readonly defaultExperiment: boolean;
 
   readonly experiments = new Map<string, StoredExperiment>();
   readonly runs = new Map<string, StoredRun>();
   readonly models = new Map<string, StoredModel>();
-  readonly loggedModels = new Map<string, { model_id: string; experiment_id: string; name: string }>();
+  readonly loggedModels = new Map<string, StoredLoggedModel>();
   readonly traces = new Map<string, { trace_id: string; experiment_id: string }>();
   private nextExperimentId = 1;
+  private lastTime = 0;
 
-  /** For tests: put an experiment straight into the store (no gateway involved). */
+  constructor(options: TrackingStoreOptions = {}) {
+    this.version = options.version ?? '3.11.1';
+    this.requireJsonContentType = options.requireJsonContentType ?? false;
+    this.defaultExperiment = options.defaultExperiment ?? false;
+    if (this.defaultExperiment) this.insertExperiment('0', 'Default', []);
+  }
+
+  /** Milliseconds, strictly increasing: no two things are created at the same time, so orders are stable. */
+  private now(): number {
+    this.lastTime = Math.max(Date.now(), this.lastTime + 1);
+    return this.lastTime;
+  }
+
+  // ---- set-up helpers for tests: put things straight into the store (no gateway involved) ----
+
   addExperiment(name: string, tags: Tag[] = []): StoredExperiment {
-    const id = String(this.nextExperimentId++);
-    const now = Date.now();
-    const experiment: StoredExperiment = { experiment_id: id, name, artifact_location: `mlflow-artifacts:/${id}`, lifecycle_stage: 'active', creation_time: now, last_update_time: now, tags: [...tags] };
+    if (!name) throw invalid('Invalid experiment name: \'\'');
+    for (const experiment of this.experiments.values()) {
+      if (experiment.name === name) throw new MlflowError(400, 'RESOURCE_ALREADY_EXISTS', `Experiment(name=${name}) already exists. Error: (raised as a result of Query-invoked autoflush; consider using a session.no_autoflush block if this flush is occurring prematurely)`);
+    }
+    for (const tag of tags) checkKey(this.version, 'tag', tag.key, tag.value, TAG_VALUE_LIMIT);
+    return this.insertExperiment(String(this.nextExperimentId++), name, tags);
+  }
+
+  private insertExperiment(id: string, name: string, tags: Tag[]): StoredExperiment {
+    const now = this.now();
+    const experiment: StoredExperiment = { experiment_id: id, name, artifact_location: `mlflow-artifacts:/${id}`, lifecycle_stage: 'active', creation_time: now, last_update_time: now, tags: tags.map((tag) => ({ ...tag })) };
     this.experiments.set(id, experiment);
     return experiment;
   }
 
   addRun(experimentId: string, userId = 'unknown', tags: Tag[] = []): StoredRun {
+    for (const tag of tags) checkKey(this.version, 'tag', tag.key);
     const id = hex(16);
     const run: StoredRun = {
-      info: { run_id: id, run_uuid: id, run_name: `run-${id.slice(0, 6)}`, experiment_id: experimentId, user_id: userId, status: 'RUNNING', start_time: Date.now(), artifact_uri: `mlflow-artifacts:/${experimentId}/${id}/artifacts`, lifecycle_stage: 'active' },
-      metrics: [], params: [], tags: [...tags],
+      info: { run_id: id, run_uuid: id, run_name: `run-${id.slice(0, 6)}`, experiment_id: experimentId, user_id: userId, status: 'RUNNING', start_time: this.now(), artifact_uri: `mlflow-artifacts:/${experimentId}/${id}/artifacts`, lifecycle_stage: 'active' },
+      metrics: [], params: [], tags: tags.map((tag) => ({ ...tag })),
     };
     this.runs.set(id, run);
     return run;
   }
 
   addModel(name: string, tags: Tag[] = []): StoredModel {
-    const now = Date.now();
-    const model: StoredModel = { name, creation_timestamp: now, last_updated_timestamp: now, tags: [...tags], versions: [], aliases: [] };
+    if (!name) throw invalid("Missing value for required parameter 'name'.");
+    if (this.models.has(name)) throw new MlflowError(400, 'RESOURCE_ALREADY_EXISTS', `Registered Model (name=${name}) already exists.`);
+    for (const tag of tags) checkKey(this.version, 'tag', tag.key, tag.value, TAG_VALUE_LIMIT);
+    const now = this.now();
+    const model: StoredModel = { name, creation_timestamp: now, last_updated_timestamp: now, tags: tags.map((tag) => ({ ...tag })), versions: [], aliases: [], lastVersion: 0 };
     this.models.set(name, model);
+    return model;
+  }
+
+  addModelVersion(name: string, source = 'mlflow-artifacts:/0/abc/artifacts/model', runId?: string): StoredModelVersion {
+    const model = this.model(name);
+    const now = this.now();
+    const version: StoredModelVersion = { name, version: String(++model.lastVersion), source, ...(runId ? { run_id: runId } : {}), current_stage: 'None', status: 'READY', creation_timestamp: now, last_updated_timestamp: now };
+    model.versions.push(version);
+    model.last_updated_timestamp = now;
+    return version;
+  }
+
+  addLoggedModel(experimentId: string, name = 'model'): StoredLoggedModel {
+    this.activeExperiment(experimentId);
+    const id = `m-${hex(16)}`;
+    const now = this.now();
+    const model: StoredLoggedModel = { model_id: id, experiment_id: experimentId, name, creation_timestamp_ms: now, last_updated_timestamp_ms: now, status: 'LOGGED_MODEL_PENDING', artifact_uri: `mlflow-artifacts:/${experimentId}/models/${id}/artifacts` };
+    this.loggedModels.set(id, model);
     return model;
   }
 
@@ -168,12 +329,14 @@ export class TrackingStore {
    * upstream then answers as it did before). `route` is the path after /api/<v> or /ajax-api/<v>.
    */
   handle(method: string, version: string, route: string, query: URLSearchParams, body: string, contentType: string | undefined): Answer | undefined {
+    if (this.version === '2.17.2' && onlyInV3(version, route)) return { status: 404, contentType: 'text/html; charset=utf-8', body: FLASK_404 };
     const handler = this.handlerFor(method, version, route);
     if (!handler) return undefined;
+    const json = (status: number, value: unknown): Answer => ({ status, contentType: 'application/json', body: JSON.stringify(value) });
     try {
-      return { status: 200, json: handler(this.messageOf(method, query, body, contentType)) };
+      return json(200, handler(this.messageOf(method, query, body, contentType)));
     } catch (err) {
-      if (err instanceof MlflowError) return { status: err.status, json: { error_code: err.code, message: err.message } };
+      if (err instanceof MlflowError) return json(err.status, { error_code: err.code, message: err.message });
       throw err;
     }
   }
@@ -208,24 +371,24 @@ export class TrackingStore {
     const m = method === 'HEAD' ? 'GET' : method;
     if (version === '2.0') {
       switch (`${m} ${route}`) {
-        case 'POST /mlflow/experiments/create': return (msg) => this.createExperiment(msg);
+        case 'POST /mlflow/experiments/create': return (msg) => ({ experiment_id: this.addExperiment(required(msg, 'name'), tagsOf(msg.tags)).experiment_id });
         case 'GET /mlflow/experiments/get': return (msg) => ({ experiment: this.experimentView(this.experiment(required(msg, 'experiment_id'))) });
         case 'GET /mlflow/experiments/get-by-name': return (msg) => ({ experiment: this.experimentView(this.experimentNamed(required(msg, 'experiment_name'))) });
         case 'GET /mlflow/experiments/search':
         case 'POST /mlflow/experiments/search': return (msg) => this.searchExperiments(msg);
-        case 'POST /mlflow/experiments/set-experiment-tag': return (msg) => (setTag(this.experiment(required(msg, 'experiment_id')).tags, required(msg, 'key'), String(msg.value ?? '')), {});
+        case 'POST /mlflow/experiments/set-experiment-tag': return (msg) => this.setCarrierTag(this.activeExperiment(required(msg, 'experiment_id')).tags, msg);
         case 'POST /mlflow/experiments/delete-experiment-tag': return (msg) => this.deleteExperimentTag(msg);
         case 'POST /mlflow/experiments/update': return (msg) => this.renameExperiment(msg);
-        case 'POST /mlflow/experiments/delete': return (msg) => ((this.experiment(required(msg, 'experiment_id')).lifecycle_stage = 'deleted'), {});
-        case 'POST /mlflow/experiments/restore': return (msg) => ((this.experiment(required(msg, 'experiment_id')).lifecycle_stage = 'active'), {});
+        case 'POST /mlflow/experiments/delete': return (msg) => this.setExperimentStage(msg, 'deleted');
+        case 'POST /mlflow/experiments/restore': return (msg) => this.setExperimentStage(msg, 'active');
         case 'POST /mlflow/runs/create': return (msg) => this.createRun(msg);
         case 'GET /mlflow/runs/get': return (msg) => ({ run: this.runView(this.run(this.runIdOf(msg))) });
         case 'POST /mlflow/runs/update': return (msg) => this.updateRun(msg);
         case 'POST /mlflow/runs/delete': return (msg) => ((this.run(required(msg, 'run_id')).info.lifecycle_stage = 'deleted'), {});
         case 'POST /mlflow/runs/restore': return (msg) => ((this.run(required(msg, 'run_id')).info.lifecycle_stage = 'active'), {});
         case 'POST /mlflow/runs/log-metric': return (msg) => this.logMetric(this.run(this.runIdOf(msg)), msg);
-        case 'POST /mlflow/runs/log-parameter': return (msg) => (setTag(this.run(this.runIdOf(msg)).params, required(msg, 'key'), String(msg.value ?? '')), {});
-        case 'POST /mlflow/runs/set-tag': return (msg) => (setTag(this.run(this.runIdOf(msg)).tags, required(msg, 'key'), String(msg.value ?? '')), {});
+        case 'POST /mlflow/runs/log-parameter': return (msg) => this.logParam(this.run(this.runIdOf(msg)), required(msg, 'key'), String(msg.value ?? ''));
+        case 'POST /mlflow/runs/set-tag': return (msg) => this.setRunTag(this.run(this.runIdOf(msg)), required(msg, 'key'), String(msg.value ?? ''));
         case 'POST /mlflow/runs/delete-tag': return (msg) => this.deleteRunTag(msg);
         case 'POST /mlflow/runs/log-batch': return (msg) => this.logBatch(msg);
         case 'POST /mlflow/runs/search': return (msg) => this.searchRuns(msg);
@@ -235,17 +398,18 @@ export class TrackingStore {
         case 'GET /mlflow/registered-models/get': return (msg) => ({ registered_model: this.modelView(this.model(required(msg, 'name'))) });
         case 'GET /mlflow/registered-models/search': return (msg) => this.searchModels(msg);
         case 'POST /mlflow/registered-models/rename': return (msg) => this.renameModel(msg);
-        case 'PATCH /mlflow/registered-models/update': return (msg) => ((this.model(required(msg, 'name')).description = String(msg.description ?? '')), { registered_model: this.modelView(this.model(required(msg, 'name'))) });
+        case 'PATCH /mlflow/registered-models/update': return (msg) => this.updateModel(msg);
         case 'DELETE /mlflow/registered-models/delete': return (msg) => (this.model(required(msg, 'name')), this.models.delete(required(msg, 'name')), {});
-        case 'POST /mlflow/registered-models/set-tag': return (msg) => (setTag(this.model(required(msg, 'name')).tags, required(msg, 'key'), String(msg.value ?? '')), {});
+        case 'POST /mlflow/registered-models/set-tag': return (msg) => this.setCarrierTag(this.model(required(msg, 'name')).tags, msg);
         case 'DELETE /mlflow/registered-models/delete-tag': return (msg) => this.deleteModelTag(msg);
         case 'POST /mlflow/registered-models/alias': return (msg) => this.setAlias(msg);
         case 'GET /mlflow/registered-models/alias': return (msg) => this.versionByAlias(msg);
-        case 'POST /mlflow/model-versions/create': return (msg) => this.createVersion(msg);
-        case 'GET /mlflow/model-versions/get': return (msg) => ({ model_version: this.version(msg) });
-        case 'GET /mlflow/model-versions/search': return () => withList({}, 'model_versions', [...this.models.values()].flatMap((model) => model.versions));
+        case 'POST /mlflow/model-versions/create': return (msg) => ({ model_version: this.addModelVersion(required(msg, 'name'), required(msg, 'source'), typeof msg.run_id === 'string' && msg.run_id !== '' ? msg.run_id : undefined) });
+        case 'GET /mlflow/model-versions/get': return (msg) => ({ model_version: this.modelVersion(msg) });
+        case 'GET /mlflow/model-versions/search': return (msg) => this.searchVersions(msg);
         case 'DELETE /mlflow/model-versions/delete': return (msg) => this.deleteVersion(msg);
-        case 'POST /mlflow/logged-models': return (msg) => this.createLoggedModel(msg);
+        case 'POST /mlflow/logged-models': return (msg) => ({ model: { info: this.addLoggedModel(required(msg, 'experiment_id'), typeof msg.name === 'string' && msg.name !== '' ? msg.name : undefined) } });
+        case 'POST /mlflow/logged-models/search': return (msg) => this.searchLoggedModels(msg);
       }
       const loggedModel = /^\/mlflow\/logged-models\/([^/]+)$/.exec(route);
       if (loggedModel && m === 'GET') return () => ({ model: { info: this.loggedModel(decodeURIComponent(loggedModel[1]!)) } });
@@ -266,6 +430,13 @@ export class TrackingStore {
     return experiment;
   }
 
+  /** sqlalchemy_store._check_experiment_is_active: writes to a deleted experiment are refused. */
+  private activeExperiment(id: string): StoredExperiment {
+    const experiment = this.experiment(id);
+    if (experiment.lifecycle_stage !== 'active') throw invalid(`The experiment ${id} must be in the 'active' state. Current state is deleted.`);
+    return experiment;
+  }
+
   private experimentNamed(name: string): StoredExperiment {
     for (const experiment of this.experiments.values()) if (experiment.name === name) return experiment;
     throw notFound(`Could not find experiment with name '${name}'`);
@@ -276,24 +447,26 @@ export class TrackingStore {
     return withList({ ...rest }, 'tags', tags.map((tag) => ({ ...tag })));
   }
 
-  private createExperiment(message: Json): Json {
-    const name = required(message, 'name');
-    for (const experiment of this.experiments.values()) {
-      if (experiment.name === name) throw new MlflowError(400, 'RESOURCE_ALREADY_EXISTS', `Experiment(name=${name}) already exists. Error: (raised as a result of Query-invoked autoflush)`);
-    }
-    return { experiment_id: this.addExperiment(name, tagsOf(message.tags)).experiment_id };
-  }
-
+  /** Default order: creation_time DESC, experiment_id ASC (sqlalchemy_store). */
   private searchExperiments(message: Json): Json {
     const view = String(message.view_type ?? 'ACTIVE_ONLY');
     const all = [...this.experiments.values()].filter((e) => view === 'ALL' || (view === 'DELETED_ONLY' ? e.lifecycle_stage === 'deleted' : e.lifecycle_stage === 'active'));
-    all.sort((a, b) => b.creation_time - a.creation_time || Number(b.experiment_id) - Number(a.experiment_id));
-    const { items, next } = page(all, message, 1000);
-    return { experiments: items.map((e) => this.experimentView(e)), ...(next ? { next_page_token: next } : {}) };
+    all.sort((a, b) => b.creation_time - a.creation_time || Number(a.experiment_id) - Number(b.experiment_id));
+    const answer = page('experiments', all.map((e) => this.experimentView(e)), message, 1000, 50_000);
+    return this.defaultExperiment || answer.experiments ? answer : { experiments: [], ...answer };
+  }
+
+  /** An experiment's or registered model's tag (set-experiment-tag, registered-models/set-tag). */
+  private setCarrierTag(tags: Tag[], message: Json): Json {
+    const key = required(message, 'key');
+    const value = typeof message.value === 'string' ? message.value : '';
+    checkKey(this.version, 'tag', key, value, TAG_VALUE_LIMIT);
+    setTag(tags, key, value);
+    return {};
   }
 
   private deleteExperimentTag(message: Json): Json {
-    const experiment = this.experiment(required(message, 'experiment_id'));
+    const experiment = this.activeExperiment(required(message, 'experiment_id'));
     const key = required(message, 'key');
     const index = experiment.tags.findIndex((tag) => tag.key === key);
     if (index === -1) throw notFound(`No tag with name: ${key} in experiment with id ${experiment.experiment_id}`);
@@ -303,7 +476,20 @@ export class TrackingStore {
 
   private renameExperiment(message: Json): Json {
     const experiment = this.experiment(required(message, 'experiment_id'));
+    if (experiment.lifecycle_stage !== 'active') throw new MlflowError(500, 'INVALID_STATE', 'Cannot rename a non-active experiment.');
     if (typeof message.new_name === 'string' && message.new_name !== '') experiment.name = message.new_name;
+    experiment.last_update_time = this.now();
+    return {};
+  }
+
+  /** Delete finds only an active experiment, restore only a deleted one; the runs follow (sqlalchemy_store). */
+  private setExperimentStage(message: Json, stage: 'active' | 'deleted'): Json {
+    const id = required(message, 'experiment_id');
+    const experiment = this.experiments.get(id);
+    if (!experiment || experiment.lifecycle_stage === stage) throw notFound(`No Experiment with id=${id} exists`);
+    experiment.lifecycle_stage = stage;
+    experiment.last_update_time = this.now();
+    for (const run of this.runs.values()) if (run.info.experiment_id === id) run.info.lifecycle_stage = stage;
     return {};
   }
 
@@ -315,7 +501,7 @@ export class TrackingStore {
 
   private run(id: string): StoredRun {
     const run = this.runs.get(id);
-    if (!run) throw notFound(`Run '${id}' not found`);
+    if (!run) throw notFound(`Run with id=${id} not found`);
     return run;
   }
 
@@ -330,8 +516,7 @@ export class TrackingStore {
   }
 
   private createRun(message: Json): Json {
-    const experiment = this.experiment(required(message, 'experiment_id'));
-    if (experiment.lifecycle_stage !== 'active') throw invalid(`The experiment ${experiment.experiment_id} must be in the 'active' state. Current state is deleted.`);
+    const experiment = this.activeExperiment(required(message, 'experiment_id'));
     // Stored exactly as sent (reference §8): MLflow trusts the client's user_id and tags.
     const tags = tagsOf(message.tags);
     const run = this.addRun(experiment.experiment_id, typeof message.user_id === 'string' ? message.user_id : '', tags);
@@ -357,6 +542,18 @@ export class TrackingStore {
     return {};
   }
 
+  private logParam(run: StoredRun, key: string, value: string): Json {
+    checkKey(this.version, 'parameter', key);
+    setTag(run.params, key, value);
+    return {};
+  }
+
+  private setRunTag(run: StoredRun, key: string, value: string): Json {
+    checkKey(this.version, 'tag', key);
+    setTag(run.tags, key, value);
+    return {};
+  }
+
   private deleteRunTag(message: Json): Json {
     const run = this.run(required(message, 'run_id'));
     const key = required(message, 'key');
@@ -368,9 +565,13 @@ export class TrackingStore {
 
   private logBatch(message: Json): Json {
     const run = this.run(required(message, 'run_id'));
+    const params = tagsOf(message.params);
+    const tags = tagsOf(message.tags);
+    for (const param of params) checkKey(this.version, 'parameter', param.key);
+    for (const tag of tags) checkKey(this.version, 'tag', tag.key);
     for (const metric of (message.metrics as Json[] | undefined) ?? []) this.logMetric(run, metric);
-    for (const param of tagsOf(message.params)) setTag(run.params, param.key, param.value);
-    for (const tag of tagsOf(message.tags)) setTag(run.tags, tag.key, tag.value);
+    for (const param of params) setTag(run.params, param.key, param.value);
+    for (const tag of tags) setTag(run.tags, tag.key, tag.value);
     return {};
   }
 
@@ -378,8 +579,7 @@ export class TrackingStore {
     const ids = Array.isArray(message.experiment_ids) ? message.experiment_ids.map(String) : [];
     const runs = [...this.runs.values()].filter((run) => ids.includes(run.info.experiment_id) && run.info.lifecycle_stage === 'active');
     runs.sort((a, b) => b.info.start_time - a.info.start_time);
-    const { items, next } = page(runs, message, 1000);
-    return { ...withList({}, 'runs', items.map((run) => this.runView(run))), ...(next ? { next_page_token: next } : {}) };
+    return page('runs', runs.map((run) => this.runView(run)), message, 1000, 50_000);
   }
 
   private metricHistory(message: Json): Json {
@@ -388,9 +588,10 @@ export class TrackingStore {
     return withList({}, 'metrics', run.metrics.filter((metric) => metric.key === key));
   }
 
-  // ---- registered models ----
+  // ---- registered models and versions ----
 
   private model(name: string): StoredModel {
+    if (!name) throw invalid("Missing value for required parameter 'name'.");
     const model = this.models.get(name);
     if (!model) throw notFound(`Registered Model with name=${name} not found`);
     return model;
@@ -406,16 +607,16 @@ export class TrackingStore {
   }
 
   private createModel(message: Json): Json {
-    const name = required(message, 'name');
-    if (this.models.has(name)) throw new MlflowError(400, 'RESOURCE_ALREADY_EXISTS', `Registered Model (name=${name}) already exists.`);
-    const model = this.addModel(name, tagsOf(message.tags));
+    const model = this.addModel(required(message, 'name'), tagsOf(message.tags));
     if (typeof message.description === 'string') model.description = message.description;
     return { registered_model: this.modelView(model) };
   }
 
+  /** Name ascending (sqlalchemy: string order, not the locale's); default 100 a page, at most 1000. */
   private searchModels(message: Json): Json {
-    const { items, next } = page([...this.models.values()].sort((a, b) => a.name.localeCompare(b.name)), message, 100);
-    return { ...withList({}, 'registered_models', items.map((model) => this.modelView(model))), ...(next ? { next_page_token: next } : {}) };
+    const name = nameFilter(message.filter);
+    const models = [...this.models.values()].filter((model) => name === undefined || model.name === name).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return page('registered_models', models.map((model) => this.modelView(model)), message, 100, 1000);
   }
 
   private renameModel(message: Json): Json {
@@ -425,30 +626,28 @@ export class TrackingStore {
     this.models.delete(model.name);
     model.name = newName;
     for (const version of model.versions) version.name = newName;
+    model.last_updated_timestamp = this.now();
     this.models.set(newName, model);
     return { registered_model: this.modelView(model) };
   }
 
+  private updateModel(message: Json): Json {
+    const model = this.model(required(message, 'name'));
+    model.description = String(message.description ?? '');
+    model.last_updated_timestamp = this.now();
+    return { registered_model: this.modelView(model) };
+  }
+
+  /** A missing key is no error here (model registry sqlalchemy_store), unlike an experiment's. */
   private deleteModelTag(message: Json): Json {
     const model = this.model(required(message, 'name'));
     const key = required(message, 'key');
     const index = model.tags.findIndex((tag) => tag.key === key);
-    if (index === -1) throw notFound(`Registered model tag with name=${model.name}, key=${key} not found`);
-    model.tags.splice(index, 1);
+    if (index !== -1) model.tags.splice(index, 1);
     return {};
   }
 
-  private createVersion(message: Json): Json {
-    const model = this.model(required(message, 'name'));
-    const version = {
-      name: model.name, version: String(model.versions.length + 1), source: typeof message.source === 'string' ? message.source : undefined,
-      run_id: typeof message.run_id === 'string' ? message.run_id : undefined, current_stage: 'None', status: 'READY', creation_timestamp: Date.now(),
-    };
-    model.versions.push(version);
-    return { model_version: version };
-  }
-
-  private version(message: Json): StoredModel['versions'][number] {
+  private modelVersion(message: Json): StoredModelVersion {
     const model = this.model(required(message, 'name'));
     const wanted = required(message, 'version');
     const version = model.versions.find((v) => v.version === wanted);
@@ -456,15 +655,24 @@ export class TrackingStore {
     return version;
   }
 
+  /** Name ascending, then version descending (sqlalchemy_store's natural order); default 10000 a page, at most 200000. */
+  private searchVersions(message: Json): Json {
+    const name = nameFilter(message.filter);
+    const versions = [...this.models.values()].flatMap((model) => model.versions).filter((v) => name === undefined || v.name === name);
+    versions.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : Number(b.version) - Number(a.version)));
+    return page('model_versions', versions, message, 10_000, 200_000);
+  }
+
   private deleteVersion(message: Json): Json {
-    const version = this.version(message);
+    const version = this.modelVersion(message);
     const model = this.model(version.name);
     model.versions.splice(model.versions.indexOf(version), 1);
+    model.aliases = model.aliases.filter((a) => a.version !== version.version);
     return {};
   }
 
   private setAlias(message: Json): Json {
-    const version = this.version(message);
+    const version = this.modelVersion(message);
     const model = this.model(version.name);
     const alias = required(message, 'alias');
     model.aliases = model.aliases.filter((a) => a.alias !== alias);
@@ -482,17 +690,17 @@ export class TrackingStore {
 
   // ---- logged models, traces (3.x) ----
 
-  private createLoggedModel(message: Json): Json {
-    const experiment = this.experiment(required(message, 'experiment_id'));
-    const info = { model_id: `m-${hex(16)}`, experiment_id: experiment.experiment_id, name: typeof message.name === 'string' ? message.name : 'model' };
-    this.loggedModels.set(info.model_id, info);
-    return { model: { info } };
-  }
-
-  private loggedModel(id: string): Json {
+  private loggedModel(id: string): StoredLoggedModel {
     const model = this.loggedModels.get(id);
     if (!model) throw notFound(`Logged model with ID '${id}' not found.`);
-    return { ...model, artifact_uri: `mlflow-artifacts:/${model.experiment_id}/models/${id}/artifacts` };
+    return model;
+  }
+
+  private searchLoggedModels(message: Json): Json {
+    const ids = Array.isArray(message.experiment_ids) ? message.experiment_ids.map(String) : [];
+    if (ids.length === 0) throw invalid('At least one experiment ID must be specified');
+    const models = [...this.loggedModels.values()].filter((model) => ids.includes(model.experiment_id));
+    return page('models', models.map((info) => ({ info })), message, 50, 100);
   }
 
   private startTrace(message: Json): Json {

@@ -1,10 +1,12 @@
 // An upstream that answers like an MLflow tracking server (started with --serve-artifacts) on the
-// paths the tests use, and records what reached it.
+// paths the tests use, and records what reached it. The tracking and registry API is
+// mlflow-tracking-store.ts; this file adds the artifact proxy, the UI page, /health, /version and a
+// few test-only paths (/echo, /slow, /truncated...).
 import { createHash } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import { TrackingStore } from './mlflow-tracking-store.ts';
+import { TrackingStore, type MlflowVersion, type TrackingStoreOptions } from './mlflow-tracking-store.ts';
 
 export interface ReceivedRequest {
   method: string;
@@ -34,6 +36,8 @@ export interface ReceivedArtifact {
 export interface MlflowUpstream {
   url: string;
   port: number;
+  /** The MLflow version answered as (options.version). */
+  version: MlflowVersion;
   requests: ReceivedRequest[];
   artifacts: Map<string, ReceivedArtifact>;
   /** Resolves when an artifact upload's first byte reaches the upstream. */
@@ -71,10 +75,8 @@ fetch('ajax-api/2.0/mlflow/experiments/search', { method: 'POST', headers: { 'Co
   res.end(html);
 }
 
-export interface UpstreamOptions {
-  /** Answer a POST/PUT API call without Content-Type application/json with 400, as MLflow does (reference §11). */
-  requireJsonContentType?: boolean;
-}
+/** version, requireJsonContentType, defaultExperiment: see TrackingStoreOptions. */
+export type UpstreamOptions = TrackingStoreOptions;
 
 export async function startMlflowUpstream(options: UpstreamOptions = {}): Promise<MlflowUpstream> {
   const requests: ReceivedRequest[] = [];
@@ -87,7 +89,7 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
     if (waiter) waiter(outcome);
     else outcomes.set(path, Promise.resolve(outcome));
   };
-  const store = new TrackingStore(options.requireJsonContentType);
+  const store = new TrackingStore(options);
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -155,7 +157,7 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
       requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, remotePort: req.socket.remotePort ?? 0 });
       if (path === '/health') return void res.end('OK');
       if (path === '/' && req.method === 'GET') return void uiPage(res, req.headers);
-      if (path === '/version') return void res.end('2.17.2');
+      if (path === '/version') return void res.end(store.version);
       if (path === '/echo' || path.startsWith('/echo/')) return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body, bytes: received });
       if (path === '/slow' || path === '/api/2.0/mlflow/slow') return void setTimeout(() => json(res, 200, { slow: true }), Number(url.searchParams.get('ms') ?? 1000));
       if (path === '/truncated') {
@@ -177,7 +179,10 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
       const versioned = /^\/(?:ajax-)?api\/([23]\.0)(\/.*)$/.exec(path);
       if (versioned) {
         const answer = store.handle(req.method ?? 'GET', versioned[1]!, versioned[2]!, url.searchParams, body, req.headers['content-type']);
-        if (answer) return json(res, answer.status, answer.json);
+        if (answer) {
+          res.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body) });
+          return void res.end(answer.body);
+        }
       }
       if (/^\/(?:ajax-)?api\/2\.0\/mlflow-artifacts\/artifacts$/.test(path) && req.method === 'GET') {
         const under = (url.searchParams.get('path') ?? '').replace(/\/$/, '');
@@ -209,6 +214,7 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    version: store.version,
     requests,
     artifacts,
     firstArtifactByte: (path) => new Promise((resolve) => waiters.set(path, resolve)),
