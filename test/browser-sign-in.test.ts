@@ -129,6 +129,18 @@ describe('a browser without credentials', () => {
     expect(upstream.requests.length).toBe(before);
   });
 
+  it('gets no Basic challenge for a page script\'s fetch (Sec-Fetch-Mode), on any path', async () => {
+    for (const path of ['/api/2.0/mlflow/experiments/search', '/static-files/app.js', '/']) {
+      const fetched = await gw.request(path, { headers: { accept: '*/*', 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty' } });
+      expect(fetched.status, path).toBe(401);
+      expect(fetched.headers['www-authenticate'], path).toBeUndefined();
+      expect(fetched.text, path).toContain('reload the page to sign in (/-/login)');
+    }
+    // A navigation is still sent to sign in; a client without the header still gets the challenge.
+    expect((await gw.request('/', { headers: { accept: HTML, 'sec-fetch-mode': 'navigate' } })).status).toBe(302);
+    expect((await gw.request('/static-files/app.js')).headers['www-authenticate']).toMatch(/^Basic /);
+  });
+
   it('is not redirected for anything but a GET or HEAD of a page', async () => {
     expect((await gw.request('/', { method: 'POST', headers: { accept: HTML } })).status).toBe(401);
     expect((await gw.request('/static-files/app.js', { headers: { accept: '*/*' } })).status).toBe(401);

@@ -74,7 +74,7 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
       redirectToSignIn(req, res, ctx.strippedPrefix + (req.url ?? '/'));
       return null;
     }
-    if (ctx.route?.mlflow !== false && ctx.apiPath.startsWith('/ajax-api/')) {
+    if ((ctx.route?.mlflow !== false && ctx.apiPath.startsWith('/ajax-api/')) || fetchedByScript(req)) {
       setPageIdentity(req, anonymous);
       sendError(req, res, { status: 401, code: 'UNAUTHENTICATED', message: `not signed in, or the session has ended: reload the page to sign in (${SIGN_IN_PATH})` }, ctx);
       return null;
@@ -163,6 +163,16 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
       return accepted(req, res, ctx, cookie, verdict, secure, origin);
     },
   };
+}
+
+/**
+ * A browser's fetch or XHR from a page (Jupyter's, the MLflow UI's): a Basic challenge would pop a
+ * password prompt over the page, so it gets a quiet 401. Only browsers send Sec-Fetch-Mode; the
+ * MLflow client and curl keep their challenge.
+ */
+function fetchedByScript(req: IncomingMessage): boolean {
+  const mode = req.headers['sec-fetch-mode'];
+  return mode !== undefined && mode !== 'navigate';
 }
 
 /** A browser loading a page of the MLflow UI: never an API path (a 200 HTML page there breaks the client). */
