@@ -193,10 +193,15 @@ describe.skipIf(PROBLEM !== undefined)(title, () => {
       kernelPath,
       { timeout: WAIT, polling: 100 },
     );
-    // nbclassic tries to reconnect; without a session the gateway refuses the upgrade. (The page's
-    // own API calls are not tried here: the gateway's 401 to them carries a Basic challenge, and
-    // headless Chromium waits on the password prompt that would pop up.)
+    // nbclassic tries to reconnect; without a session the gateway refuses the upgrade.
     await waitForLog(gw.logs, (line) => line.path === kernelPath && line.upgrade === true && line.status === 401, WAIT);
+    // The page's own API calls get a quiet 401: with a Basic challenge the browser would put a
+    // password prompt over the notebook (and headless Chromium would wait on it forever).
+    const saved = await within(page.evaluate(async () => {
+      const res = await fetch('/api/contents/t.ipynb');
+      return { status: res.status, challenge: res.headers.get('www-authenticate') };
+    }), 'the page fetching its notebook after sign-out');
+    expect(saved).toEqual({ status: 401, challenge: null });
     await page.locator('#kernel_indicator_icon.kernel_disconnected_icon').waitFor();
     await expect(within(page.evaluate(() => (window as TestWindow).Jupyter?.notebook?.kernel?.is_connected()), 'is_connected')).resolves.toBe(false);
   }, 120_000);
