@@ -22,7 +22,7 @@
 // counted: the claim is that a log-metric loop makes none once the caches hold the run.
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { BENCH_RESOURCE, METRIC_BODY, NON_API_LOG_METRIC } from '../lib/mlflow-fixture.ts';
+import { BENCH_RESOURCE, LOG_METRIC, METRIC_BODY, NON_API_LOG_METRIC } from '../lib/mlflow-fixture.ts';
 import { request } from '../lib/net.ts';
 import type { TargetName } from '../lib/options.ts';
 import { sleep } from '../lib/processes.ts';
@@ -34,7 +34,6 @@ import { formatNumber, formatRatio } from '../report/table.ts';
 import type { Endpoint } from '../servers/targets.ts';
 import { requireSuccess, type BenchCase, type CaseContext, type Measurement, type Variant } from './bench-case.ts';
 
-const LOG_METRIC = '/api/2.0/mlflow/runs/log-metric';
 const THREADS = 2;
 const CONNECTIONS = 50;
 

@@ -79,6 +79,8 @@ default: NO_PERMISSIONS
  * authenticates it and forwards it, but its authorization step finds no MLflow route there, so it
  * neither reads the body nor looks anything up. The nearest to "authorization off" the gateway has.
  */
+/** MLflow's route for one metric, what the small-request cases POST. */
+export const LOG_METRIC = '/api/2.0/mlflow/runs/log-metric';
 export const NON_API_LOG_METRIC = '/bench-non-api/runs/log-metric';
 
 /** The log-metric body (the same bytes as bench/load/lua/post-metric.lua sends). */
