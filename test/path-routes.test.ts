@@ -112,6 +112,26 @@ describe('routing by path prefix', () => {
   });
 });
 
+describe('readiness with routes', () => {
+  it('/-/readyz names each route\'s upstream and is ready only when all of them answer', async () => {
+    const ready = await gw.request('/-/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.json()).toEqual({
+      status: 'ready',
+      upstream: `${mlflow.url} answered 200`,
+      routes: { '/mlflow': `${mlflow.url} answered 200`, '/app': `${app.url} answered 200`, '/': `${app.url} answered 200` },
+    });
+    const halfDown = await startTestGateway({ upstream: mlflow.url, users: USERS, config: { routes: [{ path: '/mlflow', mlflow: true, stripPrefix: true }, { path: '/', upstream: 'http://127.0.0.1:1' }] } });
+    try {
+      const res = await halfDown.request('/-/readyz');
+      expect(res.status).toBe(503);
+      expect(res.json()).toMatchObject({ status: 'unavailable', routes: { '/mlflow': `${mlflow.url} answered 200`, '/': 'http://127.0.0.1:1: ECONNREFUSED' } });
+    } finally {
+      await halfDown.close();
+    }
+  });
+});
+
 describe('Location headers of a stripped route', () => {
   it('puts a path back under the prefix', async () => {
     const res = await gw.request('/mlflow/redirect', { headers: as('bob') });

@@ -9,8 +9,11 @@ import { registerPermissionRoutes, type PermissionsDependencies } from './permis
 
 export interface ControlDependencies {
   contextOf(req: IncomingMessage): RequestContext | undefined;
-  /** Whether the upstream answers at all (any HTTP status counts). */
-  upstreamReady(): Promise<{ ready: boolean; detail: string }>;
+  /**
+   * Whether the upstreams answer at all (any HTTP status counts): `detail` about MLflow's, `routes`
+   * (with routes configured) about each route's.
+   */
+  upstreamReady(): Promise<{ ready: boolean; detail: string; routes?: Record<string, string> }>;
   version: string;
   logger: Logger;
   /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
@@ -29,8 +32,8 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
   app.get('/-/healthz', (c) => c.json({ status: 'ok', version: deps.version }));
 
   app.get('/-/readyz', async (c) => {
-    const { ready, detail } = await deps.upstreamReady();
-    return c.json({ status: ready ? 'ready' : 'unavailable', upstream: detail }, ready ? 200 : 503);
+    const { ready, detail, routes } = await deps.upstreamReady();
+    return c.json({ status: ready ? 'ready' : 'unavailable', upstream: detail, routes }, ready ? 200 : 503);
   });
 
   app.get('/-/whoami', (c) => {

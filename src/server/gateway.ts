@@ -28,7 +28,7 @@ import { createPermissionsDependencies, type PrincipalLevelOf } from '../control
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createForwarder } from '../proxy/forwarder.ts';
 import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
-import { compileRoutes, locationUnderPrefix } from '../context/upstream-routes.ts';
+import { compileRoutes, locationUnderPrefix, type UpstreamRoute } from '../context/upstream-routes.ts';
 import { ensureCertificate } from './certificate.ts';
 import { createRequestPipeline } from './request-pipeline.ts';
 import { createHttpsRedirectServer, createListener } from './tls-server.ts';
@@ -130,7 +130,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf: (req) => contexts.get(req), tls, proxies, logger,
     grantsChanged: (resource) => (resource.kind === 'experiment' ? resolver.invalidateExperiment(resource.id) : resolver.invalidateRegisteredModel(resource.name)),
   });
-  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeUpstream(upstream), version: VERSION, logger, signIn, permissions });
+  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []), version: VERSION, logger, signIn, permissions });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const pipeline = createRequestPipeline({
     logger,
@@ -225,6 +225,19 @@ function listen(server: http.Server, port: number, host: string): Promise<void> 
       resolve();
     });
   });
+}
+
+/** Ready when MLflow and every route's upstream answer; each distinct upstream is asked once. */
+async function probeRoutes(mlflow: URL, routes: readonly UpstreamRoute[]): Promise<{ ready: boolean; detail: string; routes?: Record<string, string> }> {
+  const origins = [...new Set([mlflow.origin, ...routes.map((route) => route.upstream.origin)])];
+  const probes = new Map(await Promise.all(origins.map(async (origin) => [origin, await probeUpstream(new URL(origin))] as const)));
+  const main = probes.get(mlflow.origin)!;
+  if (routes.length === 0) return main;
+  return {
+    ready: [...probes.values()].every((probe) => probe.ready),
+    detail: main.detail,
+    routes: Object.fromEntries(routes.map((route) => [route.path, probes.get(route.upstream.origin)!.detail])),
+  };
 }
 
 /** Ready means the upstream answers HTTP at all; MLflow serves /health. */
