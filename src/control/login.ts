@@ -56,10 +56,19 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
   }
 
   /** The form's fields, or the 413 page when it is larger than a sign-in form can be (chunked or not). */
-  async function formOf(c: Context<Env>): Promise<{ fields: FormFields } | { refused: Response }> {
+  /**
+   * A form posted from this site's own page, read within its size limit; otherwise the answer to
+   * send (403 for another site's page, 413 for an oversized form).
+   */
+  async function ownForm(c: Context<Env>): Promise<{ refused: Response } | { fields: FormFields; ctx: RequestContext | undefined; secure: boolean }> {
+    const req = c.env.incoming;
+    const ctx = deps.contextOf(req);
+    const { origin, secure } = externalOrigin(req, deps.tls, deps.proxies);
+    const same = checkSameOrigin(req, origin);
+    if (!same.sameOrigin) return { refused: crossSite(c, same.reason, ctx) };
     const form = await readForm(c, FORM_LIMIT_BYTES);
-    if (!form.tooLarge) return { fields: form.fields };
-    return { refused: page(c, 413, messagePage('Request too large', 'The form sent was larger than a sign-in form can be.', { href: SIGN_IN_PATH, text: 'Back to sign-in' })) };
+    if (form.tooLarge) return { refused: page(c, 413, messagePage('Request too large', 'The form sent was larger than a sign-in form can be.', { href: SIGN_IN_PATH, text: 'Back to sign-in' })) };
+    return { fields: form.fields, ctx, secure };
   }
 
   /** A form sent from another site's page: login CSRF, or a forced sign-out. */
@@ -77,16 +86,10 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
   });
 
   app.post(SIGN_IN_PATH, async (c) => {
-    const req = c.env.incoming;
-    const ctx = deps.contextOf(req);
-    const ip = ctx?.clientIp ?? '';
-    const { origin, secure } = externalOrigin(req, deps.tls, deps.proxies);
-    const same = checkSameOrigin(req, origin);
-    if (!same.sameOrigin) return crossSite(c, same.reason, ctx);
-
-    const read = await formOf(c);
+    const read = await ownForm(c);
     if ('refused' in read) return read.refused;
-    const form = read.fields;
+    const { fields: form, ctx, secure } = read;
+    const ip = ctx?.clientIp ?? '';
     const user = form.get('username')?.trim() ?? '';
     const password = form.get('password') ?? '';
     const next = safeNextPath(form.get('next')) ?? '/';
@@ -128,14 +131,9 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
 
   app.post(SIGN_OUT_PATH, async (c) => {
     const req = c.env.incoming;
-    const ctx = deps.contextOf(req);
-    const { origin, secure } = externalOrigin(req, deps.tls, deps.proxies);
-    const same = checkSameOrigin(req, origin);
-    if (!same.sameOrigin) return crossSite(c, same.reason, ctx);
-
-    const read = await formOf(c);
+    const read = await ownForm(c);
     if ('refused' in read) return read.refused;
-    const form = read.fields;
+    const { fields: form, ctx, secure } = read;
     const current = await currentSession(req, secure);
     if (current) {
       if (!sessions.verifyFormToken(SIGN_OUT_PURPOSE, current, form.get('token'))) {
