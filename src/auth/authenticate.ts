@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { GatewayError } from '../http/errors.ts';
 import { TOKEN_PREFIX, type ApiTokenStore } from './api-tokens.ts';
 import { parseAuthorization } from './basic-credentials.ts';
 import { HashPoolBusyError } from './hash-worker-pool.ts';
@@ -12,6 +13,15 @@ export type AuthOutcome =
   | { ok: true; principal: Principal }
   /** headers: e.g. the WWW-Authenticate challenge that fits this refusal, Retry-After. */
   | { ok: false; status: 400 | 401 | 503; message: string; headers?: OutgoingHttpHeaders };
+
+/**
+ * A refused authentication as the gateway answers it: MLflow's error code for the status (a malformed
+ * header is INVALID_PARAMETER_VALUE, an overload TEMPORARILY_UNAVAILABLE and retried after a second).
+ */
+export function authRefusal(outcome: Extract<AuthOutcome, { ok: false }>): GatewayError {
+  const code = outcome.status === 400 ? 'INVALID_PARAMETER_VALUE' : outcome.status === 503 ? 'TEMPORARILY_UNAVAILABLE' : 'UNAUTHENTICATED';
+  return { status: outcome.status, code, message: outcome.message, headers: outcome.headers ?? (outcome.status === 503 ? { 'retry-after': '1' } : undefined) };
+}
 
 /** What an API token or JWT check concludes; `reason` becomes the Bearer error_description. */
 export type BearerVerdict =

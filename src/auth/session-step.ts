@@ -3,7 +3,7 @@ import type { TrustedProxies } from '../context/client-ip.ts';
 import type { RequestContext } from '../context/request-context.ts';
 import { isMlflowApiPath, sendError, setPageIdentity, type GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
-import type { AuthOutcome, Authenticator } from './authenticate.ts';
+import { authRefusal, type AuthOutcome, type Authenticator } from './authenticate.ts';
 import { checkSameOrigin, externalOrigin, isSafeMethod, type ExternalOrigin } from './csrf.ts';
 import type { Principal } from './principal.ts';
 import { cookieValue, withoutCookie, type SessionManager, type SessionVerdict } from './session.ts';
@@ -71,7 +71,9 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
   /** No usable credentials: the sign-in page for a browser's page load, a quiet 401 for the UI's calls. */
   function unauthenticated(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): SessionStepOutcome | Promise<SessionStepOutcome> {
     if (wantsSignInPage(req, ctx.apiPath)) {
-      redirectToSignIn(req, res, ctx.strippedPrefix + (req.url ?? '/'));
+      // A stripped route's prefix is put back: the browser comes back to the URL it asked for.
+      const prefix = ctx.route?.stripPrefix ? ctx.route.path : '';
+      redirectToSignIn(req, res, prefix + (req.url ?? '/'));
       return null;
     }
     if ((ctx.route?.mlflow !== false && ctx.apiPath.startsWith('/ajax-api/')) || fetchedByScript(req)) {
@@ -145,9 +147,7 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
       }
     }
     const outcome = await authenticator.authenticate(req);
-    if (outcome.ok) return outcome;
-    const code = outcome.status === 400 ? 'INVALID_PARAMETER_VALUE' : outcome.status === 503 ? 'TEMPORARILY_UNAVAILABLE' : 'UNAUTHENTICATED';
-    return { ok: false, error: { status: outcome.status, code, message: outcome.message, headers: outcome.headers } };
+    return outcome.ok ? outcome : { ok: false, error: authRefusal(outcome) };
   }
 
   return {

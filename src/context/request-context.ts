@@ -14,8 +14,6 @@ export interface RequestContext {
   route?: UpstreamRoute;
   /** The path as the route's upstream gets it (its prefix stripped): what MLflow checks look at. */
   apiPath: string;
-  /** What stripPrefix took off the front of req.url ("" when nothing): the client's URL is this + req.url. */
-  strippedPrefix: string;
   principal?: Principal;
   upstreamStartedAt?: bigint;
   upstreamMs?: number;
@@ -51,7 +49,6 @@ export function createRequestContext(req: IncomingMessage, clientIp: string): Re
     clientIp,
     path,
     apiPath: path,
-    strippedPrefix: '',
     bytesIn: 0,
     bytesOut: 0,
     upstreamTimedOut: false,

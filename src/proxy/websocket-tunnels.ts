@@ -44,10 +44,6 @@ export class WebSocketTunnels {
     if (tunnel) tunnel.upstream = upstream;
   }
 
-  get size(): number {
-    return this.open.size;
-  }
-
   /**
    * The upstream's side is stopped first so the close frame is not written into the middle of one
    * of its frames (up to what was already handed to the socket), then the client gets the frame.

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Authenticator } from '../auth/authenticate.ts';
+import { authRefusal, type Authenticator } from '../auth/authenticate.ts';
 import type { Authorization, Authorizer } from '../authz/authorize-request.ts';
 import type { SessionStep, UpgradeAuthentication } from '../auth/session-step.ts';
 import type { Policy } from '../authz/policy.ts';
@@ -84,7 +84,6 @@ export function createRequestPipeline(options: PipelineOptions) {
     if (match.kind === 'route') {
       ctx.route = match.route;
       if (match.url !== req.url) {
-        ctx.strippedPrefix = match.route.path;
         req.url = match.url;
         ctx.apiPath = pathOf(match.url);
       }
@@ -148,11 +147,7 @@ export function createRequestPipeline(options: PipelineOptions) {
 
   function afterAuthentication(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, outcome: Awaited<ReturnType<Authenticator['authenticate']>> | null): void {
     if (outcome === null) return;
-    if (!outcome.ok) {
-      const code = outcome.status === 400 ? 'INVALID_PARAMETER_VALUE' : outcome.status === 503 ? 'TEMPORARILY_UNAVAILABLE' : 'UNAUTHENTICATED';
-      fail(req, res, ctx, { status: outcome.status, code, message: outcome.message, headers: outcome.headers ?? (outcome.status === 503 ? { 'retry-after': '1' } : undefined) });
-      return;
-    }
+    if (!outcome.ok) return fail(req, res, ctx, authRefusal(outcome));
     ctx.principal = outcome.principal;
     if (ctx.path.startsWith('/-/')) return void control(req, res);
     const { route: target } = ctx;
@@ -178,7 +173,7 @@ export function createRequestPipeline(options: PipelineOptions) {
     if (detour) return refuse('error' in detour ? detour.error : { status: 308, code: 'ENDPOINT_NOT_FOUND', message: `moved to ${detour.redirect}`, headers: { location: detour.redirect } });
     const authentication: Promise<UpgradeAuthentication> = options.sessionStep
       ? options.sessionStep.authenticateUpgrade(req)
-      : Promise.resolve(authenticator.authenticate(req)).then((outcome) => outcome.ok ? outcome : { ok: false, error: { status: outcome.status, code: 'UNAUTHENTICATED', message: outcome.message } });
+      : Promise.resolve(authenticator.authenticate(req)).then((outcome) => outcome.ok ? outcome : { ok: false, error: authRefusal(outcome) });
     authentication.then((outcome) => {
       if (!outcome.ok) return refuse(outcome.error);
       const { principal } = outcome;
