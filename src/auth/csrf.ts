@@ -45,19 +45,40 @@ function originOf(url: string): string | undefined {
   }
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
 export type OriginVerdict = { sameOrigin: true } | { sameOrigin: false; reason: string };
+
+/**
+ * Why a request that could change something comes from a page of another site, or undefined: its
+ * Origin names neither this gateway nor a trusted origin (a sandboxed page sends "null"), or, without
+ * an Origin, the browser says Sec-Fetch-Site: cross-site or same-site. A request with neither header
+ * (the MLflow client, curl) is not a browser's and passes.
+ */
+export function crossSiteReason(req: IncomingMessage, expected: string | undefined, trusted: ReadonlySet<string>): string | undefined {
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    const named = originOf(origin);
+    if (named !== undefined && (named === expected || trusted.has(named))) return undefined;
+    return `Origin ${origin.slice(0, 100)} is neither ${expected ?? 'this site'} nor a trusted origin (auth.trustedOrigins)`;
+  }
+  const site = req.headers['sec-fetch-site'];
+  if (site === 'cross-site' || site === 'same-site') return `Sec-Fetch-Site: ${site} without an Origin`;
+  return undefined;
+}
 
 /**
  * Whether a state-changing request comes from a page of this gateway: its Origin header, or its
  * Referer when a browser sent no Origin, must name the gateway's own origin. Neither is refused too:
  * every current browser sends Origin on a POST, so only a non-browser client omits both.
  */
-export function checkSameOrigin(req: IncomingMessage, expected: string | undefined): OriginVerdict {
+export function checkSameOrigin(req: IncomingMessage, expected: string | undefined, trusted: ReadonlySet<string> = NONE): OriginVerdict {
   const origin = req.headers.origin;
   const referer = req.headers.referer;
   if (expected === undefined) return { sameOrigin: false, reason: 'the request has no Host header' };
   if (origin !== undefined) {
-    return originOf(origin) === expected ? { sameOrigin: true } : { sameOrigin: false, reason: `Origin ${origin.slice(0, 100)} is not ${expected}` };
+    const named = originOf(origin);
+    return named === expected || (named !== undefined && trusted.has(named)) ? { sameOrigin: true } : { sameOrigin: false, reason: `Origin ${origin.slice(0, 100)} is not ${expected}` };
   }
   if (referer !== undefined) {
     return originOf(referer) === expected ? { sameOrigin: true } : { sameOrigin: false, reason: `Referer from ${originOf(referer) ?? 'an unknown origin'} is not ${expected}` };

@@ -46,6 +46,8 @@ export interface SessionStepOptions {
   tls: boolean;
   proxies: TrustedProxies;
   logger: Logger;
+  /** Other sites' pages that may send unsafe requests with the cookie (auth.trustedOrigins). */
+  trustedOrigins: ReadonlySet<string>;
 }
 
 /**
@@ -93,7 +95,7 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
     }
     const { session } = verdict;
     if (!isSafeMethod(req.method)) {
-      const check = checkSameOrigin(req, origin);
+      const check = checkSameOrigin(req, origin, options.trustedOrigins);
       if (!check.sameOrigin) {
         logger.info({ reqId: ctx.id, user: session.user, reason: check.reason }, 'cross-site request with the session cookie refused');
         setPageIdentity(req, { user: session.user, signOutPath: SIGN_OUT_PATH });

@@ -41,6 +41,15 @@ export const size = z.union([z.number().int().nonnegative(), z.string()], { erro
 });
 
 const port = z.number().int().min(0).max(65535);
+/** A browser origin as it appears in the Origin header: scheme, host and port, nothing else. */
+const webOrigin = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.origin === value.replace(/\/$/, '').toLowerCase();
+  } catch {
+    return false;
+  }
+}, 'must be an origin such as https://notebooks.example.com:8443 (scheme, host and port; no path)').transform((value) => new URL(value).origin);
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name');
 
 const cidr = z.string().refine((value) => {
@@ -152,6 +161,7 @@ export const configSchema = z.strictObject({
     cacheTtl: duration.prefault('10m'),
     hashWorkers: count.default('auto'),
     forwardAuthorization: z.boolean().default(false),
+    trustedOrigins: z.array(webOrigin).default([]),
   }).prefault({}),
   session: z.strictObject({
     enabled: z.boolean().default(true),

@@ -132,6 +132,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   });
   const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []), version: VERSION, logger, signIn, permissions });
   const userHeader = config.proxy.userHeader.toLowerCase();
+  const trustedOrigins: ReadonlySet<string> = new Set(config.auth.trustedOrigins);
   const pipeline = createRequestPipeline({
     logger,
     proxies,
@@ -149,8 +150,9 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     tls: Boolean(certificate),
     hsts: certificate ? config.tls.hsts : false,
     contexts,
-    sessionStep: sessions && createSessionStep({ sessions, authenticator, tls, proxies, logger }),
+    sessionStep: sessions && createSessionStep({ sessions, authenticator, tls, proxies, logger, trustedOrigins }),
     authorizer,
+    trustedOrigins,
   });
   server.on('request', pipeline.handleRequest);
   const upgrading = new Set<Duplex>();

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { authRefusal, type Authenticator } from '../auth/authenticate.ts';
+import { crossSiteReason, externalOrigin, isSafeMethod } from '../auth/csrf.ts';
 import type { Authorization, Authorizer } from '../authz/authorize-request.ts';
 import type { SessionStep, UpgradeAuthentication } from '../auth/session-step.ts';
 import type { Policy } from '../authz/policy.ts';
@@ -35,6 +36,8 @@ export interface PipelineOptions {
   sessionStep?: SessionStep;
   /** Per-user authorization (src/authz): who may do what on which experiment or model. */
   authorizer: Authorizer;
+  /** Other sites' pages that may send unsafe requests with a browser's credentials (auth.trustedOrigins). */
+  trustedOrigins: ReadonlySet<string>;
 }
 
 const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
@@ -91,6 +94,21 @@ export function createRequestPipeline(options: PipelineOptions) {
     return undefined;
   }
 
+  /**
+   * A browser sends a Basic password it remembers on any site's requests to this one, forms
+   * included (MLflow's upload-artifact takes a text/plain form body as the file): an unsafe request
+   * with Basic from another site's page is refused before the password is even checked. The cookie
+   * gets the same check in the session step; bearer tokens are never attached by a browser itself.
+   */
+  function crossSiteBasic(req: IncomingMessage, upgrade: boolean): GatewayError | undefined {
+    if (!upgrade && isSafeMethod(req.method)) return undefined;
+    const authorization = req.headers.authorization;
+    if (authorization === undefined || !/^basic /i.test(authorization)) return undefined;
+    const reason = crossSiteReason(req, externalOrigin(req, options.tls, options.proxies).origin, options.trustedOrigins);
+    if (reason === undefined) return undefined;
+    return { status: 403, code: 'PERMISSION_DENIED', message: `cross-site request refused: ${reason}. Requests with a browser's remembered password must come from this site's own pages` };
+  }
+
   function notRouted(ctx: RequestContext): GatewayError {
     return { status: 404, code: 'ENDPOINT_NOT_FOUND', message: `no route serves ${ctx.path}; routes: ${options.routes.map((r) => r.path).join(', ')}` };
   }
@@ -126,6 +144,8 @@ export function createRequestPipeline(options: PipelineOptions) {
       else res.writeHead(308, { location: detour.redirect, 'content-length': 0 }).end();
       return;
     }
+    const crossSite = crossSiteBasic(req, false);
+    if (crossSite) return fail(req, res, ctx, crossSite);
     // Null: the session step answered itself (a redirect to /-/login, a refused cross-site request).
     const outcome = options.sessionStep ? options.sessionStep.authenticate(req, res, ctx) : authenticator.authenticate(req);
     if (outcome === null) return;
@@ -171,6 +191,8 @@ export function createRequestPipeline(options: PipelineOptions) {
     if (ctx.path.startsWith('/-/')) return refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `the gateway takes no WebSocket on ${ctx.path}` });
     const detour = selectRoute(req, ctx);
     if (detour) return refuse('error' in detour ? detour.error : { status: 308, code: 'ENDPOINT_NOT_FOUND', message: `moved to ${detour.redirect}`, headers: { location: detour.redirect } });
+    const crossSite = crossSiteBasic(req, true);
+    if (crossSite) return refuse(crossSite);
     const authentication: Promise<UpgradeAuthentication> = options.sessionStep
       ? options.sessionStep.authenticateUpgrade(req)
       : Promise.resolve(authenticator.authenticate(req)).then((outcome) => outcome.ok ? outcome : { ok: false, error: authRefusal(outcome) });
