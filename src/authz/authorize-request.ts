@@ -72,6 +72,25 @@ const PREFIXED_API = /\/(?:api|ajax-api)\/\d+\.\d+(?:\/|$)|\/(?:get-artifact|gra
 
 type JsonObject = Record<string, unknown>;
 
+/**
+ * The workspace a request names other than MLflow's default one (MLflow 3.10+ acts in the workspace
+ * of the X-MLFLOW-WORKSPACE header, trimmed; none or empty is the default). The gateway's own
+ * look-ups do not follow workspaces yet, so such requests are for admins only. The underscore
+ * spelling counts too (a WSGI server may read it as the same header), and two values (which Node
+ * joins with a comma) never read as the default.
+ */
+function otherWorkspaceNamed(req: IncomingMessage, query: string): string | undefined {
+  const values: (string | string[] | undefined)[] = [req.headers['x-mlflow-workspace'], req.headers.x_mlflow_workspace];
+  // No route of MLflow 3.11 reads a workspace from the query, but newer ones may (and the UI's URLs carry one).
+  if (query.includes('workspace')) values.push(new URLSearchParams(query).getAll('workspace'));
+  for (const value of values) {
+    if (value === undefined) continue;
+    const named = (Array.isArray(value) ? value.join(', ') : value).trim();
+    if (named !== '' && named !== 'default') return named;
+  }
+  return undefined;
+}
+
 interface CheckOutcome {
   decision: LevelDecision;
   /** How the message names the resource: the experiment once the user may read it, else what the request named. */
@@ -290,6 +309,12 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     const target = canonicalizeTarget(toOriginForm(req));
     if (!target.ok) return settle(ctx, badRequest(`mlgate refuses this request target: ${target.reason}`));
     const admin = isAdmin(principal, policy);
+    if (!admin) {
+      const workspace = otherWorkspaceNamed(req, target.query);
+      if (workspace !== undefined) {
+        return settle(ctx, denied(`workspaces are not yet supported for non-admins: this request names workspace ${JSON.stringify(workspace.slice(0, 100))}; leave out the X-MLFLOW-WORKSPACE header to work in the default workspace`));
+      }
+    }
     const method = req.method ?? 'GET';
     const match = matchRoute(method, target.path);
     if (!match) {

@@ -275,7 +275,7 @@ export async function runMlflowClient<T = Record<string, unknown>>(
 
 /** Plain HTTP to the MLflow server itself, around the gateway: what MLflow really holds. */
 export class MlflowDirect {
-  constructor(readonly url: string, private readonly auth?: [string, string]) {}
+  constructor(readonly url: string, private readonly auth?: [string, string], private readonly headers: Record<string, string> = {}) {}
 
   async call(method: string, path: string, body?: unknown): Promise<TestResponse> {
     const isGet = method === 'GET';
@@ -283,7 +283,7 @@ export class MlflowDirect {
     return request(`${this.url}${path}${query}`, {
       method,
       auth: this.auth,
-      headers: isGet ? {} : { 'content-type': 'application/json' },
+      headers: isGet ? this.headers : { 'content-type': 'application/json', ...this.headers },
       body: isGet ? undefined : JSON.stringify(body ?? {}),
     });
   }
