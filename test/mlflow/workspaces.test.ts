@@ -74,7 +74,7 @@ for (const install of servers) {
     });
 
     it('lets the same user work in the default workspace, named or not, and lets admins use any workspace', async () => {
-      for (const headers of [{}, { 'x-mlflow-workspace': 'default' }]) {
+      for (const headers of [{}, { 'x-mlflow-workspace': 'default' }] as Record<string, string>[]) {
         const own = await call(alice, '/api/2.0/mlflow/registered-models/set-tag', headers, { name: 'churn', key: 'stage', value: 'dev' });
         expect(own.status, own.text).toBe(200);
       }
