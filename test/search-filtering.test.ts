@@ -52,9 +52,34 @@ describe('filterSearchResponse', () => {
     expect(levelOf).toHaveBeenLastCalledWith('registered-model', { name: 'churn', tags: [] });
   });
 
-  it('can return an empty page that still has a next_page_token (pages may be shorter than max_results)', async () => {
+  it('leaves an emptied list out, as MLflow does when nothing matches; without a pager the token stays', async () => {
     const filtered = await filterSearchResponse('experiments', { experiments: [experiment('2', 'theirs')], next_page_token: 'abc' }, access());
-    expect(filtered).toEqual({ experiments: [], next_page_token: 'abc' });
+    expect(filtered).toEqual({ next_page_token: 'abc' });
+  });
+
+  it('tops a short page up from the next upstream pages, and keeps a token only when a readable entry follows', async () => {
+    // Upstream: offsets into this list; 'theirs' entries are hidden.
+    const all = ['mine-1', 'theirs', 'theirs', 'mine-2', 'mine-3', 'theirs', 'theirs'].map((name, i) => experiment(String(i + 10), name));
+    const asked: [string, number][] = [];
+    const pageFrom = (offset: number, count: number) => {
+      const next = offset + count < all.length ? { next_page_token: String(offset + count) } : {};
+      return { experiments: all.slice(offset, offset + count), ...next };
+    };
+    const nextPage = async (token: string, count: number) => {
+      asked.push([token, count]);
+      return pageFrom(Number(token), count);
+    };
+    const mine = access({ levelOf: (_kind, info) => (info.name?.startsWith('mine') ? 'READ' : 'NO_PERMISSIONS') });
+    const first = await filterSearchResponse('experiments', pageFrom(0, 2), mine, 2, nextPage) as { experiments: { name: string }[]; next_page_token?: string };
+    expect(first.experiments.map((e) => e.name)).toEqual(['mine-1', 'mine-2']);
+    // The token points at mine-3 (offset 4), found by looking one entry ahead.
+    expect(first.next_page_token).toBe('4');
+    expect(asked).toEqual([['2', 1], ['3', 1], ['4', 1]]);
+    asked.length = 0;
+    const last = await filterSearchResponse('experiments', pageFrom(4, 2), mine, 2, nextPage);
+    // Only hidden entries follow mine-3: the answer ends, as it would if they did not exist.
+    expect(last).toEqual({ experiments: [all[4]] });
+    expect(asked).toEqual([['6', 1]]);
   });
 
   it('removes registered models the caller cannot read', async () => {
@@ -96,7 +121,7 @@ describe('filterSearchResponse', () => {
     const filtered = await filterSearchResponse('experiments', { experiments: [null, 'x', { name: 'no id' }, { experiment_id: '1' }, experiment('5', 'ok')] }, access({ levelOf: () => 'MANAGE' })) as { experiments: unknown[] };
     expect(filtered.experiments).toEqual([experiment('5', 'ok')]);
     const versions = await filterSearchResponse('model-versions', { model_versions: [{ version: '1' }, { name: '', version: '2' }] }, access({ levelOfModel: async () => 'MANAGE' }));
-    expect(versions).toEqual({ model_versions: [] });
+    expect(versions).toEqual({});
   });
 
   it('passes an answer without the list through (MLflow leaves empty lists out), and refuses shapes that are not MLflow\'s', async () => {
@@ -169,12 +194,13 @@ describe('filtering the answers of an MLflow-shaped server, page by page', () =>
 
   it('model-versions/search: versions of readable models, the model looked up by name', async () => {
     const levelOfModel = vi.fn(async (name: string) => (name === 'model-01' ? 'NO_PERMISSIONS' : 'READ') as PermissionLevel);
-    // MLflow's order: name ascending, version descending. The first page of 3 is model-00/2,
-    // model-00/1 and model-01/1; model-04/1 is on the next.
+    // MLflow's order: last updated first (then name ascending, version descending), as the real
+    // servers answer (test/mlflow/fake-matches-real.test.ts). The first page of 3 is model-04/1,
+    // model-00/2 and model-01/1; model-00/1 is on the next.
     const raw = await get('/api/2.0/mlflow/model-versions/search?max_results=3');
     const filtered = JSON.parse((await filterSearchResponseBytes('model-versions', raw, access({ levelOfModel }))).toString()) as { model_versions: { name: string; version: string }[]; next_page_token?: string };
-    expect(filtered.model_versions.map((v) => `${v.name}/${v.version}`)).toEqual(['model-00/2', 'model-00/1']);
+    expect(filtered.model_versions.map((v) => `${v.name}/${v.version}`)).toEqual(['model-04/1', 'model-00/2']);
     expect(filtered.next_page_token).toBeTruthy();
-    expect(levelOfModel.mock.calls.map(([name]) => name).sort()).toEqual(['model-00', 'model-01']);
+    expect(levelOfModel.mock.calls.map(([name]) => name).sort()).toEqual(['model-00', 'model-01', 'model-04']);
   });
 });

@@ -64,6 +64,13 @@ export interface Authorizer {
 export const RUN_USER_TAG = 'mlflow.user';
 
 /**
+ * Where MLflow keeps a trace's data (set by the server when the trace starts): get-trace-artifact
+ * reads traces.json and attachments from the place it names, so moving it would open another
+ * experiment's traces to whoever may tag this one.
+ */
+export const TRACE_ARTIFACT_LOCATION_TAG = 'mlflow.artifactLocation';
+
+/**
  * Paths MLflow serves under --static-prefix (`/<prefix>/ajax-api/...`, `/<prefix>/get-artifact`,
  * `/<prefix>/graphql`) look like no API path to the gateway, which knows no prefix: such paths are
  * treated as unknown API routes rather than passed through unchecked.
@@ -71,6 +78,12 @@ export const RUN_USER_TAG = 'mlflow.user';
 const PREFIXED_API = /\/(?:api|ajax-api)\/\d+\.\d+(?:\/|$)|\/(?:get-artifact|graphql)$/;
 
 type JsonObject = Record<string, unknown>;
+
+/** A search's max_results as MLflow reads it (a number, or digits in a query string), or undefined. */
+function maxResultsOf(value: unknown): number | undefined {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : NaN;
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
 
 /**
  * The workspace a request names other than MLflow's default one (MLflow 3.10+ acts in the workspace
@@ -189,6 +202,12 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       }
       return {};
     }
+    if (rule.writesTags.on === 'trace') {
+      if (!admin && extracted.tagKeys.includes(TRACE_ARTIFACT_LOCATION_TAG)) {
+        return { refuse: `only admins may set or delete the ${TRACE_ARTIFACT_LOCATION_TAG} tag: MLflow serves a trace's data from the place it names` };
+      }
+      return {};
+    }
     const reserved = extracted.tagKeys.find(isReservedTag);
     if (reserved === undefined || admin) return {};
     if (rule.creates) return { refuse: `tags starting with "mlgate." are reserved: mlgate adds the owner tag itself, and grants are made by MANAGE holders (mlgate grant, /-/permissions); remove ${JSON.stringify(reserved)} from the request` };
@@ -290,7 +309,18 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       res.once('finish', invalidate);
     }
     const filter = rule.filter;
-    const filterResponse = filter && !admin ? (answer: Buffer) => filterSearchResponseBytes(filter, answer, searchAccess(principal, policy)) : undefined;
+    let filterResponse: ((answer: Buffer) => Promise<Buffer>) | undefined;
+    if (filter && !admin) {
+      // The caller's own search parameters, to page on with when hidden entries leave a page short.
+      const message: JsonObject = body ?? Object.fromEntries([...new Set(query.keys())].map((key) => {
+        const values = query.getAll(key);
+        return [key, values.length === 1 ? values[0] : values];
+      }));
+      const method = rule.method === 'POST' ? 'POST' : 'GET';
+      const nextPage = (pageToken: string, maxResults: number) => resolver.searchPage(method, target.path, { ...message, page_token: pageToken, max_results: maxResults });
+      const access = searchAccess(principal, policy);
+      filterResponse = (answer: Buffer) => filterSearchResponseBytes(filter, answer, access, maxResultsOf(message.max_results), nextPage);
+    }
     return { ok: true, ...(forward ? { body: forward } : {}), ...(filterResponse ? { filterResponse } : {}) };
   }
 

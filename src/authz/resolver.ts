@@ -54,7 +54,7 @@ export class Resolver {
   /** Upstream calls made (tests and benchmarks check the hot path makes none). */
   lookups = 0;
   private readonly agent: http.Agent;
-  private readonly get: typeof http.get;
+  private readonly transport: typeof http | typeof https;
   private readonly stable: LRUCache<string, string>;
   private readonly experimentsById: LRUCache<string, ResourceInfo>;
   private readonly experimentsByName: LRUCache<string, ResourceInfo>;
@@ -66,7 +66,7 @@ export class Resolver {
   constructor(private readonly options: ResolverOptions) {
     const secure = options.upstream.protocol === 'https:';
     this.agent = new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 2000 });
-    this.get = secure ? https.get : http.get;
+    this.transport = secure ? https : http;
     this.stable = new LRUCache({ max: options.stableEntries ?? 100_000 });
     const ttl = Math.max(1, options.cacheTtlMs);
     const max = options.entries ?? 10_000;
@@ -217,6 +217,31 @@ export class Resolver {
     return started;
   }
 
+  // ---- searches paged on for the caller (search-filter.ts) ----
+
+  /**
+   * One page of a search, asked with the caller's own parameters: a GET's as its query string, a
+   * POST's as its JSON body. Throws unless MLflow answers 200 with a JSON object.
+   */
+  async searchPage(method: 'GET' | 'POST', path: string, message: Record<string, unknown>): Promise<Record<string, unknown>> {
+    this.lookups++;
+    let target = path;
+    let payload: string | undefined;
+    if (method === 'GET') {
+      const query = new URLSearchParams();
+      for (const [key, value] of Object.entries(message)) {
+        for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined && one !== null) query.append(key, String(one));
+      }
+      target = `${path}?${query}`;
+    } else {
+      payload = JSON.stringify(message);
+    }
+    const answer = await this.send(method, target, payload, `the next page of ${path}`);
+    if (answer.status === 200 && answer.json) return answer.json;
+    const detail = answer.json && typeof answer.json.message === 'string' ? `: ${answer.json.message}` : '';
+    throw new UpstreamLookupError(`MLflow answered ${answer.status} when mlgate asked for the next page of ${path}${detail}`);
+  }
+
   /** The JSON of a 200, undefined when MLflow says there is no such thing; throws otherwise. */
   private async call(path: string, what: string): Promise<Record<string, unknown> | undefined> {
     const answer = await this.request(path, what);
@@ -228,8 +253,13 @@ export class Resolver {
 
   private request(path: string, what: string): Promise<Answer> {
     this.lookups++;
+    return this.send('GET', path, undefined, what);
+  }
+
+  private send(method: 'GET' | 'POST', path: string, payload: string | undefined, what: string): Promise<Answer> {
     return new Promise((resolve, reject) => {
-      const req = this.get(new URL(path, this.options.upstream), { agent: this.agent, headers: this.headers }, (res) => {
+      const headers = payload === undefined ? this.headers : { ...this.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
+      const req = this.transport.request(new URL(path, this.options.upstream), { method, agent: this.agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', (err) => reject(new UpstreamLookupError(`mlgate could not look up ${what} in MLflow: ${err.message}`)));
@@ -245,6 +275,7 @@ export class Resolver {
       });
       req.setTimeout(this.options.timeoutMs, () => req.destroy(new Error(`no answer in ${this.options.timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => reject(new UpstreamLookupError(`mlgate could not look up ${what} in MLflow: ${err.code ?? err.message}`)));
+      req.end(payload);
     });
   }
 }

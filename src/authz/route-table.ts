@@ -60,7 +60,8 @@ function nameOf(template: string): string {
 function readsMessage(def: RouteDef): boolean {
   const fromMessage = (def.find ?? []).some((spec) => spec.from === 'message' || spec.twin !== undefined);
   const pathsInMessage = (def.checksPaths ?? []).some((check) => check.from === 'message');
-  return fromMessage || pathsInMessage || Boolean(def.writesTags || def.renames || def.creates || def.stampsUser);
+  // A filtered search is paged on by the gateway with the caller's own parameters (search-filter.ts).
+  return fromMessage || pathsInMessage || Boolean(def.writesTags || def.renames || def.creates || def.stampsUser || def.filter);
 }
 
 function compileRule(def: RouteDef, method: HttpMethod | 'ANY', template: string): RouteRule {

@@ -2,16 +2,19 @@
 // registered-models/search, model-versions/search and logged-models/search (the routes whose table
 // line says `filter`, see route-rule.ts ResponseFilter).
 //
-// Pure: the functions take the parsed answer (or its bytes) and the caller's access, and return a
-// new answer; they keep no state and never touch the request or response streams. The gateway
-// buffers only a 2xx answer of these four routes (small: a page of at most max_results entries) and
-// streams everything else untouched; any other status (an MLflow error) passes through unfiltered.
+// An answer with hidden entries removed must read exactly as MLflow's answer would if those entries
+// did not exist, or a filter on a hidden attribute (`name LIKE 'secret-a%'`) tells them apart from
+// none, a character at a time:
+// - an empty list is left out of the JSON, as MLflow leaves it out;
+// - a page holds max_results visible entries unless the results end: when hidden entries left it
+//   short, the next upstream pages are fetched (each asking for just the entries still missing, so
+//   nothing is cut mid-page) until it is full or MLflow gives no next_page_token;
+// - next_page_token is there only when a visible entry follows, and points at it: after a full page
+//   the gateway looks ahead one entry at a time past hidden ones (MLflow's tokens are offsets, good
+//   for any max_results). Past MAX_UPSTREAM_PAGES upstream pages the answer is what was found, with
+//   the token to go on.
 //
-// Pagination: `next_page_token` is kept as MLflow sent it, so paging goes on where MLflow's page
-// ended. A filtered page can therefore hold fewer than max_results entries, or none, while more
-// pages follow. MLflow's own auth app does the same for model versions; for experiments and
-// registered models it re-queries to refill the page, which needs the store, not HTTP. The MLflow
-// clients and UI page until next_page_token is absent, so they see every entry they may read.
+// Pure apart from the pager it is given: no state, no request or response streams.
 import { atLeast, type PermissionLevel } from './levels.ts';
 import type { CarrierKind, ResponseFilter } from './route-rule.ts';
 import { tagsFrom, type ResourceInfo } from './grants-client.ts';
@@ -50,30 +53,76 @@ type Json = Record<string, unknown>;
 
 const READ: PermissionLevel = 'READ';
 
+/** At most this many upstream pages make one filtered page (the client's first included). */
+export const MAX_UPSTREAM_PAGES = 10;
+
+/** Fetches the next upstream page of the same search: from `pageToken`, at most `maxResults` entries. */
+export type SearchPager = (pageToken: string, maxResults: number) => Promise<unknown>;
+
 /**
- * The answer without the entries the caller cannot READ; every other field (next_page_token
- * included) as it was. An entry that does not name its resource is removed (fails closed). MLflow
- * leaves an empty list out of its JSON; an answer without the list comes back as it is.
+ * The page the caller sees: the upstream answer without the entries the caller cannot READ, topped
+ * up from the following upstream pages until it holds `maxResults` entries (the request's, or else
+ * the size of MLflow's first page), as described at the top. An entry that does not name its
+ * resource is removed (fails closed). Fields other than the list and the token come from the first page.
  */
-export async function filterSearchResponse(kind: ResponseFilter, body: unknown, access: SearchAccess): Promise<unknown> {
+export async function filterSearchResponse(kind: ResponseFilter, first: unknown, access: SearchAccess, maxResults?: number, nextPage?: SearchPager): Promise<unknown> {
+  const field = SEARCH_LIST_FIELD[kind];
+  const page = answerOf(kind, first);
+  const firstEntries = page[field] as unknown[];
+  const visible = await visibleOf(kind, firstEntries, access);
+  let token = tokenOf(page);
+  const wanted = maxResults ?? firstEntries.length;
+  let pages = 1;
+  for (; nextPage && token !== undefined && visible.length < wanted && pages < MAX_UPSTREAM_PAGES; pages++) {
+    const more = answerOf(kind, await nextPage(token, wanted - visible.length));
+    visible.push(...await visibleOf(kind, more[field] as unknown[], access));
+    token = tokenOf(more);
+  }
+  // A full page: the token is kept only if a visible entry follows, and it must start there. One
+  // entry at a time, the hidden ones are stepped over.
+  for (; nextPage && token !== undefined && pages < MAX_UPSTREAM_PAGES; pages++) {
+    const peek = answerOf(kind, await nextPage(token, 1));
+    const entries = peek[field] as unknown[];
+    if (entries.length === 0 && tokenOf(peek) === undefined) token = undefined;
+    else if ((await visibleOf(kind, entries, access)).length > 0) break;
+    else token = tokenOf(peek);
+  }
+  const answer: Json = { ...page };
+  delete answer[field];
+  delete answer.next_page_token;
+  if (visible.length) answer[field] = visible;
+  if (token !== undefined) answer.next_page_token = token;
+  return answer;
+}
+
+/** The answer as an object whose list is an array (MLflow leaves an empty one out). */
+function answerOf(kind: ResponseFilter, body: unknown): Json {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new SearchFilterError(`the ${kind} search answer is not a JSON object`);
   const field = SEARCH_LIST_FIELD[kind];
   const entries = (body as Json)[field];
-  if (entries === undefined) return body;
-  if (!Array.isArray(entries)) throw new SearchFilterError(`"${field}" in the ${kind} search answer is not a list`);
+  if (entries !== undefined && !Array.isArray(entries)) throw new SearchFilterError(`"${field}" in the ${kind} search answer is not a list`);
+  return { ...(body as Json), [field]: entries ?? [] };
+}
+
+function tokenOf(page: Json): string | undefined {
+  const token = page.next_page_token;
+  return typeof token === 'string' && token !== '' ? token : undefined;
+}
+
+async function visibleOf(kind: ResponseFilter, entries: unknown[], access: SearchAccess): Promise<unknown[]> {
   const keep = await readable(kind, entries, access);
-  return { ...(body as Json), [field]: entries.filter((_, i) => keep[i]) };
+  return entries.filter((_, i) => keep[i]);
 }
 
 /** The same on the raw answer: parses it, filters, and serialises it again (for the proxy's buffered 2xx answers). */
-export async function filterSearchResponseBytes(kind: ResponseFilter, bytes: Uint8Array | string, access: SearchAccess): Promise<Buffer> {
+export async function filterSearchResponseBytes(kind: ResponseFilter, bytes: Uint8Array | string, access: SearchAccess, maxResults?: number, nextPage?: SearchPager): Promise<Buffer> {
   let body: unknown;
   try {
     body = JSON.parse(typeof bytes === 'string' ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
   } catch {
     throw new SearchFilterError(`the ${kind} search answer is not valid JSON`);
   }
-  return Buffer.from(JSON.stringify(await filterSearchResponse(kind, body, access)), 'utf8');
+  return Buffer.from(JSON.stringify(await filterSearchResponse(kind, body, access, maxResults, nextPage)), 'utf8');
 }
 
 async function readable(kind: ResponseFilter, entries: unknown[], access: SearchAccess): Promise<boolean[]> {
