@@ -322,6 +322,11 @@ describe('traces and logged models (MLflow 3)', () => {
     denied(await call('victor', 'GET', `/ajax-api/3.0/mlflow/traces/${hiddenId}`), `user victor has NO_PERMISSIONS on trace ${hiddenId} (or it does not exist); traces/{trace_id} needs READ`);
     denied(await call('eve', 'PATCH', `/api/3.0/mlflow/traces/${traceId}/tags`, { body: { key: 'k', value: 'v' } }).then(async () => call('victor', 'PATCH', `/api/3.0/mlflow/traces/${traceId}/tags`, { body: { key: 'k', value: 'v' } })),
       `user victor has READ on experiment ${teamA.experiment_id}; traces/{trace_id}/tags needs EDIT`);
+    // The tag MLflow reads a trace's data location from is for admins only, on every tag route.
+    for (const [method, path] of [['PATCH', `/api/3.0/mlflow/traces/${traceId}/tags`], ['PATCH', `/ajax-api/2.0/mlflow/traces/${traceId}/tags`], ['DELETE', `/api/2.0/mlflow/traces/${traceId}/tags`]] as const) {
+      denied(await call('eve', method, path, { body: { key: 'mlflow.artifactLocation', value: `mlflow-artifacts:/${secret.experiment_id}/traces/x/artifacts` } }),
+        'only admins may set or delete the mlflow.artifactLocation tag: MLflow serves a trace\'s data from the place it names');
+    }
   });
 
   it('a logged model is checked on its experiment', async () => {

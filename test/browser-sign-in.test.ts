@@ -312,7 +312,6 @@ describe('the session cookie', () => {
   it('authenticates the MLflow UI\'s /ajax-api/ calls, naming the user upstream, and stays with the gateway', async () => {
     const res = await uiCall(gw, `theme=dark; ${cookie}; _ga=GA1.1`);
     expect(res.status).toBe(200);
-    expect(res.json()).toHaveProperty('experiments');
     const seen = upstream.requests.at(-1)!;
     expect(seen.url).toBe(SEARCH);
     expect(seen.headers['x-forwarded-user']).toBe('alice');
@@ -355,7 +354,7 @@ describe('the session cookie', () => {
     // Reading needs no Origin. A client that sends none (the MLflow client, curl) is not a browser's page.
     if (!upstream.store.experiments.has('1')) upstream.store.addExperiment('readable'); // experiment 1 exists: a missing one is a 403 for non-admins
     expect((await gw.request('/ajax-api/2.0/mlflow/experiments/get?experiment_id=1', { headers: { cookie } })).status).not.toBe(403);
-    expect((await gw.request(SEARCH, { method: 'POST', auth: ['alice', 'alice-password'], body: '{}' })).status).toBe(200);
+    expect((await gw.request(SEARCH, { method: 'POST', auth: ['alice', 'alice-password'], body: '{"max_results":10}' })).status).toBe(200);
     // A browser's remembered Basic password on another site's request is refused like the cookie
     // (test/mlflow/cross-site-requests.test.ts shows it against the real MLflow).
     expect((await gw.request(SEARCH, { method: 'POST', auth: ['alice', 'alice-password'], headers: { origin: 'https://evil.example' }, body: '{}' })).status).toBe(403);

@@ -117,7 +117,7 @@ describe('the image\'s commands against the compiled gateway', () => {
     expect(password, stderr).toBeDefined();
     expect(stderr).toContain('Change it with: mlgate user passwd admin');
     const ca = readFileSync(join(app, 'certs', 'mlgate.crt'), 'utf8');
-    const res = await request(`${url}/api/2.0/mlflow/experiments/search`, { ca, auth: ['admin', password!], method: 'POST', body: '{}' });
+    const res = await request(`${url}/api/2.0/mlflow/experiments/search`, { ca, auth: ['admin', password!], method: 'POST', body: '{"max_results":10}' });
     expect(res.status).toBe(200);
     expect(res.json()).toEqual({ experiments: [] });
     expect((await request(`${url}/api/2.0/mlflow/experiments/search`, { ca, auth: ['admin', 'wrong'] })).status).toBe(401);

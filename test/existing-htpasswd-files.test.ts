@@ -53,10 +53,10 @@ describe.skipIf(!HAVE_TOOLS)('an existing htpasswd file (needs Debian packages a
   const secureAndWeak = ['bcrypt-user', 'apr1-user', 'sha1-user', 'ssha-user', 'sha256-user', 'sha512-user', 'openssl5-user', 'openssl6-user'];
 
   it.each(secureAndWeak)('accepts %s with the right password and refuses a wrong one', async (user) => {
-    const ok = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: [user, users[user]!], body: '{}' });
+    const ok = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: [user, users[user]!], body: '{"max_results":10}' });
     expect(ok.status).toBe(200);
     expect(upstream.requests.at(-1)!.headers['x-forwarded-user']).toBe(user);
-    const wrong = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: [user, `${users[user]}x`], body: '{}' });
+    const wrong = await gw.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: [user, `${users[user]}x`], body: '{"max_results":10}' });
     expect(wrong.status).toBe(401);
   });
 

@@ -121,9 +121,10 @@ describe('run_id, or the legacy run_uuid, as the handler reads them', () => {
     expect(refs(logMetric({ run_id: null, run_uuid: RUN_B }))).toEqual([[run(RUN_B), 'EDIT']]);
   });
 
-  it('prefers run_id when both are given', () => {
-    expect(refs(logMetric({ run_id: RUN_A, run_uuid: RUN_B }))).toEqual([[run(RUN_A), 'EDIT']]);
-    expect(refs(extract('GET', `/api/2.0/mlflow/runs/get?run_uuid=${RUN_B}&run_id=${RUN_A}`))).toEqual([[run(RUN_A), 'READ']]);
+  it('takes run_uuid when run_id is empty, and refuses the two naming different runs', () => {
+    expect(refs(logMetric({ run_id: RUN_A, run_uuid: RUN_A }))).toEqual([[run(RUN_A), 'EDIT']]);
+    expect(refusal(logMetric({ run_id: RUN_A, run_uuid: RUN_B }))).toMatch(/'run_id' and 'run_uuid' name different resources/);
+    expect(refusal(extract('GET', `/api/2.0/mlflow/runs/get?run_uuid=${RUN_B}&run_id=${RUN_A}`))).toMatch(/name different resources/);
     expect(refs(extract('GET', `/api/2.0/mlflow/runs/get?run_id=&run_uuid=${RUN_B}`))).toEqual([[run(RUN_B), 'READ']]);
   });
 
@@ -182,10 +183,40 @@ describe('lists', () => {
   });
 
   it('keeps the highest level when one resource is named twice', () => {
-    expect(refs(extract('POST', '/api/2.0/mlflow/model-versions/create', { body: { name: 'iris', source: 'runs:/x/model', run_id: RUN_A } })))
+    expect(refs(extract('POST', '/api/2.0/mlflow/model-versions/create', { body: { name: 'iris', source: `runs:/${RUN_A}/model`, run_id: RUN_A } })))
       .toEqual([[{ kind: 'registered-model', name: 'iris' }, 'EDIT'], [run(RUN_A), 'READ']]);
-    expect(refs(extract('POST', '/api/2.0/mlflow/model-versions/create', { body: { name: 'iris', source: 's3://b/k' } })))
-      .toEqual([[{ kind: 'registered-model', name: 'iris' }, 'EDIT']]);
+    expect(refs(extract('POST', '/api/2.0/mlflow/model-versions/create', { body: { name: 'iris', source: 's3://b/k', run_id: RUN_A } })))
+      .toEqual([[{ kind: 'registered-model', name: 'iris' }, 'EDIT'], [run(RUN_A), 'READ'], [{ kind: 'location', uri: 's3://b/k', runId: RUN_A }, 'READ']]);
+  });
+});
+
+describe('a model version\'s source (where /model-versions/get-artifact reads its files)', () => {
+  const create = (source: string, extra: Record<string, unknown> = {}) => extract('POST', '/api/2.0/mlflow/model-versions/create', { body: { name: 'iris', source, ...extra } });
+  const iris = [{ kind: 'registered-model', name: 'iris' }, 'EDIT'];
+
+  it('checks READ on what the URI names, as MLflow parses it', () => {
+    expect(refs(create('mlflow-artifacts:/12/r1/artifacts/model'))).toEqual([iris, [{ kind: 'artifact-path', experimentId: '12', path: '12/r1/artifacts/model' }, 'READ']]);
+    expect(refs(create('MLFLOW-ARTIFACTS://host:5000/12/r1/artifacts'))).toEqual([iris, [{ kind: 'artifact-path', experimentId: '12', path: '12/r1/artifacts' }, 'READ']]);
+    expect(refs(create('mlflow-artifacts:///7'))).toEqual([iris, [{ kind: 'artifact-path', experimentId: '7', path: '7' }, 'READ']]);
+    expect(refs(create(`runs:/${RUN_B}/model`))).toEqual([iris, [run(RUN_B), 'READ']]);
+    expect(refs(create('models:/churn/3'))).toEqual([iris, [{ kind: 'registered-model', name: 'churn' }, 'READ']]);
+    expect(refs(create('models:/churn@champion'))).toEqual([iris, [{ kind: 'registered-model', name: 'churn' }, 'READ']]);
+    expect(refs(create('models:/m-0123abcd'))).toEqual([iris, [{ kind: 'logged-model', id: 'm-0123abcd' }, 'READ']]);
+    // The model's own versions: one check, at the higher level.
+    expect(refs(create('models:/iris/1'))).toEqual([iris]);
+  });
+
+  it('refuses a source MLflow could read differently, or that names no experiment', () => {
+    expect(refusal(create(' mlflow-artifacts:/12/x'))).toMatch(/starts with a blank/);
+    expect(refusal(create('mlflow-artifacts:/12/x\n'))).toMatch(/tab or newline/);
+    expect(refusal(create('mlflow-artifacts:/12/x?y'))).toMatch(/"\?", "#"/);
+    expect(refusal(create('models:/churn#/3'))).toMatch(/"\?", "#"/);
+    expect(refusal(create('mlflow-artifacts:////12/x'))).toMatch(/absolute/);
+    expect(refusal(create('mlflow-artifacts:/'))).toMatch(/experiment id/);
+    expect(refusal(create('mlflow-artifacts:/12/../13/x'))).toMatch(/"\.\." segment/);
+    expect(refusal(create('mlflow-artifacts:/12/%2E%2E/13'))).toMatch(/percent-encoded/);
+    expect(refusal(create('runs:/'))).toMatch(/without a run id/);
+    expect(refusal(create('models:/a/b/c'))).toMatch(/not a models/);
   });
 });
 
@@ -295,7 +326,8 @@ describe('headers, tags and names', () => {
 
   it('returns the tag keys a route writes, for the reserved-key checks', () => {
     const created = extract('POST', '/api/2.0/mlflow/experiments/create', { body: { name: 'team-a/churn', tags: [{ key: 'mlgate.owner', value: 'eve' }, { key: 'team', value: 'a' }] } });
-    expect(created).toEqual({ ok: true, checks: [], tagKeys: ['mlgate.owner', 'team'], newName: 'team-a/churn' });
+    // The name is checked too: MLflow's "already exists" must not tell who may not READ it that it exists.
+    expect(created).toEqual({ ok: true, checks: [{ ref: { kind: 'experiment-name', name: 'team-a/churn' }, level: 'READ', source: 'body name' }], tagKeys: ['mlgate.owner', 'team'], newName: 'team-a/churn' });
     expect(extract('POST', '/api/2.0/mlflow/experiments/delete-experiment-tag', { body: { experiment_id: '1', key: 'mlgate.owner' } })).toMatchObject({ tagKeys: ['mlgate.owner'] });
     expect(extract('DELETE', '/ajax-api/2.0/mlflow/registered-models/delete-tag', { body: { name: 'iris', key: 'mlgate.grant.bob' } })).toMatchObject({ tagKeys: ['mlgate.grant.bob'] });
     expect(extract('POST', '/api/2.0/mlflow/runs/log-batch', { body: { run_id: RUN_A, tags: [{ key: 'mlflow.user', value: 'root' }] } })).toMatchObject({ tagKeys: ['mlflow.user'] });
@@ -305,7 +337,10 @@ describe('headers, tags and names', () => {
 
   it('returns the new name of a rename', () => {
     expect(extract('POST', '/api/2.0/mlflow/registered-models/rename', { body: { name: 'iris', new_name: 'team-b/iris' } }))
-      .toEqual({ ok: true, checks: [{ ref: { kind: 'registered-model', name: 'iris' }, level: 'MANAGE', source: 'body name' }], tagKeys: [], newName: 'team-b/iris' });
+      .toEqual({
+        ok: true, tagKeys: [], newName: 'team-b/iris',
+        checks: [{ ref: { kind: 'registered-model', name: 'iris' }, level: 'MANAGE', source: 'body name' }, { ref: { kind: 'registered-model', name: 'team-b/iris' }, level: 'READ', source: 'body new_name' }],
+      });
   });
 
   it('gives no checks for routes decided without a resource', () => {

@@ -186,7 +186,7 @@ describe('first start with no configuration at all', () => {
   it.skipIf(upstreamPortBusy)('forwards to http://127.0.0.1:5000 as soon as MLflow is started there', async () => {
     const relay = await relayDefaultPort(upstream.port);
     try {
-      const res = await request(`${url}/api/2.0/mlflow/experiments/search`, { ca: firstCertificate, auth: ['admin', password], method: 'POST', body: '{}' });
+      const res = await request(`${url}/api/2.0/mlflow/experiments/search`, { ca: firstCertificate, auth: ['admin', password], method: 'POST', body: '{"max_results":10}' });
       expect(res.status).toBe(200);
       expect(res.json()).toEqual({ experiments: [] });
       expect(upstream.requests.at(-1)!.headers['x-forwarded-user']).toBe('admin');
@@ -227,7 +227,7 @@ describe('second start in the same directory', () => {
   });
 
   it('accepts the printed password through Node\'s https client pinned to the certificate', async () => {
-    const res = await request(`${secondUrl}/api/2.0/mlflow/experiments/search`, { ca: firstCertificate, auth: ['admin', password], method: 'POST', body: '{}' });
+    const res = await request(`${secondUrl}/api/2.0/mlflow/experiments/search`, { ca: firstCertificate, auth: ['admin', password], method: 'POST', body: '{"max_results":10}' });
     expect(res.status).toBe(200);
     expect(res.json()).toEqual({ experiments: [] });
   });

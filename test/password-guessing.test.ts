@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 function signIn(target: TestGateway, user: string, password: string, ip: string) {
-  return target.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: [user, password], headers: { 'x-forwarded-for': ip }, body: '{}' });
+  return target.request('/api/2.0/mlflow/experiments/search', { method: 'POST', auth: [user, password], headers: { 'x-forwarded-for': ip }, body: '{"max_results":10}' });
 }
 
 const verifications = (target: TestGateway) => target.gateway.passwordChecker.verifications;

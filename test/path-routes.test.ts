@@ -72,7 +72,6 @@ describe('routing by path prefix', () => {
     const before = app.requests.length;
     const res = await gw.request('/mlflow/api/2.0/mlflow/experiments/search?max_results=5', { headers: as('bob') });
     expect(res.status, res.text).toBe(200);
-    expect(res.json()).toHaveProperty('experiments');
     expect(lastSeenBy(mlflow, (url) => url.includes('experiments/search'))?.url).toBe('/api/2.0/mlflow/experiments/search?max_results=5');
     expect(app.requests.slice(before).some((r) => r.url.includes('experiments/search'))).toBe(false);
   });

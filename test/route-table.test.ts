@@ -242,7 +242,7 @@ const CLIENT_CALLS: ClientCall[] = [
   { line: 'PATCH /api/2.0/mlflow/logged-models/{model_id}', target: `/api/2.0/mlflow/logged-models/${MODEL_ID}`, body: { model_id: MODEL_ID, status: 'LOGGED_MODEL_READY' }, expect: { ...exp('EDIT'), ref: 'logged-model' } },
   { line: 'PATCH /api/2.0/mlflow/logged-models/{model_id}/tags', target: `/api/2.0/mlflow/logged-models/${MODEL_ID}/tags`, body: { tags: [{ key: 'a', value: 'b' }] }, expect: { ...exp('EDIT'), ref: 'logged-model' } },
   { line: 'PATCH /api/2.0/mlflow/model-versions/update', target: '/api/2.0/mlflow/model-versions/update', body: { name: 'iris', version: '1', description: 'x' }, expect: { ...model('EDIT'), ref: 'registered-model' } },
-  { line: 'POST /api/2.0/mlflow/experiments/create', target: '/api/2.0/mlflow/experiments/create', body: { name: 'team-a/churn' }, expect: { ...NONE, creates: 'experiment' } },
+  { line: 'POST /api/2.0/mlflow/experiments/create', target: '/api/2.0/mlflow/experiments/create', body: { name: 'team-a/churn' }, expect: { ...exp('READ'), ref: 'experiment-name', creates: 'experiment' } },
   { line: 'POST /api/2.0/mlflow/experiments/delete', target: '/api/2.0/mlflow/experiments/delete', body: { experiment_id: EXP }, expect: { ...exp('MANAGE'), ref: 'experiment' } },
   { line: 'POST /api/2.0/mlflow/experiments/search', target: '/api/2.0/mlflow/experiments/search', body: { max_results: 1000 }, expect: { ...NONE, filter: 'experiments' } },
   { line: 'POST /api/2.0/mlflow/experiments/set-experiment-tag', target: '/api/2.0/mlflow/experiments/set-experiment-tag', body: { experiment_id: EXP, key: 'k', value: 'v' }, expect: { ...exp('EDIT'), ref: 'experiment' } },
@@ -251,7 +251,7 @@ const CLIENT_CALLS: ClientCall[] = [
   { line: 'POST /api/2.0/mlflow/model-versions/create', target: '/api/2.0/mlflow/model-versions/create', body: { name: 'iris', source: `models:/${MODEL_ID}`, run_id: RUN_ID }, expect: { ...model('EDIT'), ref: 'registered-model' } },
   { line: 'POST /api/2.0/mlflow/model-versions/set-tag', target: '/api/2.0/mlflow/model-versions/set-tag', body: { name: 'iris', version: '1', key: 'k', value: 'v' }, expect: { ...model('EDIT'), ref: 'registered-model' } },
   { line: 'POST /api/2.0/mlflow/registered-models/alias', target: '/api/2.0/mlflow/registered-models/alias', body: { name: 'iris', alias: 'champion', version: '1' }, expect: { ...model('EDIT'), ref: 'registered-model' } },
-  { line: 'POST /api/2.0/mlflow/registered-models/create', target: '/api/2.0/mlflow/registered-models/create', body: { name: 'iris' }, expect: { ...NONE, creates: 'registered-model' } },
+  { line: 'POST /api/2.0/mlflow/registered-models/create', target: '/api/2.0/mlflow/registered-models/create', body: { name: 'iris' }, expect: { ...model('READ'), ref: 'registered-model', creates: 'registered-model' } },
   { line: 'POST /api/2.0/mlflow/runs/create', target: '/api/2.0/mlflow/runs/create', body: { experiment_id: EXP, user_id: 'jovyan', tags: [{ key: 'mlflow.user', value: 'jovyan' }] }, expect: { ...exp('EDIT'), ref: 'experiment', stampsUser: true } },
   { line: 'POST /api/2.0/mlflow/runs/delete', target: '/api/2.0/mlflow/runs/delete', body: { run_id: RUN_ID }, expect: { ...exp('MANAGE'), ref: 'run' } },
   { line: 'POST /api/2.0/mlflow/runs/delete-tag', target: '/api/2.0/mlflow/runs/delete-tag', body: { run_id: RUN_ID, key: 'k' }, expect: { ...exp('EDIT'), ref: 'run' } },
@@ -360,7 +360,8 @@ describe('what the lead wires from the rule', () => {
     expect(needsRequestBody(rule('PUT', '/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/x'), false)).toBe(false);
     expect(needsRequestBody(rule('GET', '/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/x'), false)).toBe(false);
     expect(needsRequestBody(rule('POST', '/ajax-api/2.0/mlflow/upload-artifact'), true)).toBe(false);
-    expect(needsRequestBody(rule('POST', '/api/2.0/mlflow/experiments/search'), false)).toBe(false);
+    // A filtered search is paged on by the gateway with the caller's own parameters.
+    expect(needsRequestBody(rule('POST', '/api/2.0/mlflow/experiments/search'), false)).toBe(true);
     expect(needsRequestBody(rule('POST', '/api/2.0/mlflow/experiments/create'), false)).toBe(true);
     expect(needsRequestBody(rule('POST', '/v1/traces'), false)).toBe(false);
     expect(needsRequestBody(rule('POST', '/graphql'), false)).toBe(false);

@@ -22,6 +22,7 @@ import { isReservedTag, OWNER_TAG } from './grant-tags.ts';
 import { atLeast, levelRank, type PermissionLevel } from './levels.ts';
 import type { Policy } from './policy.ts';
 import { readRequestBody } from './read-body.ts';
+import { messageProblem, requestMessageOf } from './request-message.ts';
 import { missingExperiment, UpstreamLookupError, type Resolver } from './resolver.ts';
 import type { RouteRule } from './route-rule.ts';
 import { matchRoute, needsRequestBody } from './route-table.ts';
@@ -78,6 +79,12 @@ export const TRACE_ARTIFACT_LOCATION_TAG = 'mlflow.artifactLocation';
 const PREFIXED_API = /\/(?:api|ajax-api)\/\d+\.\d+(?:\/|$)|\/(?:get-artifact|graphql)$/;
 
 type JsonObject = Record<string, unknown>;
+
+/** Whether a location is the root itself or below it (whole path segments; trailing slashes ignored). */
+function isInside(uri: string, root: string): boolean {
+  const base = root.replace(/\/+$/, '');
+  return base !== '' && (uri.replace(/\/+$/, '') === base || uri.startsWith(`${base}/`));
+}
 
 /** A search's max_results as MLflow reads it (a number, or digits in a query string), or undefined. */
 function maxResultsOf(value: unknown): number | undefined {
@@ -177,6 +184,21 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         const label = experimentId !== undefined && atLeast(decision.level, 'READ') ? `experiment ${experimentId}` : what;
         return { decision, label, logName: experimentId !== undefined ? `experiment:${experimentId}` : `${ref.kind}:${ref.id}` };
       }
+      case 'location': {
+        // Readable only as part of the run's (or logged model's) artifacts: inside them, on their experiment.
+        const owner = ref.runId !== undefined ? { kind: 'run', id: ref.runId } as const : ref.loggedModelId !== undefined ? { kind: 'logged-model', id: ref.loggedModelId } as const : undefined;
+        const root = owner === undefined ? undefined
+          : owner.kind === 'run' ? await resolver.artifactUriOfRun(owner.id) : await resolver.artifactLocationOfLoggedModel(owner.id);
+        const label = `source ${JSON.stringify(ref.uri.slice(0, 200))}`;
+        if (owner === undefined || root === undefined || !isInside(ref.uri, root)) {
+          const where = owner === undefined ? 'no run_id or model_id is given' : `it is not inside the artifacts of the ${owner.kind === 'run' ? 'run' : 'logged model'} ${owner.id}`;
+          const decision: LevelDecision = { level: 'NO_PERMISSIONS', reason: `only runs:/, models:/ and mlflow-artifacts:/ sources, or a location inside the artifacts of the run_id or model_id given, can be checked; ${where}` };
+          return { decision, label: `${label} (${decision.reason})`, logName: 'location' };
+        }
+        const experimentId = owner.kind === 'run' ? await resolver.experimentOfRun(owner.id) : await resolver.experimentOfLoggedModel(owner.id);
+        const info = experimentId === undefined ? missingExperiment() : await resolveExperiment(experimentId);
+        return { decision: levelByIdOf(principal, info, policy), label, logName: experimentId !== undefined ? `experiment:${experimentId}` : 'location' };
+      }
       case 'dataset': {
         const ids = await resolver.experimentsOfDataset(ref.id);
         const infos = ids && ids.length ? await Promise.all(ids.map(resolveExperiment)) : [missingExperiment()];
@@ -275,11 +297,25 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       if (!parsed.ok) return { ok: false, error: { status: parsed.status, code: parsed.code, message: parsed.message } };
       body = parsed.value;
     }
+    // MLflow would act on a half-read message if protobuf's parser rejected a value (request-message.ts).
+    const message = requestMessageOf(req.method ?? 'GET', target.path);
+    if (message !== undefined && (body !== undefined || hasQueryParams(query))) {
+      const problem = messageProblem(message, body !== undefined ? { body } : { query });
+      if (problem) return badRequest(`MLflow's parser would not read this request whole, so mlgate refuses it: ${problem}`);
+    }
     const extracted = extractResources(rule, { query, body, pathParams: params, headers: req.headers });
     if (!extracted.ok) return { ok: false, error: { status: extracted.status, code: extracted.code, message: extracted.message } };
 
     const tags = reservedTagProblem(rule, extracted, admin);
     if (tags.refuse) return denied(tags.refuse);
+    if (!admin) {
+      for (const { field, why } of rule.adminOnlyFields ?? []) {
+        // protobuf's JSON parser takes the camelCase spelling too.
+        const camel = field.replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase());
+        const value = body?.[field] ?? body?.[camel] ?? query.get(field) ?? query.get(camel);
+        if (value !== undefined && value !== null && value !== '') return denied(`only admins may set ${field} on ${rule.name}: ${why}; leave it out to use the server's default`);
+      }
+    }
 
     if (!admin && extracted.checks.length > 0) {
       const outcomes = await Promise.all(extracted.checks.map((check) => outcomeOf(principal, policy, check)));
@@ -406,6 +442,8 @@ function plainLogName(check: ResourceCheck): string {
       return `model:${ref.name}`;
     case 'experiment-name':
       return `experiment-name:${ref.name}`;
+    case 'location':
+      return 'location';
     default:
       return `${ref.kind}:${ref.id}`;
   }

@@ -16,7 +16,13 @@ export { hasQueryParams, parseRequestJson, type ExtractionError } from './mlflow
 export type ResourceRef =
   | { kind: 'experiment' | 'run' | 'logged-model' | 'trace' | 'dataset'; id: string }
   | { kind: 'experiment-name' | 'registered-model'; name: string }
-  | { kind: 'artifact-path'; experimentId: string; path: string };
+  | { kind: 'artifact-path'; experimentId: string; path: string }
+  /**
+   * A location in no scheme the gateway can map to a resource (s3://, https://, file:, a path...):
+   * it must lie inside the artifacts of the run (or logged model) the request names, and is checked
+   * on that run's experiment.
+   */
+  | { kind: 'location'; uri: string; runId?: string; loggedModelId?: string };
 
 export interface ResourceCheck {
   ref: ResourceRef;
@@ -109,7 +115,90 @@ function refFor(kind: RefKind, value: string, spec: ResourceSpec): ResourceRef |
       const found = experimentOfArtifactPath(value, spec.from !== 'path');
       return found.ok ? { kind, experimentId: found.experimentId, path: value } : invalid(found.reason);
     }
+    case 'model-source':
+      throw new Error('refFor: a model source may name several resources (refsOfModelSource)');
   }
+}
+
+const URI_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
+
+/**
+ * Sources MLflow's own client gives prompt versions (3.x). MLflow reads a prompt version's source
+ * without its local-path checks, so these placeholders are the only schemeless sources allowed.
+ */
+const PROMPT_PLACEHOLDER_SOURCES: ReadonlySet<string> = new Set(['prompt-template', 'dummy-source']);
+
+/** Where the model version's files are looked for when the source is no URI the gateway maps: the run or logged model the request names. */
+export interface SourceOwners {
+  runId?: string;
+  loggedModelId?: string;
+}
+
+/**
+ * What a model version's source URI names, read as MLflow reads it (urllib.parse.urlsplit, then the
+ * mlflow-artifacts proxy, RunsArtifactRepository or _parse_model_uri): the experiment of a proxied
+ * artifact path, the run of `runs:/<run_id>/...`, the registered model of `models:/<name>/<suffix>` or
+ * `models:/<name>@<alias>`, the logged model of `models:/<model_id>` (3.x). Any other location (an
+ * external store, an http(s) URL, a local path) is read by /model-versions/get-artifact straight
+ * from there, so it must lie inside the artifacts of the run_id or model_id the request names
+ * (a `location` ref); the prompt placeholders name nothing. A source these schemes would read
+ * differently than the gateway (a query, a fragment, leading blanks, control characters, `..`) is
+ * refused.
+ */
+export function refsOfModelSource(source: string, field = 'source', owners: SourceOwners = {}): ResourceRef[] | ExtractionError {
+  const bad = (why: string) => invalid(`'${field}' ${why}: ${JSON.stringify(source.slice(0, 100))}`);
+  // urlsplit drops leading blanks and control characters, and tabs and newlines anywhere.
+  if (/^[\u0000-\u0020]/.test(source) || /[\t\r\n]/.test(source)) return bad('starts with a blank or holds a tab or newline');
+  const scheme = URI_SCHEME.exec(source)?.[1]?.toLowerCase();
+  if (scheme !== 'mlflow-artifacts' && scheme !== 'runs' && scheme !== 'models') {
+    if (PROMPT_PLACEHOLDER_SOURCES.has(source)) return [];
+    if (/[\u0000-\u001f\u007f\\]/.test(source) || dotSegment(source)) return bad('holds a "." or ".." segment (raw or encoded), a backslash or a control character');
+    return [{ kind: 'location', uri: source, ...owners }];
+  }
+  if (/[?#\u0000-\u001f\u007f]/.test(source)) return bad(`is a ${scheme}: URI with "?", "#" or a control character`);
+  let path = source.slice(scheme.length + 1);
+  if (path.startsWith('//')) {
+    const end = path.indexOf('/', 2);
+    path = end === -1 ? '' : path.slice(end);
+  }
+  switch (scheme) {
+    case 'mlflow-artifacts': {
+      // The proxy drops one leading slash of the path (_get_proxied_run_artifact_destination_path).
+      const relative = path.startsWith('/') ? path.slice(1) : path;
+      const found = experimentOfArtifactPath(relative, true);
+      return found.ok ? [{ kind: 'artifact-path', experimentId: found.experimentId, path: relative }] : bad(found.reason.replace(/^artifact path/, 'is an artifact path that'));
+    }
+    case 'runs': {
+      const runId = path.startsWith('/') ? path.slice(1).split('/')[0]! : '';
+      if (!RUN_ID.test(runId)) return bad('is a runs:/ URI without a run id');
+      if (owners.runId !== undefined && owners.runId !== runId) return bad(`names run ${runId}, but run_id is ${JSON.stringify(owners.runId)}`);
+      return [{ kind: 'run', id: runId }];
+    }
+    case 'models': {
+      const parts = path.startsWith('/') && path.length > 1 ? path.replace(/^\/+/, '').split('/') : [];
+      const first = parts[0] ?? '';
+      if (parts.length === 0 || parts.length > 2 || first.trim() === '') return bad('is not a models:/<name>/<version> or models:/<name>@<alias> URI');
+      const name = parts.length === 2 ? first : first.includes('@') ? first.slice(0, first.lastIndexOf('@')) : undefined;
+      if (name === undefined) return OBJECT_ID.test(first) ? [{ kind: 'logged-model', id: first }] : bad('is not a models:/<model_id> URI');
+      return NAME.test(name) ? [{ kind: 'registered-model', name }] : bad('names no registered model');
+    }
+  }
+}
+
+/** A "." or ".." path segment, also percent-encoded (MLflow unquotes until nothing changes). */
+function dotSegment(uri: string): boolean {
+  let decoded = uri;
+  for (let i = 0; i < 4; i++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(decoded);
+    } catch {
+      return true;
+    }
+    if (next === decoded) break;
+    decoded = next;
+  }
+  return decoded.split(/[/\\]/).some((segment) => segment === '.' || segment === '..');
 }
 
 function missing(spec: ResourceSpec, message: Message): ExtractionError {
@@ -125,16 +214,29 @@ function checksOf(spec: ResourceSpec, message: Message, request: RequestParams):
   let read = readSource(spec, message, request);
   let field = spec.field;
   if ('ok' in read) return read;
-  if (read.absent && spec.fallback !== undefined) {
-    read = readSource({ from: spec.from, field: spec.fallback }, message, request);
-    field = spec.fallback;
-    if ('ok' in read) return read;
+  if (spec.fallback !== undefined) {
+    // MLflow takes the fallback (run_uuid) when the field (run_id) is empty: two that disagree are
+    // two readings of one request, and are refused rather than guessed between.
+    const fallback = readSource({ from: spec.from, field: spec.fallback }, message, request);
+    if ('ok' in fallback) return fallback;
+    if (read.absent) {
+      read = fallback;
+      field = spec.fallback;
+    } else if (!fallback.absent && fallback.values.join('\u0000') !== read.values.join('\u0000')) {
+      return invalid(`'${plainField(spec.field)}' and '${plainField(spec.fallback)}' name different resources: ${JSON.stringify(read.values[0]?.slice(0, 64))} and ${JSON.stringify(fallback.values[0]?.slice(0, 64))}`);
+    }
   }
   if (read.absent) return spec.optional ? [] : missing(spec, message);
   if (read.values.length > MAX_IDS_PER_REQUEST) return invalid(`'${plainField(field)}' lists ${read.values.length} ids; at most ${MAX_IDS_PER_REQUEST} are checked per request`);
   const source = `${whereOf(spec.from, message)} ${field}`;
   const checks: ResourceCheck[] = [];
   for (const value of read.values) {
+    if (spec.ref === 'model-source') {
+      const refs = refsOfModelSource(value, plainField(field), sourceOwners(message));
+      if (!Array.isArray(refs)) return refs;
+      for (const ref of refs) checks.push({ ref, level: spec.level, source });
+      continue;
+    }
     const ref = refFor(spec.ref, value, spec);
     if ('ok' in ref) return ref;
     checks.push({ ref, level: spec.level, source });
@@ -159,7 +261,18 @@ function pathProblem(check: PathCheck, message: Message, request: RequestParams)
   return problem ? invalid(`'${check.field}' ${problem}`) : undefined;
 }
 
+/** The run_id and model_id a create names beside its source (absent or not a string: none). */
+function sourceOwners(message: Message): SourceOwners {
+  const owners: SourceOwners = {};
+  for (const [field, key] of [['run_id', 'runId'], ['model_id', 'loggedModelId']] as const) {
+    const read = readMessageField(message, field);
+    if (!('ok' in read) && !read.absent && read.values[0]) owners[key] = read.values[0];
+  }
+  return owners;
+}
+
 function keyOf(ref: ResourceRef): string {
+  if (ref.kind === 'location') return `${ref.kind}\u0000${ref.uri}`;
   if ('id' in ref) return `${ref.kind}\u0000${ref.id}`;
   if ('name' in ref) return `${ref.kind}\u0000${ref.name}`;
   return `${ref.kind}\u0000${ref.experimentId}`;

@@ -126,6 +126,16 @@ export class Resolver {
     return this.stableLookup(`run:${runId}`, `/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(runId)}`, `run ${runId}`, (json) => record(record(json.run)?.info)?.experiment_id);
   }
 
+  /** Where a run's artifacts live (fixed when the run is created). */
+  artifactUriOfRun(runId: string): Promise<string | undefined> {
+    return this.stableLookup(`run-artifacts:${runId}`, `/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(runId)}`, `run ${runId}`, (json) => record(record(json.run)?.info)?.artifact_uri);
+  }
+
+  /** Where a logged model's artifacts live (3.x; fixed when it is created). */
+  artifactLocationOfLoggedModel(modelId: string): Promise<string | undefined> {
+    return this.stableLookup(`logged-model-artifacts:${modelId}`, `/api/2.0/mlflow/logged-models/${encodeURIComponent(modelId)}`, `logged model ${modelId}`, (json) => record(record(json.model)?.info)?.artifact_location);
+  }
+
   experimentOfLoggedModel(modelId: string): Promise<string | undefined> {
     return this.stableLookup(`logged-model:${modelId}`, `/api/2.0/mlflow/logged-models/${encodeURIComponent(modelId)}`, `logged model ${modelId}`, (json) => record(record(json.model)?.info)?.experiment_id);
   }

@@ -6,7 +6,7 @@ import type { PermissionLevel } from './levels.ts';
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** What a request names. Everything but registered-model is resolved to the experiment that holds it. */
-export type RefKind = 'experiment' | 'experiment-name' | 'run' | 'logged-model' | 'trace' | 'dataset' | 'registered-model' | 'artifact-path';
+export type RefKind = 'experiment' | 'experiment-name' | 'run' | 'logged-model' | 'trace' | 'dataset' | 'registered-model' | 'artifact-path' | 'model-source';
 
 /**
  * Where a parameter travels.
@@ -60,13 +60,18 @@ interface RouteFacts {
   filter?: ResponseFilter;
   /** The gateway adds the owner tag to the forwarded create body. */
   creates?: CarrierKind;
-  /** Tag keys this route writes or deletes; `mlgate.` keys (experiments, models) and `mlflow.user` (runs) are reserved. */
-  writesTags?: { on: CarrierKind | 'run'; keyField: string };
+  /** Tag keys this route writes or deletes; `mlgate.` keys (experiments, models), `mlflow.user` (runs) and `mlflow.artifactLocation` (traces) are reserved. */
+  writesTags?: { on: CarrierKind | 'run' | 'trace'; keyField: string };
   /** A new name means other policy rules (name globs) may apply to the resource afterwards. */
   renames?: { on: CarrierKind; newNameField: string };
   /** The gateway sets `user_id` and the `mlflow.user` tag to the authenticated user. */
   stampsUser?: boolean;
   checksPaths?: readonly PathCheck[];
+  /**
+   * Message fields only admins may set (non-empty): where MLflow will write or read a resource's
+   * files, which no name or id the gateway checks can vouch for.
+   */
+  adminOnlyFields?: readonly { field: string; why: string }[];
   /** Where and why the rule differs from MLflow's auth app (reviewers: read these first). */
   deviation?: string;
 }
@@ -111,6 +116,12 @@ export const loggedModel = (level: PermissionLevel, field: string, from: ParamSo
 export const trace = (level: PermissionLevel, field: string, from: ParamSource = 'message'): ResourceSpec => ({ ref: 'trace', from, field, level });
 export const artifactInMessage = (level: PermissionLevel, field = 'path'): ResourceSpec => ({ ref: 'artifact-path', from: 'message', field, level });
 export const artifactInPath = (level: PermissionLevel): ResourceSpec => ({ ref: 'artifact-path', from: 'path', field: 'artifact_path', level });
+/**
+ * A model version's `source`, where MLflow reads the version's artifacts from (/model-versions/get-artifact,
+ * get-download-uri): a proxied artifact path names its experiment, `runs:/` a run, `models:/` a registered
+ * model (or, on 3.x, a logged model). Other URIs name nothing the gateway can look up (see extract-params.ts).
+ */
+export const modelSource = (level: PermissionLevel, field = 'source'): ResourceSpec => ({ ref: 'model-source', from: 'message', field, level, optional: true });
 
 /** A path parameter; `twin` is the field of MLflow's message that names the same thing (false: none, a Flask route). */
 export const inPath = (ref: RefKind, level: PermissionLevel, param: string, twin: string | false = param): ResourceSpec =>

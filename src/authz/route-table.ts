@@ -61,7 +61,7 @@ function readsMessage(def: RouteDef): boolean {
   const fromMessage = (def.find ?? []).some((spec) => spec.from === 'message' || spec.twin !== undefined);
   const pathsInMessage = (def.checksPaths ?? []).some((check) => check.from === 'message');
   // A filtered search is paged on by the gateway with the caller's own parameters (search-filter.ts).
-  return fromMessage || pathsInMessage || Boolean(def.writesTags || def.renames || def.creates || def.stampsUser || def.filter);
+  return fromMessage || pathsInMessage || Boolean(def.writesTags || def.renames || def.creates || def.stampsUser || def.filter || def.adminOnlyFields);
 }
 
 function compileRule(def: RouteDef, method: HttpMethod | 'ANY', template: string): RouteRule {

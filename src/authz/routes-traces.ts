@@ -9,6 +9,8 @@ import {
 const V2 = '/{api,ajax-api}/2.0/mlflow';
 const V3 = '/{api,ajax-api}/3.0/mlflow';
 const UNCHECKED = 'auth app 3.11.1: unchecked (#23014)';
+/** The tag MLflow reads a trace's data location from (mlflow.artifactLocation) is for admins only. */
+const TRACE_TAG = { on: 'trace', keyField: 'key' } as const;
 
 export const TRACE_ROUTES: readonly RouteDef[] = [
   { at: `POST ${V2}/traces`, find: [experiment('EDIT')], deviation: UNCHECKED },
@@ -22,10 +24,10 @@ export const TRACE_ROUTES: readonly RouteDef[] = [
   { at: `GET ${V3}/traces/get`, find: [trace('READ', 'trace_id')], deviation: UNCHECKED },
   { at: `GET ${V3}/traces/batchGet`, find: [trace('READ', 'trace_ids[]')], deviation: UNCHECKED },
   { at: `POST ${V3}/traces/batchGetInfos`, find: [trace('READ', 'trace_ids[]')], deviation: UNCHECKED },
-  { at: `PATCH ${V2}/traces/{request_id}/tags`, find: [inPath('trace', 'EDIT', 'request_id')], deviation: UNCHECKED },
-  { at: `PATCH ${V3}/traces/{trace_id}/tags`, find: [inPath('trace', 'EDIT', 'trace_id')], deviation: UNCHECKED },
-  { at: `DELETE ${V2}/traces/{request_id}/tags`, find: [inPath('trace', 'EDIT', 'request_id')], deviation: UNCHECKED },
-  { at: `DELETE ${V3}/traces/{trace_id}/tags`, find: [inPath('trace', 'EDIT', 'trace_id')], deviation: UNCHECKED },
+  { at: `PATCH ${V2}/traces/{request_id}/tags`, find: [inPath('trace', 'EDIT', 'request_id')], writesTags: TRACE_TAG, deviation: UNCHECKED },
+  { at: `PATCH ${V3}/traces/{trace_id}/tags`, find: [inPath('trace', 'EDIT', 'trace_id')], writesTags: TRACE_TAG, deviation: UNCHECKED },
+  { at: `DELETE ${V2}/traces/{request_id}/tags`, find: [inPath('trace', 'EDIT', 'request_id')], writesTags: TRACE_TAG, deviation: UNCHECKED },
+  { at: `DELETE ${V3}/traces/{trace_id}/tags`, find: [inPath('trace', 'EDIT', 'trace_id')], writesTags: TRACE_TAG, deviation: UNCHECKED },
   // Searches name their experiments; an empty list would mean "all of them".
   { at: `GET ${V2}/traces`, find: [experiments('READ')], deviation: `${UNCHECKED}; at least one experiment id is required` },
   {

@@ -29,6 +29,8 @@ export interface ReceivedArtifact {
   path: string;
   bytes: number;
   sha256: string;
+  /** The bytes themselves, for uploads up to 1 MiB (downloaded back as they were). */
+  content?: Buffer;
   /** When the first body byte arrived (performance.now()). */
   firstByteAt: number;
 }
@@ -52,6 +54,16 @@ export interface MlflowUpstream {
 }
 
 const SMALL_BODY_LIMIT = 1 << 20;
+
+/** Where MLflow would keep the artifacts (only in the wording of its errors). */
+const ARTIFACT_ROOT = '/srv/mlflow/artifacts';
+
+/** The Content-Type MLflow's artifact download gives (mimetypes.guess_type; octet-stream when unknown). */
+function artifactContentType(path: string): string {
+  const ext = /\.([A-Za-z0-9]+)$/.exec(path)?.[1]?.toLowerCase();
+  const types: Record<string, string> = { txt: 'text/plain', log: 'text/plain', csv: 'text/csv', json: 'application/json', yaml: 'application/yaml', html: 'text/html', png: 'image/png' };
+  return (ext && types[ext]) || 'application/octet-stream';
+}
 
 /**
  * A stand-in for the MLflow UI's index page: its script calls the API the way the UI does (a relative
@@ -91,6 +103,20 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
   };
   const store = new TrackingStore(options);
 
+  /** One level under `dir`, as MLflow lists it, by name: files with their size, directories with is_dir and no size. */
+  const listArtifacts = (dir: string) => {
+    const under = dir.replace(/^\/+|\/+$/g, '');
+    const prefix = under ? `${under}/` : '';
+    const entries = new Map<string, { path: string; is_dir: boolean; file_size?: number }>();
+    for (const [key, artifact] of artifacts) {
+      if (!key.startsWith(prefix)) continue;
+      const [name, ...deeper] = key.slice(prefix.length).split('/');
+      entries.set(name!, deeper.length ? { path: name!, is_dir: true } : { path: name!, is_dir: false, file_size: artifact.bytes });
+    }
+    return [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+  };
+  store.artifactLister = listArtifacts;
+
   const json = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -108,6 +134,7 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
       const hash = createHash('sha256');
       let bytes = 0;
       let firstByteAt = 0;
+      const kept: Buffer[] = [];
       requests.push({ method: 'PUT', url: req.url ?? '', headers: req.headers, body: '', remotePort: req.socket.remotePort ?? 0 });
       req.on('close', () => settleTransfer(artifactPath, { completed: req.complete, bytes }));
       req.on('data', (chunk: Buffer) => {
@@ -116,19 +143,32 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
           waiters.get(artifactPath)?.(firstByteAt);
         }
         bytes += chunk.length;
+        if (bytes <= SMALL_BODY_LIMIT) kept.push(chunk);
         hash.update(chunk);
       });
       req.on('end', () => {
-        artifacts.set(artifactPath, { path: artifactPath, bytes, sha256: hash.digest('hex'), firstByteAt });
+        artifacts.set(artifactPath, { path: artifactPath, bytes, sha256: hash.digest('hex'), firstByteAt, ...(bytes <= SMALL_BODY_LIMIT ? { content: Buffer.concat(kept) } : {}) });
         json(res, 200, {});
       });
       return;
     }
     if (artifactRest !== undefined && req.method === 'GET') {
-      // GET .../artifacts/<exp>/<run>/artifacts/generated-<bytes>.bin streams that many bytes.
+      // GET .../artifacts/<exp>/<run>/artifacts/generated-<bytes>.bin streams that many bytes; an
+      // uploaded file (up to 1 MiB) comes back as it was; anything else is MLflow's 500.
       requests.push({ method: 'GET', url: req.url ?? '', headers: req.headers, body: '', remotePort: req.socket.remotePort ?? 0 });
+      const artifactPath = decodeURIComponent(artifactRest);
+      const stored = artifacts.get(artifactPath)?.content;
+      if (stored) {
+        res.writeHead(200, { 'content-type': artifactContentType(artifactPath), 'content-length': stored.length });
+        return void res.end(stored);
+      }
       const size = Number(/generated-(\d+)\.bin$/.exec(path)?.[1] ?? -1);
-      if (size < 0) return json(res, 404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: `no artifact ${path}` });
+      if (size < 0) {
+        return json(res, 500, {
+          error_code: 'INTERNAL_ERROR',
+          message: `The following failures occurred while downloading one or more artifacts from ${ARTIFACT_ROOT}:\n##### File ${artifactPath} #####\n[Errno 2] No such file or directory: '${ARTIFACT_ROOT}/${artifactPath}'`,
+        });
+      }
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
       const chunk = Buffer.alloc(64 * 1024, 7);
       let sent = 0;
@@ -155,9 +195,10 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
       const raw = Buffer.concat(chunks);
       const body = raw.toString('utf8');
       requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, remotePort: req.socket.remotePort ?? 0 });
-      if (path === '/health') return void res.end('OK');
+      // Flask's plain answers: text/html whatever they hold.
+      if (path === '/health') return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('OK');
       if (path === '/' && req.method === 'GET') return void uiPage(res, req.headers);
-      if (path === '/version') return void res.end(store.version);
+      if (path === '/version') return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(store.version);
       if (path === '/echo' || path.startsWith('/echo/')) return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body, bytes: received });
       if (path === '/slow' || path === '/api/2.0/mlflow/slow') return void setTimeout(() => json(res, 200, { slow: true }), Number(url.searchParams.get('ms') ?? 1000));
       if (path === '/truncated') {
@@ -185,8 +226,7 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
         }
       }
       if (/^\/(?:ajax-)?api\/2\.0\/mlflow-artifacts\/artifacts$/.test(path) && req.method === 'GET') {
-        const under = (url.searchParams.get('path') ?? '').replace(/\/$/, '');
-        const files = [...artifacts.keys()].filter((key) => key.startsWith(`${under}/`)).map((key) => ({ path: key.slice(under.length + 1), is_dir: false, file_size: artifacts.get(key)!.bytes }));
+        const files = listArtifacts(url.searchParams.get('path') ?? '');
         return json(res, 200, files.length ? { files } : {});
       }
       if (artifactRest !== undefined && req.method === 'DELETE') {
