@@ -311,7 +311,9 @@ describe('model registry', () => {
 
 describe('traces and logged models (MLflow 3)', () => {
   it('a trace is checked on its experiment', async () => {
-    const start = (experiment: StoredExperiment) => ({ trace: { trace_info: { trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experiment.experiment_id } } } } });
+    // The client chooses the trace id (MLflow would move an existing trace of that id: checked too).
+    let traces = 0;
+    const start = (experiment: StoredExperiment) => ({ trace: { trace_info: { trace_id: `tr-${String(++traces).padStart(32, '0')}`, trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experiment.experiment_id } } } } });
     const created = await call('eve', 'POST', '/api/3.0/mlflow/traces', { body: start(teamA) });
     ok(created);
     denied(await call('victor', 'POST', '/ajax-api/3.0/mlflow/traces', { body: start(teamA) }), `user victor has READ on experiment ${teamA.experiment_id}; traces needs EDIT`);

@@ -225,8 +225,10 @@ describe('nested fields and double-encoded bodies', () => {
 
   it('finds the experiment of a v3 trace deep in its location', () => {
     expect(refs(startTrace({ trace_info: { trace_id: 'tr-1', trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: '9' } } } })))
-      .toEqual([[experiment('9'), 'EDIT']]);
+      .toEqual([[experiment('9'), 'EDIT'], [{ kind: 'trace', id: 'tr-1' }, 'EDIT']]);
     expect(refusal(startTrace({ trace_info: { trace_location: { type: 'UC_SCHEMA', uc_schema: { catalog_name: 'c' } } } }))).toMatch(/Missing value/);
+    // The trace id is required: MLflow would move an existing trace of the id given, "" included.
+    expect(refusal(startTrace({ trace_info: { trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: '9' } } } }))).toMatch(/Missing value for required parameter 'trace.trace_info.trace_id'/);
     expect(refusal(startTrace({ traceInfo: {} }))).toMatch(/traceInfo/);
   });
 

@@ -12,16 +12,23 @@ describe('/-/ routes', () => {
     expect(res.json()).toMatchObject({ status: 'ok' });
   });
 
-  it('/-/readyz reports whether the upstream answers', async () => {
+  it('/-/readyz reports whether the upstream answers, naming it only to an admin', async () => {
     const ready = await fixture.gw.request('/-/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.json()).toMatchObject({ status: 'ready' });
+    expect(ready.json()).toEqual({ status: 'ready', upstreams: 1, answering: 1 });
 
-    const orphan = await startTestGateway({ upstream: 'http://127.0.0.1:1' });
+    const orphan = await startTestGateway({ upstream: 'http://127.0.0.1:1', users: { admin: 'admin-password', alice: 'alice-password' } });
     try {
       const res = await orphan.request('/-/readyz');
       expect(res.status).toBe(503);
-      expect(res.json()).toMatchObject({ status: 'unavailable', upstream: 'http://127.0.0.1:1: ECONNREFUSED' });
+      // Unauthenticated callers learn the state, never where MLflow is or what went wrong.
+      expect(res.json()).toEqual({ status: 'unavailable', upstreams: 1, answering: 0 });
+      expect(res.text).not.toContain('127.0.0.1');
+      const user = await orphan.request('/-/readyz', { auth: ['alice', 'alice-password'] });
+      expect(user.json()).toEqual({ status: 'unavailable', upstreams: 1, answering: 0 });
+      const admin = await orphan.request('/-/readyz', { auth: ['admin', 'admin-password'] });
+      expect(admin.status).toBe(503);
+      expect(admin.json()).toMatchObject({ status: 'unavailable', upstreams: 1, answering: 0, upstream: 'http://127.0.0.1:1: ECONNREFUSED' });
     } finally {
       await orphan.close();
     }

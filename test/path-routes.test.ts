@@ -112,11 +112,20 @@ describe('routing by path prefix', () => {
 });
 
 describe('readiness with routes', () => {
-  it('/-/readyz names each route\'s upstream and is ready only when all of them answer', async () => {
+  it('/-/readyz tells anyone the state and counts, and only an admin which upstream answered', async () => {
     const ready = await gw.request('/-/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.json()).toEqual({
-      status: 'ready',
+    // Two distinct upstreams (MLflow, and the app behind /app and /): no addresses without an admin's credentials.
+    expect(ready.json()).toEqual({ status: 'ready', upstreams: 2, answering: 2 });
+    expect(ready.text).not.toContain('127.0.0.1');
+    for (const [user, password] of [['alice', 'alice-password'], ['admin', 'wrong-password']] as const) {
+      const res = await gw.request('/-/readyz', { auth: [user, password] });
+      expect(res.json(), user).toEqual({ status: 'ready', upstreams: 2, answering: 2 });
+    }
+    const asAdmin = await gw.request('/-/readyz', { auth: ['admin', 'admin-password'] });
+    expect(asAdmin.status).toBe(200);
+    expect(asAdmin.json()).toEqual({
+      status: 'ready', upstreams: 2, answering: 2,
       upstream: `${mlflow.url} answered 200`,
       routes: { '/mlflow': `${mlflow.url} answered 200`, '/app': `${app.url} answered 200`, '/': `${app.url} answered 200` },
     });
@@ -124,7 +133,10 @@ describe('readiness with routes', () => {
     try {
       const res = await halfDown.request('/-/readyz');
       expect(res.status).toBe(503);
-      expect(res.json()).toMatchObject({ status: 'unavailable', routes: { '/mlflow': `${mlflow.url} answered 200`, '/': 'http://127.0.0.1:1: ECONNREFUSED' } });
+      expect(res.json()).toEqual({ status: 'unavailable', upstreams: 2, answering: 1 });
+      const detailed = await halfDown.request('/-/readyz', { auth: ['admin', 'admin-password'] });
+      expect(detailed.status).toBe(503);
+      expect(detailed.json()).toMatchObject({ status: 'unavailable', routes: { '/mlflow': `${mlflow.url} answered 200`, '/': 'http://127.0.0.1:1: ECONNREFUSED' } });
     } finally {
       await halfDown.close();
     }

@@ -62,6 +62,9 @@ export function checkGoals(rows: Row[], rounds: number): Goal[] {
   }
   below('guessing-flood', 'legitimate p99', 50, (row) => row.p99Ms, (v) => formatMs(v));
   below('idle-rss', 'RSS per process (idle and with 1,000 connections)', 80, (row) => row.value, mb);
+  // Issue 12: 2,000 slow unauthenticated connections must not take the gateway from a signed-in user.
+  below('slow-clients', "signed-in user's p99 under 2,000 slow connections", 100, (row) => row.p99Ms, (v) => formatMs(v));
+  below('slow-clients', 'peak RSS under 2,000 slow connections', 300, (row) => row.extra.peakRssMB, mb);
 
   if (rounds < 3) for (const goal of goals) if (goal.verdict !== 'n/a') goal.text += ' (fewer than 3 rounds: indicative only)';
   return goals;

@@ -200,12 +200,63 @@ export async function hashPassword(password: string, cost: number): Promise<stri
 
 const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
+function randomCryptChars(length: number): string {
+  return Array.from(randomBytes(length), (byte) => BCRYPT_ALPHABET[byte & 63]).join('');
+}
+
 /**
  * A well-formed bcrypt hash that no password matches, checked for unknown users so they cost the
  * same time as real ones. Random characters rather than a real hash: nothing to compute at start-up.
  */
 export function unmatchableBcryptHash(cost: number): string {
-  const bytes = randomBytes(53);
-  const chars = Array.from(bytes, (byte) => BCRYPT_ALPHABET[byte & 63]).join('');
-  return `$2y$${String(cost).padStart(2, '0')}$${chars}`;
+  return `$2y$${String(cost).padStart(2, '0')}$${randomCryptChars(53)}`;
+}
+
+/**
+ * What verifying a hash costs, as a key: its scheme, with the bcrypt cost or the SHA-crypt rounds
+ * (apr1, MD5-crypt, SHA-1 and plaintext have no cost of their own). Hashes with the same key take
+ * the same time to check.
+ */
+export function hashCostKey(hash: string): string {
+  const scheme = detectScheme(hash);
+  switch (scheme) {
+    case 'bcrypt':
+      return `bcrypt:${Number(BCRYPT_RE.exec(hash)?.[1])}`;
+    case 'sha256-crypt':
+    case 'sha512-crypt':
+      return `${scheme}:${SHA_CRYPT_RE.exec(hash)?.[2] ?? 5000}`;
+    default:
+      return scheme;
+  }
+}
+
+/**
+ * A well-formed hash that costs what `hash` costs to verify (the same scheme, bcrypt cost or
+ * SHA-crypt rounds) with a random salt and digest, so that no password matches it; checked for
+ * unknown users so they take as long as known ones. Undefined for a hash that is not usable.
+ */
+export function unmatchableHashLike(hash: string): string | undefined {
+  if (hashFormatProblem(hash) !== undefined) return undefined;
+  const scheme = detectScheme(hash);
+  switch (scheme) {
+    case 'bcrypt':
+      return unmatchableBcryptHash(Number(BCRYPT_RE.exec(hash)![1]));
+    case 'apr1':
+    case 'md5-crypt':
+      return `${scheme === 'apr1' ? '$apr1$' : '$1$'}${randomCryptChars(8)}$${randomCryptChars(22)}`;
+    case 'sha256-crypt':
+    case 'sha512-crypt': {
+      const rounds = SHA_CRYPT_RE.exec(hash)![2];
+      const id = scheme === 'sha256-crypt' ? '5' : '6';
+      return `$${id}$${rounds !== undefined ? `rounds=${rounds}$` : ''}${randomCryptChars(16)}$${randomCryptChars(id === '5' ? 43 : 86)}`;
+    }
+    case 'sha1':
+      return `{SHA}${randomBytes(20).toString('base64')}`;
+    case 'ssha':
+      return `{SSHA}${randomBytes(Buffer.from(hash.slice('{SSHA}'.length), 'base64').length).toString('base64')}`;
+    case 'plain':
+      return `{PLAIN}${randomBytes(24).toString('base64')}`;
+    case 'des-crypt':
+      return undefined;
+  }
 }

@@ -1,6 +1,7 @@
 import type { Logger } from '../log/logger.ts';
 import { readFileText, ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import { parseHtpasswd, type HtpasswdEntry, type ParsedHtpasswd } from './htpasswd-file.ts';
+import { hashCostKey, unmatchableHashLike } from './htpasswd-formats.ts';
 
 export interface HtpasswdStoreOptions {
   path: string;
@@ -15,6 +16,7 @@ const REFUSED = 'htpasswd file has errors; keeping the previous users until it i
 /** The users of one htpasswd file, re-read whenever the file changes (nginx reads it per request). */
 export class HtpasswdStore {
   private entries = new Map<string, HtpasswdEntry>();
+  private dummy: string | undefined;
   private readonly file: ReloadingFile<ParsedHtpasswd>;
 
   constructor(private readonly options: HtpasswdStoreOptions, private readonly logger: Logger) {
@@ -32,6 +34,15 @@ export class HtpasswdStore {
 
   hashOf(user: string): string | undefined {
     return this.entries.get(user)?.hash;
+  }
+
+  /**
+   * A hash no password matches, of the format and cost of the file's most common entry (recomputed
+   * on every reload): checked for unknown user names, so that they take as long as known ones.
+   * Undefined while the file has no usable user.
+   */
+  get unknownUserHash(): string | undefined {
+    return this.dummy;
   }
 
   get userCount(): number {
@@ -64,9 +75,24 @@ export class HtpasswdStore {
     const changed: string[] = [];
     for (const [user, entry] of this.entries) if (parsed.entries.get(user)?.hash !== entry.hash) changed.push(user);
     this.entries = parsed.entries;
+    this.dummy = mostCommonCostLike(parsed.entries.values());
     if (!initial) {
       this.logger.info({ file, users: parsed.entries.size }, 'htpasswd file reloaded');
       if (changed.length) this.options.onUsersChanged?.(changed);
     }
   }
+}
+
+/** An unmatchable hash costing what the most common kind of entry costs (ties: the first in the file). */
+function mostCommonCostLike(entries: Iterable<HtpasswdEntry>): string | undefined {
+  const kinds = new Map<string, { count: number; hash: string }>();
+  for (const { hash } of entries) {
+    const key = hashCostKey(hash);
+    const kind = kinds.get(key);
+    if (kind) kind.count++;
+    else kinds.set(key, { count: 1, hash });
+  }
+  let best: { count: number; hash: string } | undefined;
+  for (const kind of kinds.values()) if (!best || kind.count > best.count) best = kind;
+  return best && unmatchableHashLike(best.hash);
 }

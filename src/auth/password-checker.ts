@@ -5,8 +5,11 @@ import type { HashWorkerPool } from './hash-worker-pool.ts';
 export interface PasswordCheckerOptions {
   cacheSize: number;
   cacheTtlMs: number;
-  /** A hash with the same cost as real ones, checked for unknown users so timing reveals nothing. */
-  dummyHash: string;
+  /**
+   * A hash with the same cost as real ones, checked for unknown users so timing reveals nothing; a
+   * function is asked at every check (the htpasswd file's most common entry changes on reload).
+   */
+  dummyHash: string | (() => string);
 }
 
 /**
@@ -29,7 +32,7 @@ export class PasswordChecker {
   }
 
   check(user: string, password: string, storedHash: string | undefined): Promise<boolean> | boolean {
-    const hash = storedHash ?? this.options.dummyHash;
+    const hash = storedHash ?? this.unknownUserHash;
     const key = this.keyOf(user, password, hash);
     if (storedHash !== undefined && this.verified?.get(key) === user) return true;
     const running = this.inflight.get(key);
@@ -44,6 +47,12 @@ export class PasswordChecker {
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, check);
     return check;
+  }
+
+  /** The hash an unknown user's password is checked against (never accepted). */
+  get unknownUserHash(): string {
+    const { dummyHash } = this.options;
+    return typeof dummyHash === 'string' ? dummyHash : dummyHash();
   }
 
   /** Whether this exact credential is in the cache of verified ones; never runs a hash. */

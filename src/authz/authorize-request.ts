@@ -4,7 +4,8 @@
 //   authz.allowUnknownRoutes) -> admin-only / blocked -> read the JSON body if the check needs it
 //   (authz.maxCheckedBody, 413 beyond) -> the resources it names (400 as MLflow would) -> reserved
 //   tags (mlgate.*, mlflow.user) -> each resource resolved through the upstream and decided
-//   (decide.ts) -> 403 in MLflow's JSON, or the go-ahead with the exact bytes to forward (the body
+//   (decide.ts), a few at a time in order, stopping at the first denial, with at most
+//   authz.maxLookupsPerRequest look-ups not already cached (400 beyond) -> 403 in MLflow's JSON, or the go-ahead with the exact bytes to forward (the body
 //   as read, or as rebuilt with the owner tag / the run's user).
 //
 // Admins skip the resource checks but not the rest: their creates get the owner tag, their runs
@@ -16,16 +17,19 @@ import type { GatewayError } from '../http/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { canonicalizeTarget, type CanonicalTarget } from './canonical-path.ts';
 import { effectiveLevel, isAdmin, resourceInfoFromTags, type LevelDecision, type ResourceInfo } from './decide.ts';
-import { extractResources, hasQueryParams, parseRequestJson, type ExtractedResources, type ResourceCheck } from './extract-params.ts';
+import { extractResources, hasQueryParams, MAX_IDS_PER_REQUEST, parseRequestJson, type ExtractedResources, type ResourceCheck } from './extract-params.ts';
 import { filterSearchResponseBytes, type SearchAccess } from './search-filter.ts';
 import { isReservedTag, OWNER_TAG } from './grant-tags.ts';
 import { atLeast, levelRank, type PermissionLevel } from './levels.ts';
 import type { Policy } from './policy.ts';
+import { decodeBody } from './otlp-body.ts';
+import { otlpTraceIds } from './otlp-trace-ids.ts';
 import { readRequestBody } from './read-body.ts';
 import { messageProblem, requestMessageOf } from './request-message.ts';
-import { missingExperiment, UpstreamLookupError, type Resolver } from './resolver.ts';
+import { LookupBoundError, LookupBudget, missingExperiment, UpstreamLookupError, type Resolver } from './resolver.ts';
 import type { RouteRule } from './route-rule.ts';
 import { matchRoute, needsRequestBody } from './route-table.ts';
+import { assessmentTraceIds } from './routes-traces.ts';
 
 export interface AuthorizerOptions {
   /** The policy in force (a PolicyStore). */
@@ -35,6 +39,10 @@ export interface AuthorizerOptions {
   allowUnknownRoutes: boolean;
   /** authz.maxCheckedBody: largest JSON body read for a check. */
   maxCheckedBody: number;
+  /** authz.maxDecompressedBody: largest size a compressed body the gateway reads may decompress to (default 64 MiB); 413 beyond. */
+  maxDecompressedBody?: number;
+  /** authz.maxLookupsPerRequest: most upstream look-ups one request may start (default 100); 400 beyond. */
+  maxLookupsPerRequest?: number;
   logger: Logger;
 }
 
@@ -119,7 +127,15 @@ interface CheckOutcome {
   logName: string;
 }
 
+/**
+ * Checks decided at once: a request naming many resources is decided a few at a time, in order, and
+ * the first denial stops the rest (no look-ups for them).
+ */
+const CHECKS_AT_ONCE = 8;
+
 const NOT_FOUND: LevelDecision = Object.freeze({ level: 'NO_PERMISSIONS', reason: 'no such resource' });
+/** A check with ifExists whose id names nothing yet: the request creates it (where the route's other checks say). */
+const NEW_ID: LevelDecision = Object.freeze({ level: 'MANAGE', reason: 'a new id: nothing exists by it yet' });
 
 function denied(message: string): Authorization {
   return { ok: false, error: { status: 403, code: 'PERMISSION_DENIED', message } };
@@ -149,8 +165,12 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     return info.exists ? effectiveLevel(principal, info, policy) : NOT_FOUND;
   }
 
-  /** The level on the resource a check names, resolved to the experiment or model that carries it. */
-  async function outcomeOf(principal: Principal, policy: Policy, check: ResourceCheck): Promise<CheckOutcome> {
+  /**
+   * The level on the resource a check names, resolved to the experiment or model that carries it,
+   * through `resolver`: the request's view of the resolver, charging its look-up budget.
+   */
+  async function outcomeOf(principal: Principal, policy: Policy, check: ResourceCheck, resolver: Resolver): Promise<CheckOutcome> {
+    const resolveExperiment = (id: string) => resolver.experiment(id);
     const { ref } = check;
     switch (ref.kind) {
       case 'experiment': {
@@ -176,9 +196,11 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         const experimentId = ref.kind === 'run' ? await resolver.experimentOfRun(ref.id)
           : ref.kind === 'logged-model' ? await resolver.experimentOfLoggedModel(ref.id)
           : await resolver.experimentOfTrace(ref.id);
+        const what = `${ref.kind === 'logged-model' ? 'logged model' : ref.kind} ${ref.id}`;
+        // A create's own id (StartTraceV3, OTLP spans) that names nothing yet: nothing to check.
+        if (experimentId === undefined && check.ifExists) return { decision: NEW_ID, label: what, logName: `${ref.kind}:${ref.id}` };
         const info = experimentId === undefined ? missingExperiment() : await resolveExperiment(experimentId);
         const decision = levelByIdOf(principal, info, policy);
-        const what = `${ref.kind === 'logged-model' ? 'logged model' : ref.kind} ${ref.id}`;
         // Below READ the message names what the request named, so it reads the same whether the
         // thing exists or not (and does not tell which experiment holds it).
         const label = experimentId !== undefined && atLeast(decision.level, 'READ') ? `experiment ${experimentId}` : what;
@@ -276,6 +298,36 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     };
   }
 
+  /**
+   * An OTLP export (POST /v1/traces) as MLflow reads it: the body (authz.maxCheckedBody), decompressed
+   * as MLflow decompresses it (authz.maxDecompressedBody, 413 beyond; for admins too), and for
+   * non-admins the trace id of every span. `raw`: the bytes read, to forward as they came.
+   */
+  async function otlpTraces(req: IncomingMessage, ctx: RequestContext, admin: boolean): Promise<{ traceIds: string[]; raw: Buffer } | Authorization | null> {
+    const read = await readRequestBody(req, ctx, options.maxCheckedBody);
+    if (!read.ok) {
+      if (!read.tooLarge) return null;
+      return { ok: false, error: { status: 413, code: 'RESOURCE_EXHAUSTED', headers: { connection: 'close' }, message: `request body larger than ${options.maxCheckedBody} bytes, the most mlgate reads to check v1/traces (authz.maxCheckedBody)` } };
+    }
+    const encoding = req.headers['content-encoding'];
+    const decoded = await decodeBody(read.body, encoding, options.maxDecompressedBody ?? 64 * 1024 * 1024);
+    if (!decoded.ok) {
+      return decoded.status === 413
+        ? { ok: false, error: { status: 413, code: 'RESOURCE_EXHAUSTED', message: decoded.message } }
+        : badRequest(decoded.message);
+    }
+    if (admin) return { traceIds: [], raw: read.body };
+    // MLflow 3.11 takes exactly this type and refuses others; a later one might read another
+    // encoding of the spans (OTLP/JSON) that the gateway does not check.
+    if (req.headers['content-type'] !== 'application/x-protobuf') {
+      return badRequest(`mlgate takes OTLP spans only as Content-Type application/x-protobuf (as MLflow does), not ${JSON.stringify(String(req.headers['content-type'] ?? '').slice(0, 100))}`);
+    }
+    const found = otlpTraceIds(decoded.body);
+    if (!found.ok) return badRequest(`Invalid OpenTelemetry protobuf format: ${found.reason}`);
+    if (found.traceIds.length > MAX_IDS_PER_REQUEST) return badRequest(`the spans name ${found.traceIds.length} traces; at most ${MAX_IDS_PER_REQUEST} are checked per request`);
+    return { traceIds: found.traceIds, raw: read.body };
+  }
+
   async function decideRule(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, target: CanonicalTarget, rule: RouteRule, params: Readonly<Record<string, string>>, principal: Principal, policy: Policy, admin: boolean): Promise<Authorization | null> {
     const query = new URLSearchParams(target.query);
     let raw: Buffer | undefined;
@@ -305,6 +357,18 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     }
     const extracted = extractResources(rule, { query, body, pathParams: params, headers: req.headers });
     if (!extracted.ok) return { ok: false, error: { status: extracted.status, code: extracted.code, message: extracted.message } };
+    if (rule.namesTraces) {
+      // Trace ids a create body or an OTLP payload names beyond the table's fields (routes-traces.ts).
+      const named = rule.namesTraces === 'otlp' ? await otlpTraces(req, ctx, admin) : { traceIds: assessmentTraceIds(body), raw: undefined };
+      if (named === null || 'ok' in named) return named;
+      if (named.raw) raw = named.raw;
+      const seen = new Set(extracted.checks.map((check) => (check.ref.kind === 'trace' ? check.ref.id : '')));
+      for (const id of named.traceIds) {
+        if (seen.has(id)) continue;
+        seen.add(id);
+        extracted.checks.push({ ref: { kind: 'trace', id }, level: 'EDIT', source: rule.namesTraces === 'otlp' ? 'body span trace_id' : 'body assessment trace_id', ifExists: true });
+      }
+    }
 
     const tags = reservedTagProblem(rule, extracted, admin);
     if (tags.refuse) return denied(tags.refuse);
@@ -318,22 +382,33 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     }
 
     if (!admin && extracted.checks.length > 0) {
-      const outcomes = await Promise.all(extracted.checks.map((check) => outcomeOf(principal, policy, check)));
-      ctx.resource = resourceField(outcomes.map((outcome) => outcome.logName));
-      for (const [i, check] of extracted.checks.entries()) {
-        const outcome = outcomes[i]!;
-        let needed: PermissionLevel = check.level;
-        let why = rule.name;
-        if (tags.manage !== undefined && check.ref.kind === (rule.writesTags!.on === 'experiment' ? 'experiment' : 'registered-model')) {
-          needed = 'MANAGE';
-          why = `${rule.name} of the reserved tag ${JSON.stringify(tags.manage)}`;
-        }
-        if (!atLeast(outcome.decision.level, needed)) {
-          // Below READ the same words whether the resource exists or not (see levelByIdOf).
-          const unseen = atLeast(outcome.decision.level, 'READ') ? '' : ' (or it does not exist)';
-          return denied(`user ${principal.user} has ${outcome.decision.level} on ${outcome.label}${unseen}; ${why} needs ${needed}`);
+      // A few at a time, in order; the first denial stops the rest, and the request starts at most
+      // authz.maxLookupsPerRequest look-ups (LookupBoundError: a 400, see authorize).
+      const lookups = resolver.forRequest(new LookupBudget(options.maxLookupsPerRequest ?? 100));
+      // An OTLP export may name hundreds of traces: asked about together, not one by one.
+      if (rule.namesTraces === 'otlp') await lookups.primeTraces(extracted.checks.flatMap((check) => (check.ref.kind === 'trace' ? [check.ref.id] : [])));
+      const logNames: string[] = [];
+      for (let start = 0; start < extracted.checks.length; start += CHECKS_AT_ONCE) {
+        const chunk = extracted.checks.slice(start, start + CHECKS_AT_ONCE);
+        const outcomes = await Promise.all(chunk.map((check) => outcomeOf(principal, policy, check, lookups)));
+        for (const [i, check] of chunk.entries()) {
+          const outcome = outcomes[i]!;
+          logNames.push(outcome.logName);
+          let needed: PermissionLevel = check.level;
+          let why = rule.name;
+          if (tags.manage !== undefined && check.ref.kind === (rule.writesTags!.on === 'experiment' ? 'experiment' : 'registered-model')) {
+            needed = 'MANAGE';
+            why = `${rule.name} of the reserved tag ${JSON.stringify(tags.manage)}`;
+          }
+          if (!atLeast(outcome.decision.level, needed)) {
+            ctx.resource = resourceField(logNames);
+            // Below READ the same words whether the resource exists or not (see levelByIdOf).
+            const unseen = atLeast(outcome.decision.level, 'READ') ? '' : ' (or it does not exist)';
+            return denied(`user ${principal.user} has ${outcome.decision.level} on ${outcome.label}${unseen}; ${why} needs ${needed}`);
+          }
         }
       }
+      ctx.resource = resourceField(logNames);
     } else if (extracted.checks.length > 0) {
       ctx.resource = resourceField(extracted.checks.map((check) => plainLogName(check)));
     }
@@ -343,6 +418,14 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (invalidate) {
       invalidate();
       res.once('finish', invalidate);
+    }
+    // A create's own id (ifExists) looked up a moment ago may be remembered as missing (resolver.ts):
+    // MLflow makes it now, so forget that now and once MLflow has answered.
+    const created = extracted.checks.flatMap((check) => (check.ifExists && 'id' in check.ref ? [`${check.ref.kind}:${check.ref.id}`] : []));
+    if (created.length > 0) {
+      const forget = () => resolver.forgetMissing(created);
+      forget();
+      res.once('finish', forget);
     }
     const filter = rule.filter;
     let filterResponse: ((answer: Buffer) => Promise<Buffer>) | undefined;
@@ -401,6 +484,10 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
           const outcome = await decideRule(req, res, ctx, target, rule, match.params, principal, policy, admin);
           return outcome && settle(ctx, outcome);
         } catch (err) {
+          if (err instanceof LookupBoundError) {
+            logger.warn({ reqId: ctx.id, user: principal.user, bound: err.bound }, 'request refused: too many look-ups');
+            return settle(ctx, badRequest(`mlgate refuses this request: ${err.message}`));
+          }
           if (!(err instanceof UpstreamLookupError)) throw err;
           logger.warn({ reqId: ctx.id, err: err.message }, 'authorization look-up failed');
           return settle(ctx, { ok: false, error: { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: err.message } });

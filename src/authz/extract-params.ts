@@ -29,6 +29,8 @@ export interface ResourceCheck {
   level: PermissionLevel;
   /** Where the id was read, for logs and messages: "body run_id", "query name", "path trace_id". */
   source: string;
+  /** A create's own id (ResourceSpec.ifExists): checked only if something by that id exists now. */
+  ifExists?: boolean;
 }
 
 export interface ExtractedResources {
@@ -117,6 +119,13 @@ function refFor(kind: RefKind, value: string, spec: ResourceSpec): ResourceRef |
     }
     case 'model-source':
       throw new Error('refFor: a model source may name several resources (refsOfModelSource)');
+    case 'prompt-uri': {
+      // MLflow reads `prompts:/<name>/<version>` (or `@<alias>`, or the name alone for the latest).
+      const rest = value.startsWith('prompts:/') ? value.slice('prompts:/'.length) : undefined;
+      if (rest === undefined || /[?#\u0000-\u001f\u007f]/.test(rest)) return bad('a prompts:/<name>/<version> URI');
+      const name = rest.includes('/') ? rest.slice(0, rest.indexOf('/')) : rest.includes('@') ? rest.slice(0, rest.lastIndexOf('@')) : rest;
+      return name.trim() !== '' && NAME.test(name) ? { kind: 'registered-model', name } : bad('a prompts:/<name>/<version> URI');
+    }
   }
 }
 
@@ -239,7 +248,7 @@ function checksOf(spec: ResourceSpec, message: Message, request: RequestParams):
     }
     const ref = refFor(spec.ref, value, spec);
     if ('ok' in ref) return ref;
-    checks.push({ ref, level: spec.level, source });
+    checks.push({ ref, level: spec.level, source, ...(spec.ifExists ? { ifExists: true } : {}) });
   }
   if (spec.twin !== undefined && checks.length === 1) {
     const twin = readMessageField(message, spec.twin);
@@ -292,7 +301,9 @@ export function extractResources(rule: RouteRule, request: RequestParams): Extra
     for (const check of found) {
       const key = keyOf(check.ref);
       const seen = byResource.get(key);
-      if (!seen || levelRank(check.level) > levelRank(seen.level)) byResource.set(key, check);
+      // Named twice: the higher level, and "only if it exists" only if both say so.
+      const merged = !seen || levelRank(check.level) > levelRank(seen.level) ? check : seen;
+      byResource.set(key, seen && !(seen.ifExists && check.ifExists) && merged.ifExists ? { ...merged, ifExists: false } : merged);
     }
   }
   for (const check of rule.checksPaths ?? []) {

@@ -1,11 +1,50 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestContext } from '../context/request-context.ts';
 
 export type BodyRead =
   | { ok: true; body: Buffer }
   | { ok: false; tooLarge: true }
-  /** The client left (or the connection failed) before the body ended. */
-  | { ok: false; tooLarge: false };
+  /**
+   * The client left (or the connection failed) before the body ended; or, with `busy`, the memory
+   * budget for checked bodies is spent and the request was already answered (503, Retry-After).
+   */
+  | { ok: false; tooLarge: false; busy?: true };
+
+/**
+ * The memory for bodies read whole to check them, shared by every request (limits.checkedBodyBudget):
+ * a body reserves its declared length before it is read (or each chunk as it comes, when chunked),
+ * and gives it back when its request is over, or when it fails (a body that stalls loses its
+ * connection to the slow-request watch, and its memory here with it).
+ */
+export class BodyBudget {
+  private used = 0;
+  constructor(readonly total: number) {}
+  get inUse(): number {
+    return this.used;
+  }
+  tryReserve(bytes: number): boolean {
+    if (this.used + bytes > this.total) return false;
+    this.used += bytes;
+    return true;
+  }
+  release(bytes: number): void {
+    this.used = Math.max(0, this.used - bytes);
+  }
+}
+
+interface BodyLimits {
+  budget: BodyBudget;
+  res: ServerResponse;
+  /** Answers the request: the budget is spent (503 with Retry-After). */
+  refuseBusy: () => void;
+}
+
+const bodyLimits = new WeakMap<IncomingMessage, BodyLimits>();
+
+/** The budget readRequestBody charges this request's body to, and how to refuse it when spent. */
+export function attachBodyLimits(req: IncomingMessage, limits: BodyLimits): void {
+  bodyLimits.set(req, limits);
+}
 
 /**
  * Reads a request body whole, up to `limit` bytes, for the gateway to check and then forward those
@@ -15,6 +54,26 @@ export function readRequestBody(req: IncomingMessage, ctx: RequestContext, limit
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) return Promise.resolve({ ok: false, tooLarge: true });
   if (req.readableEnded) return Promise.resolve({ ok: true, body: Buffer.alloc(0) });
+  const limits = bodyLimits.get(req);
+  let reserved = 0;
+  const reserve = (bytes: number) => {
+    if (!limits || bytes <= reserved) return true;
+    if (!limits.budget.tryReserve(bytes - reserved)) return false;
+    reserved = bytes;
+    return true;
+  };
+  const busy = (): BodyRead => {
+    limits!.budget.release(reserved);
+    reserved = 0;
+    limits!.refuseBusy();
+    return { ok: false, tooLarge: false, busy: true };
+  };
+  if (declared !== undefined && !reserve(Number(declared) || 0)) return Promise.resolve(busy());
+  // Held until the request is over (the body is forwarded after the check).
+  limits?.res.once('close', () => {
+    limits.budget.release(reserved);
+    reserved = 0;
+  });
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -23,6 +82,11 @@ export function readRequestBody(req: IncomingMessage, ctx: RequestContext, limit
       req.off('end', onEnd);
       req.off('error', onFail);
       req.off('aborted', onFail);
+      req.off('close', onFail);
+      if (!result.ok && limits) {
+        limits.budget.release(reserved);
+        reserved = 0;
+      }
       resolve(result);
     };
     const onData = (chunk: Buffer) => {
@@ -32,6 +96,10 @@ export function readRequestBody(req: IncomingMessage, ctx: RequestContext, limit
         req.pause();
         return done({ ok: false, tooLarge: true });
       }
+      if (!reserve(size)) {
+        req.pause();
+        return done(busy());
+      }
       chunks.push(chunk);
     };
     const onEnd = () => done({ ok: true, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
@@ -40,5 +108,7 @@ export function readRequestBody(req: IncomingMessage, ctx: RequestContext, limit
     req.once('end', onEnd);
     req.once('error', onFail);
     req.once('aborted', onFail);
+    // A connection destroyed mid-body (the slow-request watch) may end the stream with only 'close'.
+    req.once('close', onFail);
   });
 }

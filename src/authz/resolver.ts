@@ -4,11 +4,22 @@
 // their own kept-alive connections.
 //
 // Caching (a hot loop of runs/log-metric costs two map look-ups):
-// - run, logged model, trace -> experiment: never moves; a large LRU without expiry.
-// - experiment (by id and by name), registered model, dataset -> experiments: `cacheTtlMs` (5 s by
+// - run, logged model -> experiment: never moves (no MLflow route takes the id of an existing one
+//   with another experiment; test/mlflow/trace-associations.test.ts); a large LRU without expiry.
+// - trace -> experiment and dataset -> experiments are not cached: MLflow moves both (StartTraceV3
+//   with an existing trace id re-homes the trace; datasets/add-experiments, remove-experiments), so
+//   each check asks where they are now (docs/security.md "What can move"). A trace id that names
+//   nothing is not remembered either: clients choose trace ids, so it may exist a moment later.
+// - experiment (by id and by name), registered model: `cacheTtlMs` (5 s by
 //   default), and dropped at once by the writes that pass through this gateway (tag writes,
 //   renames, deletes, creates: see invalidate*). Other gateway replicas see a change within the TTL.
 // - concurrent look-ups of the same thing share one upstream call.
+// - a look-up that finds nothing (a made-up run, logged model or dataset id; not a trace id, see
+//   above) is remembered for `missingTtlMs` (authz.cacheTtl, at most 5 s), so repeating a request
+//   of made-up ids costs MLflow nothing; a create by its own id that passes forgets it (forgetMissing).
+// - each request may start at most so many look-ups (authz.maxLookupsPerRequest): the authorizer
+//   asks through `forRequest(budget)`, a view with the same caches that charges the budget for
+//   every look-up it starts (cache hits, remembered misses and shared calls are free).
 // - a lookup that fails (upstream down, a 5xx) is not cached and throws UpstreamLookupError.
 import http from 'node:http';
 import https from 'node:https';
@@ -24,8 +35,10 @@ export interface ResolverOptions {
   timeoutMs: number;
   /** Run/logged-model/trace -> experiment entries kept (default 100 000). */
   stableEntries?: number;
-  /** Experiments, models, datasets kept (default 10 000). */
+  /** Experiments and models kept (default 10 000). */
   entries?: number;
+  /** How long "no such run/trace/logged model/dataset" is remembered (default: cacheTtlMs, at most 5 s). */
+  missingTtlMs?: number;
   /** Header to name the caller upstream (proxy.userHeader), with value `mlgate`, so MLflow's logs tell look-ups apart. */
   userHeader?: string;
 }
@@ -45,22 +58,49 @@ interface Answer {
 
 const NO_GRANTS: ResourceGrants = Object.freeze({ users: new Map(), groups: new Map() }) as ResourceGrants;
 
+/** A request started more look-ups than authz.maxLookupsPerRequest allows: the request gets a 400. */
+/** Trace ids asked about in one traces/batchGetInfos call. */
+const TRACE_BATCH = 100;
+
+export class LookupBoundError extends Error {
+  constructor(readonly bound: number) {
+    super(`this request needs more than ${bound} look-ups in MLflow of resources mlgate has not seen lately, the most it makes for one request (authz.maxLookupsPerRequest); name fewer runs, experiments, models or traces per request`);
+    this.name = 'LookupBoundError';
+  }
+}
+
+/** The look-ups one request may start; past `max`, starting another throws LookupBoundError. */
+export class LookupBudget {
+  spent = 0;
+  constructor(readonly max: number) {}
+
+  spend(): void {
+    if (this.spent >= this.max) throw new LookupBoundError(this.max);
+    this.spent++;
+  }
+}
+
 /** An experiment the request names by id (or through a run...) that does not exist. */
 export function missingExperiment(id?: string, name?: string): ResourceInfo {
   return { kind: 'experiment', id, name, exists: false, grants: NO_GRANTS };
 }
 
 export class Resolver {
-  /** Upstream calls made (tests and benchmarks check the hot path makes none). */
-  lookups = 0;
+  /** Shared with the per-request views (forRequest), which count into the same numbers. */
+  private readonly counters = { lookups: 0 };
+  /** The budget a per-request view charges; none on the resolver itself. */
+  private budget?: LookupBudget;
+  /** A per-request view's traces looked up together (primeTraces). */
+  private tracesNow?: { asked: ReadonlySet<string>; found: ReadonlyMap<string, string> };
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
   private readonly stable: LRUCache<string, string>;
   private readonly experimentsById: LRUCache<string, ResourceInfo>;
   private readonly experimentsByName: LRUCache<string, ResourceInfo>;
   private readonly models: LRUCache<string, ResourceInfo>;
-  private readonly datasets: LRUCache<string, readonly string[]>;
   private readonly pending = new Map<string, Promise<unknown>>();
+  /** Keys of look-ups that found nothing, for a few seconds. */
+  private readonly missing: LRUCache<string, true>;
   private readonly headers: Record<string, string>;
 
   constructor(private readonly options: ResolverOptions) {
@@ -73,8 +113,23 @@ export class Resolver {
     this.experimentsById = new LRUCache({ max, ttl });
     this.experimentsByName = new LRUCache({ max, ttl });
     this.models = new LRUCache({ max, ttl });
-    this.datasets = new LRUCache({ max, ttl });
+    this.missing = new LRUCache({ max, ttl: Math.max(1, options.missingTtlMs ?? Math.min(5000, options.cacheTtlMs)) });
     this.headers = { accept: 'application/json', ...(options.userHeader ? { [options.userHeader.toLowerCase()]: 'mlgate' } : {}) };
+  }
+
+  /** Upstream calls made (tests and benchmarks check the hot path makes none). */
+  get lookups(): number {
+    return this.counters.lookups;
+  }
+
+  /**
+   * This resolver (the same caches and shared calls) for one request: every look-up it starts is
+   * charged to `budget`, and one past its bound throws LookupBoundError before it is made.
+   */
+  forRequest(budget: LookupBudget): Resolver {
+    const view = Object.create(this) as Resolver;
+    view.budget = budget;
+    return view;
   }
 
   // ---- experiments and registered models (TTL) ----
@@ -142,9 +197,9 @@ export class Resolver {
 
   /** MLflow 3 answers on /api/3.0/mlflow/traces/<id>; 2.x only on /api/2.0/mlflow/traces/<id>/info. */
   experimentOfTrace(traceId: string): Promise<string | undefined> {
+    if (this.tracesNow?.asked.has(traceId)) return Promise.resolve(this.tracesNow.found.get(traceId));
+    // Not cached, and a miss not remembered: a trace can move, and its id may be created any moment.
     const key = `trace:${traceId}`;
-    const hit = this.stable.get(key);
-    if (hit !== undefined) return Promise.resolve(hit);
     return this.once(key, async () => {
       const v3 = await this.request(`/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}`, `trace ${traceId}`);
       let id: unknown;
@@ -156,22 +211,40 @@ export class Resolver {
         const v2 = await this.call(`/api/2.0/mlflow/traces/${encodeURIComponent(traceId)}/info`, `trace ${traceId}`);
         id = record(v2?.trace_info)?.experiment_id;
       }
-      if (typeof id !== 'string' || id === '') return undefined;
-      this.stable.set(key, id);
-      return id;
-    });
+      return typeof id === 'string' && id !== '' ? id : undefined;
+    }, false);
   }
 
-  /** The experiments a dataset is linked to (it can be linked to more, or fewer: TTL). Undefined: no such dataset. */
+  /**
+   * For this request only (a view from forRequest): where these traces are now, asked in one call
+   * per TRACE_BATCH ids (MLflow 3's traces/batchGetInfos) instead of one per trace. An OTLP export
+   * names up to a thousand; each call is one look-up of the request's budget.
+   */
+  async primeTraces(traceIds: readonly string[]): Promise<void> {
+    const asked = new Set<string>();
+    const found = new Map<string, string>();
+    for (let i = 0; i < traceIds.length; i += TRACE_BATCH) {
+      const chunk = traceIds.slice(i, i + TRACE_BATCH);
+      this.budget?.spend();
+      this.counters.lookups++;
+      const answer = await this.send('POST', '/api/3.0/mlflow/traces/batchGetInfos', JSON.stringify({ trace_ids: chunk }), `${chunk.length} traces`);
+      if (answer.status !== 200 || !answer.json) throw new UpstreamLookupError(`MLflow answered ${answer.status} when mlgate looked up ${chunk.length} traces`);
+      for (const info of Array.isArray(answer.json.trace_infos) ? answer.json.trace_infos : []) {
+        const id = record(info)?.trace_id;
+        const experimentId = record(record(record(info)?.trace_location)?.mlflow_experiment)?.experiment_id;
+        if (typeof id === 'string' && typeof experimentId === 'string' && experimentId !== '') found.set(id, experimentId);
+      }
+      for (const id of chunk) asked.add(id);
+    }
+    this.tracesNow = { asked, found };
+  }
+
+  /** The experiments a dataset is linked to now (it can be linked to more, or fewer: not cached). Undefined: no such dataset. */
   experimentsOfDataset(datasetId: string): Promise<readonly string[] | undefined> {
-    const hit = this.datasets.get(datasetId);
-    if (hit) return Promise.resolve(hit);
     return this.once(`dataset:${datasetId}`, async () => {
       const answer = await this.call(`/api/3.0/mlflow/datasets/${encodeURIComponent(datasetId)}/experiment-ids`, `dataset ${datasetId}`);
       if (!answer) return undefined;
-      const ids = Array.isArray(answer.experiment_ids) ? answer.experiment_ids.filter((id): id is string => typeof id === 'string') : [];
-      this.datasets.set(datasetId, ids);
-      return ids;
+      return Array.isArray(answer.experiment_ids) ? answer.experiment_ids.filter((id): id is string => typeof id === 'string') : [];
     });
   }
 
@@ -190,7 +263,19 @@ export class Resolver {
   }
 
   invalidateDataset(id: string): void {
-    this.datasets.delete(id);
+    this.missing.delete(`dataset:${id}`);
+  }
+
+  /**
+   * Forgets that these were missing (`run:<id>`, `trace:<id>`, `logged-model:<id>`...): a request
+   * that creates them by their own id (a trace's start, OTLP spans) passed.
+   */
+  forgetMissing(keys: readonly string[]): void {
+    for (const key of keys) {
+      this.missing.delete(key);
+      const colon = key.indexOf(':');
+      this.missing.delete(`${key.slice(0, colon)}-artifacts${key.slice(colon)}`);
+    }
   }
 
   /** Drops everything that expires (not run -> experiment, which never changes). */
@@ -198,7 +283,7 @@ export class Resolver {
     this.experimentsById.clear();
     this.experimentsByName.clear();
     this.models.clear();
-    this.datasets.clear();
+    this.missing.clear();
   }
 
   close(): void {
@@ -219,10 +304,20 @@ export class Resolver {
     });
   }
 
-  private once<T>(key: string, lookup: () => Promise<T>): Promise<T> {
+  /**
+   * One look-up per key at a time (concurrent callers share it). A look-up that found nothing
+   * (undefined) is remembered for missingTtlMs unless `rememberMiss` is false; a new one is charged
+   * to the request's budget.
+   */
+  private once<T>(key: string, lookup: () => Promise<T>, rememberMiss = true): Promise<T> {
     const running = this.pending.get(key) as Promise<T> | undefined;
     if (running) return running;
-    const started = lookup().finally(() => this.pending.delete(key));
+    if (rememberMiss && this.missing.has(key)) return Promise.resolve(undefined as T);
+    this.budget?.spend();
+    const started = lookup().then((found) => {
+      if (found === undefined && rememberMiss) this.missing.set(key, true);
+      return found;
+    }).finally(() => this.pending.delete(key));
     this.pending.set(key, started);
     return started;
   }
@@ -234,7 +329,7 @@ export class Resolver {
    * POST's as its JSON body. Throws unless MLflow answers 200 with a JSON object.
    */
   async searchPage(method: 'GET' | 'POST', path: string, message: Record<string, unknown>): Promise<Record<string, unknown>> {
-    this.lookups++;
+    this.counters.lookups++;
     let target = path;
     let payload: string | undefined;
     if (method === 'GET') {
@@ -262,7 +357,7 @@ export class Resolver {
   }
 
   private request(path: string, what: string): Promise<Answer> {
-    this.lookups++;
+    this.counters.lookups++;
     return this.send('GET', path, undefined, what);
   }
 

@@ -6,7 +6,7 @@ import type { PermissionLevel } from './levels.ts';
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** What a request names. Everything but registered-model is resolved to the experiment that holds it. */
-export type RefKind = 'experiment' | 'experiment-name' | 'run' | 'logged-model' | 'trace' | 'dataset' | 'registered-model' | 'artifact-path' | 'model-source';
+export type RefKind = 'experiment' | 'experiment-name' | 'run' | 'logged-model' | 'trace' | 'dataset' | 'registered-model' | 'artifact-path' | 'model-source' | 'prompt-uri';
 
 /**
  * Where a parameter travels.
@@ -30,6 +30,11 @@ export interface ResourceSpec {
   optional?: boolean;
   /** For a path parameter: the message field that names the same thing; if given, it must agree. */
   twin?: string;
+  /**
+   * The id may name a new resource (a create that brings its own id, as StartTraceV3 does): nothing
+   * to check if none exists; if one does, `level` is needed on it where it is now.
+   */
+  ifExists?: boolean;
 }
 
 /** The resources that carry permissions; everything else inherits from one of them. */
@@ -72,6 +77,11 @@ interface RouteFacts {
    * files, which no name or id the gateway checks can vouch for.
    */
   adminOnlyFields?: readonly { field: string; why: string }[];
+  /**
+   * The body names more trace ids than the table's fields can say: `start-trace` (the assessments of
+   * StartTraceV3), `otlp` (an OTLP export, protobuf, maybe compressed). See routes-traces.ts.
+   */
+  namesTraces?: 'start-trace' | 'otlp';
   /** Where and why the rule differs from MLflow's auth app (reviewers: read these first). */
   deviation?: string;
 }
@@ -122,6 +132,9 @@ export const artifactInPath = (level: PermissionLevel): ResourceSpec => ({ ref: 
  * model (or, on 3.x, a logged model). Other URIs name nothing the gateway can look up (see extract-params.ts).
  */
 export const modelSource = (level: PermissionLevel, field = 'source'): ResourceSpec => ({ ref: 'model-source', from: 'message', field, level, optional: true });
+/** A prompt named by URI (`prompts:/<name>/<version>`, `prompts:/<name>@<alias>`): the registered model that holds it. */
+export const promptUri = (level: PermissionLevel, field: string): ResourceSpec => ({ ref: 'prompt-uri', from: 'message', field, level });
+export const datasetIn = (level: PermissionLevel, field: string): ResourceSpec => ({ ref: 'dataset', from: 'message', field, level });
 
 /** A path parameter; `twin` is the field of MLflow's message that names the same thing (false: none, a Flask route). */
 export const inPath = (ref: RefKind, level: PermissionLevel, param: string, twin: string | false = param): ResourceSpec =>

@@ -2,7 +2,7 @@
 // optimization jobs", §4 online scoring): all checked on an experiment. Objects whose id the
 // reference gives no documented way to map to an experiment (issues, jobs, scorer ids) are
 // admin-only when addressed by id.
-import { experiment, experiments, inPath, type RouteDef } from './route-rule.ts';
+import { datasetIn, experiment, experiments, inPath, optional, promptUri, run, type RouteDef } from './route-rule.ts';
 
 const V3 = '/{api,ajax-api}/3.0/mlflow';
 const UNCHECKED = 'auth app 3.11.1: unchecked';
@@ -30,7 +30,7 @@ export const DATASET_ROUTES: readonly RouteDef[] = [
 ];
 
 export const ISSUE_ROUTES: readonly RouteDef[] = [
-  { at: `POST ${V3}/issues`, find: [experiment('EDIT')], deviation: UNCHECKED },
+  { at: `POST ${V3}/issues`, find: [experiment('EDIT'), optional(run('READ', 'source_run_id'))], deviation: `${UNCHECKED}; the run it names as its source must be readable` },
   { at: `POST ${V3}/issues/search`, find: [experiment('READ')], deviation: `${UNCHECKED}; the experiment id is required (without it the search spans every experiment)` },
   { at: `GET ${V3}/issues/{issue_id}`, access: 'admin-only', deviation: `${UNCHECKED}; ${NO_MAPPING}` },
   { at: `PATCH ${V3}/issues/{issue_id}`, access: 'admin-only', deviation: `${UNCHECKED}; ${NO_MAPPING}` },
@@ -52,7 +52,10 @@ export const SCORER_ROUTES: readonly RouteDef[] = [
 const JOB_BY_ID = `auth app: the job's experiment, read from the job on the server; ${NO_MAPPING}`;
 
 export const PROMPT_OPTIMIZATION_ROUTES: readonly RouteDef[] = [
-  { at: `POST ${V3}/prompt-optimization/jobs`, find: [experiment('EDIT')] },
+  {
+    at: `POST ${V3}/prompt-optimization/jobs`, find: [experiment('EDIT'), promptUri('READ', 'source_prompt_uri'), optional(datasetIn('READ', 'config.dataset_id'))],
+    deviation: 'auth app: EDIT on the experiment only; the job reads the prompt it names (source_prompt_uri) and the evaluation dataset (config.dataset_id), so both must be readable',
+  },
   { at: `POST ${V3}/prompt-optimization/jobs/search`, find: [experiment('READ')] },
   { at: `GET ${V3}/prompt-optimization/jobs/search`, find: [experiment('READ')] },
   { at: `GET ${V3}/prompt-optimization/jobs/{job_id}`, access: 'admin-only', deviation: JOB_BY_ID },

@@ -14,9 +14,17 @@ const TRACE_TAG = { on: 'trace', keyField: 'key' } as const;
 
 export const TRACE_ROUTES: readonly RouteDef[] = [
   { at: `POST ${V2}/traces`, find: [experiment('EDIT')], deviation: UNCHECKED },
+  // StartTraceV3 brings its own trace id, and MLflow merges an existing trace of that id into the
+  // request's experiment (moving it there, with its previews and spans), and attaches the body's
+  // assessments to the trace each names: every trace id named is checked where it is now.
   {
-    at: `POST ${V3}/traces`, find: [experiment('EDIT', 'trace.trace_info.trace_location.mlflow_experiment.experiment_id')],
-    deviation: `${UNCHECKED}; a trace location that is not an MLflow experiment is refused`,
+    at: `POST ${V3}/traces`,
+    find: [
+      experiment('EDIT', 'trace.trace_info.trace_location.mlflow_experiment.experiment_id'),
+      { ...trace('EDIT', 'trace.trace_info.trace_id'), ifExists: true },
+    ],
+    namesTraces: 'start-trace',
+    deviation: `${UNCHECKED}; a trace location that is not an MLflow experiment is refused; an existing trace of the id given (or named by an assessment) needs EDIT where it is`,
   },
   { at: `PATCH ${V2}/traces/{request_id}`, find: [inPath('trace', 'EDIT', 'request_id')], deviation: UNCHECKED },
   { at: `GET ${V2}/traces/{request_id}/info`, find: [inPath('trace', 'READ', 'request_id')], deviation: UNCHECKED },
@@ -57,6 +65,33 @@ export const TRACE_ROUTES: readonly RouteDef[] = [
     at: 'GET /ajax-api/3.0/mlflow/get-trace-artifact', find: [trace('READ', 'request_id', 'query')], checksPaths: [{ from: 'query', field: 'path', kind: 'relative' }],
     deviation: 'auth app 3.11.1: unchecked (#23317); READ on the trace, as on the 2.0 route',
   },
-  // OTLP (FastAPI, uvicorn only): protobuf body, experiment in a header.
-  { at: 'POST /v1/traces', find: [experiment('EDIT', 'x-mlflow-experiment-id', 'header')] },
+  // OTLP (FastAPI, uvicorn only): protobuf body, maybe gzip/deflate, experiment in a header. MLflow
+  // adds each span to the trace of its trace_id where that trace is, or creates it in the header's
+  // experiment: every trace id in the payload is checked where it is now (otlp-*.ts).
+  {
+    at: 'POST /v1/traces', find: [experiment('EDIT', 'x-mlflow-experiment-id', 'header')], namesTraces: 'otlp',
+    deviation: 'spans of an existing trace need EDIT on its experiment; only application/x-protobuf is taken from non-admins; compressed bodies are bounded (authz.maxDecompressedBody)',
+  },
 ];
+
+/**
+ * The trace ids of a StartTraceV3 body's assessments (`trace.trace_info.assessments[].trace_id`,
+ * either spelling), which MLflow attaches to the trace each names; an assessment without one goes
+ * to the trace being started. Not a table field: an element without the field is fine here.
+ */
+export function assessmentTraceIds(body: unknown): string[] {
+  const object = (value: unknown): Record<string, unknown> | undefined =>
+    typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  const traceMessage = object(object(body)?.trace);
+  const info = object(traceMessage?.trace_info ?? traceMessage?.traceInfo);
+  const assessments = info?.assessments;
+  if (!Array.isArray(assessments)) return [];
+  const ids: string[] = [];
+  for (const assessment of assessments) {
+    for (const key of ['trace_id', 'traceId']) {
+      const id = object(assessment)?.[key];
+      if (typeof id === 'string' && id !== '') ids.push(id);
+    }
+  }
+  return ids;
+}

@@ -179,6 +179,17 @@ export const configSchema = z.strictObject({
     maxBodySize: size.prefault(0),
     keepAliveSockets: z.number().int().min(1).default(128),
   }).prefault({}),
+  limits: z.strictObject({
+    headerTimeout: duration.prefault('20s'),
+    bodyIdleTimeout: duration.prefault('30s'),
+    unauthenticatedBodyIdleTimeout: duration.prefault('10s'),
+    keepAliveTimeout: duration.prefault('65s'),
+    maxConnections: z.number().int().min(1).default(10_000),
+    maxConnectionsPerIp: z.number().int().min(1).default(2000),
+    refusalDrainSize: size.prefault('8MiB'),
+    refusalDrainTime: duration.prefault('5s'),
+    checkedBodyBudget: size.prefault('256MiB'),
+  }).superRefine(limitsFit, { when: () => true }).prefault({}),
   tokens: z.strictObject({
     enabled: z.boolean().default(true),
     file: z.string().min(1).default('config/tokens.json'),
@@ -213,6 +224,8 @@ export const configSchema = z.strictObject({
     allowUnknownRoutes: z.boolean().default(false),
     cacheTtl: duration.prefault('5s'),
     maxCheckedBody: size.prefault('16MiB'),
+    maxDecompressedBody: size.prefault('64MiB'),
+    maxLookupsPerRequest: z.number().int().min(1).default(100),
   }).superRefine(checkedBodyAtLeastOneKiB, { when: () => true }).prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -297,6 +310,16 @@ function jwtKeysFitAlgorithms(jwt: Record<string, unknown> | null, ctx: z.Refine
 function checkedBodyAtLeastOneKiB(authz: { maxCheckedBody?: unknown } | null, ctx: z.RefinementCtx): void {
   if (typeof authz !== 'object' || authz === null) return;
   if (typeof authz.maxCheckedBody === 'number' && authz.maxCheckedBody < 1024) ctx.addIssue({ code: 'custom', path: ['maxCheckedBody'], message: 'must be at least 1KiB' });
+}
+
+/** Timeouts of 0 would turn the protection off silently, or cut every request: at least 100ms. */
+function limitsFit(limits: Record<string, unknown> | null, ctx: z.RefinementCtx): void {
+  if (typeof limits !== 'object' || limits === null) return;
+  for (const key of ['headerTimeout', 'bodyIdleTimeout', 'unauthenticatedBodyIdleTimeout', 'keepAliveTimeout', 'refusalDrainTime'] as const) {
+    const ms = limits[key];
+    if (typeof ms === 'number' && ms < 100) ctx.addIssue({ code: 'custom', path: [key], message: 'must be at least 100ms' });
+  }
+  if (typeof limits.checkedBodyBudget === 'number' && limits.checkedBodyBudget < 64 * 1024) ctx.addIssue({ code: 'custom', path: ['checkedBodyBudget'], message: 'must be at least 64KiB' });
 }
 
 /** (A refinement on the durations themselves would hide them from `config check`'s formatting.) */

@@ -1,9 +1,11 @@
-import { stat, statSync, type Stats } from 'node:fs';
+import { stat, statSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 
 type Seen = Pick<Stats, 'mtimeMs' | 'ino' | 'size'> | undefined;
 
+/** What identifies a version of the file; undefined when there is none (fs.watchFile reports zeros). */
 function seenOf(stats: Stats | undefined): Seen {
-  return stats ? { mtimeMs: stats.mtimeMs, ino: stats.ino, size: stats.size } : undefined;
+  if (!stats || (stats.ino === 0 && stats.mtimeMs === 0)) return undefined;
+  return { mtimeMs: stats.mtimeMs, ino: stats.ino, size: stats.size };
 }
 
 function differs(a: Seen, b: Seen): boolean {
@@ -13,9 +15,10 @@ function differs(a: Seen, b: Seen): boolean {
 
 /**
  * Calls onChange when a file is replaced, rewritten, created or removed. Polls stat() rather than
- * using inotify so atomic renames, symlink swaps (certbot) and network filesystems all work. The
- * first stat is taken before this returns (fs.watchFile takes it later, so an edit made right after
- * the file was read could go unnoticed for good).
+ * using inotify so atomic renames, symlink swaps (certbot) and network filesystems all work.
+ * fs.watchFile takes its first stat some time after it is called, and only reports differences
+ * from that one: an edit made in between (right after the caller read the file) would go unnoticed
+ * for good. So the version the caller read is taken now, and compared once more after one interval.
  */
 export function watchFileChanges(path: string, intervalMs: number, onChange: () => void): () => void {
   let seen: Seen;
@@ -24,18 +27,17 @@ export function watchFileChanges(path: string, intervalMs: number, onChange: () 
   } catch {
     seen = undefined;
   }
-  let polling = false;
-  const timer = setInterval(() => {
-    if (polling) return;
-    polling = true;
-    stat(path, (err, stats) => {
-      polling = false;
-      const now = err ? undefined : seenOf(stats);
-      if (!differs(now, seen)) return;
-      seen = now;
-      onChange();
-    });
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  const changedTo = (now: Seen) => {
+    if (!differs(now, seen)) return;
+    seen = now;
+    onChange();
+  };
+  const listener = (current: Stats) => changedTo(seenOf(current));
+  watchFile(path, { interval: intervalMs, persistent: false }, listener);
+  const first = setTimeout(() => stat(path, (err, stats) => changedTo(err ? undefined : seenOf(stats))), intervalMs);
+  first.unref();
+  return () => {
+    clearTimeout(first);
+    unwatchFile(path, listener);
+  };
 }

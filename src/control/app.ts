@@ -11,9 +11,14 @@ export interface ControlDependencies {
   contextOf(req: IncomingMessage): RequestContext | undefined;
   /**
    * Whether the upstreams answer at all (any HTTP status counts): `detail` about MLflow's, `routes`
-   * (with routes configured) about each route's.
+   * (with routes configured) about each route's, `upstreams` how many distinct ones and how many answered.
    */
-  upstreamReady(): Promise<{ ready: boolean; detail: string; routes?: Record<string, string> }>;
+  upstreamReady(): Promise<{ ready: boolean; detail: string; routes?: Record<string, string>; upstreams?: { total: number; answering: number } }>;
+  /**
+   * Whether the request's credentials (its Authorization header) are an admin's: only admins see
+   * /-/readyz's details (the upstreams' addresses and errors). Absent: nobody does.
+   */
+  isAdminRequest?(req: IncomingMessage): Promise<boolean>;
   version: string;
   logger: Logger;
   /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
@@ -31,9 +36,15 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
 
   app.get('/-/healthz', (c) => c.json({ status: 'ok', version: deps.version }));
 
+  // Anyone gets the state and counts; the upstreams' addresses and errors only an admin's credentials.
   app.get('/-/readyz', async (c) => {
-    const { ready, detail, routes } = await deps.upstreamReady();
-    return c.json({ status: ready ? 'ready' : 'unavailable', upstream: detail, routes }, ready ? 200 : 503);
+    const [{ ready, detail, routes, upstreams }, admin] = await Promise.all([
+      deps.upstreamReady(),
+      c.req.header('authorization') !== undefined && deps.isAdminRequest ? deps.isAdminRequest(c.env.incoming) : false,
+    ]);
+    const counts = { upstreams: upstreams?.total ?? 1, answering: upstreams?.answering ?? (ready ? 1 : 0) };
+    const status = ready ? 'ready' : 'unavailable';
+    return c.json(admin ? { status, ...counts, upstream: detail, routes } : { status, ...counts }, ready ? 200 : 503);
   });
 
   app.get('/-/whoami', (c) => {
@@ -48,6 +59,11 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
   // A bug in a page must show in the log with its request id, and answer in the gateway's JSON shape.
   app.onError((err, c) => {
     const reqId = deps.contextOf(c.env.incoming)?.id;
+    // A client that left (or was dropped for stalling) while its form was read is no bug.
+    if (c.env.incoming.destroyed || c.env.incoming.aborted) {
+      deps.logger.debug({ reqId, err: (err as Error).message }, 'client left while a gateway route read its request');
+      return c.body(null, 499 as never);
+    }
     deps.logger.error({ reqId, err }, 'internal error in a gateway route');
     return c.json({ error_code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${reqId ?? 'unknown'})` }, 500);
   });

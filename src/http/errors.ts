@@ -3,7 +3,8 @@ import type { RequestContext } from '../context/request-context.ts';
 
 /** MLflow's REST routes: the client parses JSON errors here and breaks on HTML. */
 export function isMlflowApiPath(path: string): boolean {
-  return path.startsWith('/api/') || path.startsWith('/ajax-api/');
+  // MLflow 3's OTLP endpoint is an API path too: an exporter gets JSON, never a page.
+  return path.startsWith('/api/') || path.startsWith('/ajax-api/') || path === '/v1/traces';
 }
 
 export interface GatewayError {

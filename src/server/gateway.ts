@@ -16,7 +16,7 @@ import { PasswordChecker } from '../auth/password-checker.ts';
 import { SessionManager } from '../auth/session.ts';
 import { createSessionStep } from '../auth/session-step.ts';
 import { createAuthorizer, type Authorizer } from '../authz/authorize-request.ts';
-import { effectiveLevel, resourceInfoFromTags } from '../authz/decide.ts';
+import { effectiveLevel, isAdmin, resourceInfoFromTags } from '../authz/decide.ts';
 import { describePolicy, PolicyStore } from '../authz/policy.ts';
 import { Resolver } from '../authz/resolver.ts';
 import type { Config } from '../config/schema.ts';
@@ -29,7 +29,10 @@ import { createLogger, type Logger } from '../log/logger.ts';
 import { createForwarder } from '../proxy/forwarder.ts';
 import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import { compileRoutes, locationUnderPrefix, type UpstreamRoute } from '../context/upstream-routes.ts';
+import { BodyBudget } from '../authz/read-body.ts';
 import { ensureCertificate } from './certificate.ts';
+import { createConnectionGuard } from './connection-guard.ts';
+import { createSlowRequestWatch } from './slow-requests.ts';
 import { createRequestPipeline } from './request-pipeline.ts';
 import { createHttpsRedirectServer, createListener } from './tls-server.ts';
 import { VERSION } from '../version.ts';
@@ -78,10 +81,12 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     onUsersChanged: (users) => checker?.forgetUsers(users),
   }, logger);
   store.start();
+  const noUsersHash = unmatchableBcryptHash(config.auth.bcryptCost);
   checker = new PasswordChecker(pool, {
     cacheSize: config.auth.cacheSize,
     cacheTtlMs: config.auth.cacheTtl,
-    dummyHash: unmatchableBcryptHash(config.auth.bcryptCost),
+    // Unknown users cost what the file's most common entry costs (bcrypt at bcryptCost while it has none).
+    dummyHash: () => store.unknownUserHash ?? noUsersHash,
   });
   const apiTokens = config.tokens.enabled
     ? new ApiTokenStore({ path: config.tokens.file, watchIntervalMs: config.watchInterval, userExists: (user) => store.hashOf(user) !== undefined }, logger)
@@ -100,7 +105,10 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
 
   const certificate = config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
   if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
-  const listener = createListener({ certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval }, logger);
+  const listener = createListener({
+    certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval,
+    headerTimeoutMs: config.limits.headerTimeout, keepAliveTimeoutMs: config.limits.keepAliveTimeout,
+  }, logger);
   const server = listener.server;
 
   const routes = compileRoutes(config);
@@ -116,8 +124,11 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   })] as const));
   const contexts = new WeakMap<IncomingMessage, RequestContext>();
   const proxies = trustedProxies(config.proxy.trustedProxies);
+  const connections = createConnectionGuard(config.limits, proxies, logger);
+  connections.attach(server);
+  const slowRequests = createSlowRequestWatch(config.limits, logger);
   const resolver = new Resolver({ upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
-  const authorizer = createAuthorizer({ policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, logger });
+  const authorizer = createAuthorizer({ policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, maxLookupsPerRequest: config.authz.maxLookupsPerRequest, maxDecompressedBody: config.authz.maxDecompressedBody, logger });
   policy.start();
   logger.info(describePolicy(policy.current(), config.authz.policyFile), 'policy loaded');
   const sessions = config.session.enabled ? new SessionManager({ config: config.session, watchIntervalMs: config.watchInterval }, store, logger) : undefined;
@@ -130,7 +141,12 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf: (req) => contexts.get(req), tls, proxies, logger,
     grantsChanged: (resource) => (resource.kind === 'experiment' ? resolver.invalidateExperiment(resource.id) : resolver.invalidateRegisteredModel(resource.name)),
   });
-  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []), version: VERSION, logger, signIn, permissions });
+  // /-/readyz details (upstream addresses) for admins only: their Authorization header is checked as anywhere else.
+  const isAdminRequest = async (req: IncomingMessage) => {
+    const outcome = await authenticator.authenticate(req);
+    return outcome.ok && isAdmin(outcome.principal, policy.current());
+  };
+  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []), isAdminRequest, version: VERSION, logger, signIn, permissions });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const trustedOrigins: ReadonlySet<string> = new Set(config.auth.trustedOrigins);
   const pipeline = createRequestPipeline({
@@ -153,6 +169,9 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     sessionStep: sessions && createSessionStep({ sessions, authenticator, tls, proxies, logger, trustedOrigins }),
     authorizer,
     trustedOrigins,
+    slowRequests,
+    connections,
+    bodyBudget: new BodyBudget(config.limits.checkedBodyBudget),
   });
   server.on('request', pipeline.handleRequest);
   const upgrading = new Set<Duplex>();
@@ -202,8 +221,13 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         tunnels.stop();
         tunnels.closeAll(GOING_AWAY, 'mlgate is shutting down');
         for (const socket of upgrading) if (!socket.writableEnded) socket.destroy();
+        // Connections the HTTP server never saw (mid-TLS-handshake, or waiting their turn): closed
+        // too, after a moment for the WebSocket close frames above to go out.
+        const stragglers = setTimeout(() => connections.closeAll(), 1000);
         await closed;
+        clearTimeout(stragglers);
         listener.stopWatching();
+        slowRequests.close();
         store.stop();
         sessions?.stop();
         await apiTokens?.stop();
@@ -230,13 +254,15 @@ function listen(server: http.Server, port: number, host: string): Promise<void> 
 }
 
 /** Ready when MLflow and every route's upstream answer; each distinct upstream is asked once. */
-async function probeRoutes(mlflow: URL, routes: readonly UpstreamRoute[]): Promise<{ ready: boolean; detail: string; routes?: Record<string, string> }> {
+async function probeRoutes(mlflow: URL, routes: readonly UpstreamRoute[]): Promise<{ ready: boolean; detail: string; routes?: Record<string, string>; upstreams: { total: number; answering: number } }> {
   const origins = [...new Set([mlflow.origin, ...routes.map((route) => route.upstream.origin)])];
   const probes = new Map(await Promise.all(origins.map(async (origin) => [origin, await probeUpstream(new URL(origin))] as const)));
   const main = probes.get(mlflow.origin)!;
-  if (routes.length === 0) return main;
+  const upstreams = { total: origins.length, answering: [...probes.values()].filter((probe) => probe.ready).length };
+  if (routes.length === 0) return { ...main, upstreams };
   return {
     ready: [...probes.values()].every((probe) => probe.ready),
+    upstreams,
     detail: main.detail,
     routes: Object.fromEntries(routes.map((route) => [route.path, probes.get(route.upstream.origin)!.detail])),
   };

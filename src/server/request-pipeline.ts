@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { authRefusal, type Authenticator } from '../auth/authenticate.ts';
 import { crossSiteReason, externalOrigin, isSafeMethod } from '../auth/csrf.ts';
 import type { Authorization, Authorizer } from '../authz/authorize-request.ts';
+import { attachBodyLimits, type BodyBudget } from '../authz/read-body.ts';
 import type { SessionStep, UpgradeAuthentication } from '../auth/session-step.ts';
 import type { Policy } from '../authz/policy.ts';
 import { mayUseRoute, routeRefusal } from '../authz/route-access.ts';
@@ -16,6 +17,8 @@ import type { Logger } from '../log/logger.ts';
 import type { ForwardOptions, Forwarder } from '../proxy/forwarder.ts';
 import { upstreamHeaderBuilder, type IdentityHeaders } from '../proxy/request-headers.ts';
 import type { WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
+import type { ConnectionGuard } from './connection-guard.ts';
+import type { SlowRequestWatch } from './slow-requests.ts';
 
 export interface PipelineOptions {
   logger: Logger;
@@ -38,7 +41,20 @@ export interface PipelineOptions {
   authorizer: Authorizer;
   /** Other sites' pages that may send unsafe requests with a browser's credentials (auth.trustedOrigins). */
   trustedOrigins: ReadonlySet<string>;
+  /** Bodies that stall, and bodies still arriving after a refusal (limits.*). */
+  slowRequests: SlowRequestWatch;
+  /** Connections per client IP behind trusted proxies (limits.maxConnectionsPerIp). */
+  connections: ConnectionGuard;
+  /** Memory for bodies read whole to check them, across requests (limits.checkedBodyBudget). */
+  bodyBudget: BodyBudget;
 }
+
+const busyError: GatewayError = {
+  status: 503,
+  code: 'TEMPORARILY_UNAVAILABLE',
+  message: 'the gateway is checking too many request bodies at once (limits.checkedBodyBudget); retry shortly',
+  headers: { 'retry-after': '2' },
+};
 
 const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
@@ -55,7 +71,14 @@ export function createRequestPipeline(options: PipelineOptions) {
   let draining = false;
 
   function fail(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, error: GatewayError): void {
-    const headers = error.status === 401 ? { 'www-authenticate': authenticator.challenge, ...error.headers } : error.headers;
+    let headers = error.status === 401 ? { 'www-authenticate': authenticator.challenge, ...error.headers } : error.headers;
+    // With the body still coming, "Connection: close" would make Node close at once with unread
+    // bytes: a reset that can destroy this very answer. The slow-request watch drains the rest
+    // (bounded) and then closes.
+    if (headers?.connection !== undefined && options.slowRequests.bodyPending(req)) {
+      headers = { ...headers };
+      delete headers.connection;
+    }
     if (error.status >= 500) logger.warn({ reqId: ctx.id, status: error.status }, error.message);
     sendError(req, res, { ...error, headers }, ctx);
   }
@@ -133,6 +156,11 @@ export function createRequestPipeline(options: PipelineOptions) {
       inFlight--;
       logAccess(logger, ctx, req, res);
     });
+    options.slowRequests.watch(req, res, ctx);
+    if (!options.connections.admit(req, ctx.clientIp)) {
+      return fail(req, res, ctx, { status: 503, code: 'TEMPORARILY_UNAVAILABLE', message: 'too many open connections from this client (limits.maxConnectionsPerIp)', headers: { 'retry-after': '5', connection: 'close' } });
+    }
+    if (options.slowRequests.bodyPending(req)) attachBodyLimits(req, { budget: options.bodyBudget, res, refuseBusy: () => fail(req, res, ctx, busyError) });
 
     if (PUBLIC_CONTROL_PATHS.has(ctx.path)) {
       void control(req, res);

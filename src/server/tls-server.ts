@@ -12,6 +12,10 @@ export interface ListenerOptions {
   certificate?: CertificatePaths;
   minVersion: SecureVersion;
   watchIntervalMs: number;
+  /** limits.headerTimeout: the TLS handshake and a request's headers must each be done within it. */
+  headerTimeoutMs: number;
+  /** limits.keepAliveTimeout: an idle keep-alive connection is closed after it. */
+  keepAliveTimeoutMs: number;
 }
 
 export interface Listener {
@@ -61,12 +65,23 @@ function readCertificate(paths: CertificatePaths, minVersion: SecureVersion): Lo
  * e.g. after a renewal: new handshakes use it, open connections carry on.
  */
 export function createListener(options: ListenerOptions, logger: Logger): Listener {
-  const common = { keepAliveTimeout: 65_000, headersTimeout: 60_000, requestTimeout: 0 };
+  // requestTimeout stays 0: it caps a whole request, and a 1 GiB upload that keeps moving must not
+  // be cut (bodies that stall are the slow-request watch's, src/server/slow-requests.ts). Node checks
+  // headersTimeout every connectionsCheckingInterval (30 s unless set): a fraction of it here.
+  const common = {
+    keepAliveTimeout: options.keepAliveTimeoutMs,
+    headersTimeout: options.headerTimeoutMs,
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(options.headerTimeoutMs / 4))),
+  };
   if (!options.certificate) return { server: http.createServer(common), covers: () => false, stopWatching: () => {} };
   const paths = options.certificate;
   const { minVersion } = options;
   let current = readCertificate(paths, minVersion);
-  const server = https.createServer({ ...common, cert: current.cert, key: current.key, minVersion });
+  const server = https.createServer({ ...common, handshakeTimeout: options.headerTimeoutMs, cert: current.cert, key: current.key, minVersion });
+  // A failed or timed-out handshake (limits.headerTimeout) must free the connection: left to Node,
+  // a client that never sent a byte stayed connected after its handshake timeout.
+  server.on('tlsClientError', (_err, socket) => socket.destroy());
   const reload = () => {
     try {
       const next = readCertificate(paths, minVersion);

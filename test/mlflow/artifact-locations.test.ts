@@ -19,7 +19,10 @@ if (servers.length === 0) {
 }
 
 const mallory = basic('mallory', 'mallory-password');
-const POLICY = { rules: [{ experiment: 'hidden-*', users: ['*'], level: 'NO_PERMISSIONS' }], default: 'READ' };
+const POLICY = {
+  rules: [{ experiment: 'hidden-*', users: ['*'], level: 'NO_PERMISSIONS' }, { model: 'hidden-*', users: ['*'], level: 'NO_PERMISSIONS' }],
+  default: 'READ',
+};
 
 interface Setup {
   direct: MlflowDirect;
@@ -27,6 +30,7 @@ interface Setup {
   hiddenExperiment: string;
   hiddenRun: string;
   hiddenArtifactUri: string;
+  ownExperiment: string;
   ownRun: string;
   ownArtifactUri: string;
   model: string;
@@ -46,8 +50,12 @@ async function setUp(mlflowUrl: string, tag: string): Promise<Setup> {
   expect((await gw.request('/api/2.0/mlflow/registered-models/create', { method: 'POST', headers: json, body: JSON.stringify({ name: model }) })).status).toBe(200);
   return {
     direct, gw, hiddenExperiment, hiddenRun: hidden.run.info.run_id, hiddenArtifactUri: hidden.run.info.artifact_uri,
-    ownRun: ownInfo.run_id, ownArtifactUri: ownInfo.artifact_uri, model,
+    ownExperiment: own.json<{ experiment_id: string }>().experiment_id, ownRun: ownInfo.run_id, ownArtifactUri: ownInfo.artifact_uri, model,
   };
+}
+
+function ownExperimentOf(s: Setup): string {
+  return s.ownExperiment;
 }
 
 function createVersion(s: Setup, body: Record<string, unknown>) {
@@ -127,6 +135,42 @@ for (const server of servers) {
         expect(res.status, `${source}: ${res.text}`).toBe(200);
       }
       expect(await versionsInMlflow(s)).toHaveLength(2);
+    });
+  });
+
+  const v2 = server.version.startsWith('2.');
+  describe.runIf(!v2)(`what a prompt-optimization job reads, against MLflow ${server.version}${v2 ? ` (skipped: MLflow 3 routes; this server is ${server.version})` : ''}`, () => {
+    let s: Setup;
+    const promptTags = (text: string) => [{ key: 'mlflow.prompt.is_prompt', value: 'true' }, { key: 'mlflow.prompt.text', value: text }];
+    beforeAll(async () => {
+      s = await setUp(server.url, `prompt-${server.version}`);
+      await s.direct.api('POST', 'registered-models/create', { name: `hidden-prompt-${server.version}`, tags: [{ key: 'mlflow.prompt.is_prompt', value: 'true' }] });
+      await s.direct.api('POST', 'model-versions/create', { name: `hidden-prompt-${server.version}`, source: 'prompt-template', tags: promptTags('the secret prompt {{x}}') });
+    });
+    afterAll(async () => {
+      await s?.gw.close();
+    });
+
+    const job = (sourcePromptUri: string) => s.gw.request('/api/3.0/mlflow/prompt-optimization/jobs', {
+      method: 'POST', headers: { authorization: mallory, 'content-type': 'application/json' },
+      body: JSON.stringify({ experiment_id: ownExperimentOf(s), source_prompt_uri: sourcePromptUri, config: { optimizer_type: 'OPTIMIZER_TYPE_GEPA' } }),
+    });
+
+    it('refuses a job in her own experiment that would read a hidden prompt, in every URI form, and starts no run', async () => {
+      for (const uri of [`prompts:/hidden-prompt-${server.version}/1`, `prompts:/hidden-prompt-${server.version}@latest`, `prompts:/hidden-prompt-${server.version}`]) {
+        const res = await job(uri);
+        expect(res.status, `${uri}: ${res.text}`).toBe(403);
+      }
+      expect((await job('models:/x/1')).status).toBe(400);
+      const runs = await s.direct.api<{ runs?: unknown[] }>('POST', 'runs/search', { experiment_ids: [ownExperimentOf(s)], max_results: 10 });
+      // Her own run from setUp only: no optimization run was created.
+      expect(runs.runs ?? []).toHaveLength(1);
+    });
+
+    it('passes a job on a prompt she may read on to MLflow', async () => {
+      const res = await job(`prompts:/${s.model}/1`);
+      // This server runs no jobs (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false): MLflow's own answer, not the gateway's.
+      expect(res.status, res.text).not.toBe(403);
     });
   });
 
