@@ -9,13 +9,13 @@
 // allows, refused (403 in MLflow's JSON) where it does not, and each refused request is read back
 // from MLflow itself, around the gateway, to prove it was not carried out.
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { allPages, expectDenied, expectOk, gatewayCaller, Held } from '../helpers/real-mlflow-acl.ts';
 import { MlflowDirect, runMlflowClient } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor('access control against the real MLflow');
 
 const PASSWORDS = { admin: 'admin-pw', alice: 'alice-pw', carol: 'carol-pw', bob: 'bob-pw', victor: 'victor-pw' };
 type User = keyof typeof PASSWORDS;
@@ -40,11 +40,6 @@ type StepResult = { ok?: unknown; error_code?: string; message?: string };
 const MISSING_RUN = '0123456789abcdef0123456789abcdef';
 const MISSING_EXPERIMENT = '987654321';
 
-if (servers.length === 0) {
-  describe(`access control against the real MLflow (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 for (const server of servers) {
   const v3 = !server.version.startsWith('2.');

@@ -4,19 +4,14 @@
 // into it, nor make MLflow write or fetch anywhere through an experiment's artifact_location.
 // Against the real MLflow; every refusal is read back around the gateway.
 import { createServer, type Server } from 'node:http';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { basic } from '../helpers/http-client.ts';
 import { MlflowDirect, startMlflowServer, type RunningMlflow } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor('artifact locations against the real MLflow');
 
-if (servers.length === 0) {
-  describe(`artifact locations against the real MLflow (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 const mallory = basic('mallory', 'mallory-password');
 const POLICY = {

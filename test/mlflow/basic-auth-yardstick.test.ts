@@ -14,13 +14,13 @@
 // resource. Calls are raw HTTP, as the MLflow client sends them, so each refused one can be quoted.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { request, type TestResponse } from '../helpers/http-client.ts';
 import { basicAuthAdmin, MlflowDirect, startMlflowServer, type RunningMlflow } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor("MLflow's auth app as the yardstick");
 
 const LEVELS = ['READ', 'EDIT', 'MANAGE', 'NO_PERMISSIONS'] as const;
 type Level = (typeof LEVELS)[number];
@@ -403,11 +403,6 @@ const HOW_THIS_DIFFERS = README.slice(README.indexOf("### How this differs from 
 
 // ---- The tests --------------------------------------------------------------------------------
 
-if (servers.length === 0) {
-  describe(`MLflow's auth app as the yardstick (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 interface VersionRun { app: WorldRun; gate: WorldRun }
 

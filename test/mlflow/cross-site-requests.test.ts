@@ -3,7 +3,8 @@
 // the file, so a cross-site form could otherwise write into a run. Clients that send no Origin or
 // Sec-Fetch-* (the MLflow client, curl) are unaffected, and so are bearer tokens, which no browser
 // attaches on its own. Against the real MLflow, read back around the gateway.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { basic } from '../helpers/http-client.ts';
 import { MlflowDirect, startMlflowServer, type RunningMlflow } from '../helpers/real-mlflow.ts';
@@ -11,17 +12,11 @@ import { signIn } from '../helpers/sign-in.ts';
 import { runCli } from '../helpers/cli.ts';
 import { join } from 'node:path';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor('cross-site requests against the real MLflow');
 const TRUSTED = 'https://notebooks.example.com:8443';
 /** An app MLflow 3 lets in (--cors-allowed-origins) but the gateway does not trust: it calls with a bearer token. */
 const TOKEN_APP = 'https://dashboard.example.com';
 
-if (servers.length === 0) {
-  describe(`cross-site requests against the real MLflow (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 for (const server of servers) {
   describe(`a page on another site, against MLflow ${server.version}`, () => {

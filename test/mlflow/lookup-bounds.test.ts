@@ -6,19 +6,14 @@
 // - a request needing more uncached look-ups than authz.maxLookupsPerRequest is refused with 400
 //   INVALID_PARAMETER_VALUE naming the bound (never 429 or 503, which the MLflow client retries);
 // - concurrent requests for the same uncached id share one look-up.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { basic } from '../helpers/http-client.ts';
 import { MlflowDirect } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor('look-up bounds against the real MLflow');
 
-if (servers.length === 0) {
-  describe(`look-up bounds against the real MLflow (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 const mallory = basic('mallory', 'mallory-password');
 const BOUND = 20;

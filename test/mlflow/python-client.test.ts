@@ -3,14 +3,14 @@
 // calls with the browser session cookie. Everything is read back from MLflow itself, around the
 // gateway.
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { runCli } from '../helpers/cli.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { MlflowDirect, runMlflowClient } from '../helpers/real-mlflow.ts';
 import { signIn } from '../helpers/sign-in.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor('the real MLflow client through mlgate');
 
 interface SessionResult {
   mlflow: string;
@@ -44,11 +44,6 @@ interface SessionResult {
 
 const BIG_MB = 100;
 
-if (servers.length === 0) {
-  describe(`the real MLflow client through mlgate (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 for (const server of servers) {
   describe(`the MLflow ${server.version} Python client through mlgate`, () => {

@@ -4,12 +4,12 @@
 // when the committed file differs; MLGATE_WRITE_MESSAGES=1 writes it instead.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import type { MessageField } from '../../src/authz/mlflow-messages.ts';
 import { runMlflowClient } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor("MLflow's request messages");
 const TARGET = fileURLToPath(new URL('../../src/authz/mlflow-messages.ts', import.meta.url));
 
 interface Generated {
@@ -79,11 +79,7 @@ export const MLFLOW_MESSAGES: MessageTable = ${JSON.stringify({ endpoints: table
 `;
 }
 
-if (servers.length === 0) {
-  describe(`MLflow's request messages (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-} else {
+if (servers.length > 0) {
   describe('the request messages the gateway checks bodies against', () => {
     it(`are those of the MLflow versions found (${servers.map((s) => s.version).join(', ')})`, async () => {
       const generated = await Promise.all(servers.map(async (server) => (await runMlflowClient<Generated>(server, 'proto_messages.py', { trackingUri: server.url })).result));

@@ -4,19 +4,14 @@
 // make MLflow act on other ids. Against the real MLflow: the attacks from the review, and a property
 // (fast-check) that whatever body is sent, the run MLflow acts on is the run the gateway checked.
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { basic } from '../helpers/http-client.ts';
 import { MlflowDirect } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor('request parsing against the real MLflow');
 
-if (servers.length === 0) {
-  describe(`request parsing against the real MLflow (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 const mallory = basic('mallory', 'mallory-password');
 

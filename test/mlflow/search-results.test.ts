@@ -4,18 +4,13 @@
 // gateway in front of a server holding hidden entries, and through one in front of a second server
 // seeded without them, for random filters (fast-check) and page sizes.
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { MlflowDirect, startMlflowServer, type RunningMlflow } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
+const servers = mlflowServersFor('search results against the real MLflow');
 
-if (servers.length === 0) {
-  describe(`search results against the real MLflow (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 type Kind = 'experiments' | 'registered-models' | 'model-versions';
 

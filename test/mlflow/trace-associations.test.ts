@@ -13,21 +13,14 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { basic } from '../helpers/http-client.ts';
 import { MlflowDirect, runMlflowClient } from '../helpers/real-mlflow.ts';
 import { otlpTraceIds } from '../../src/authz/otlp-trace-ids.ts';
 
-const servers = inject('mlflowServers');
-const problem = inject('mlflowProblem');
-const v3 = servers.filter((server) => !server.version.startsWith('2.'));
-
-if (v3.length === 0) {
-  describe(`trace associations against the real MLflow 3 (skipped: ${problem || 'no MLflow 3 found'})`, () => {
-    it.skip(problem || 'no MLflow 3 found', () => {});
-  });
-}
+const v3 = mlflowServersFor('trace associations against the real MLflow 3', { mlflow3Only: true });
 
 const mallory = basic('mallory', 'mallory-password');
 const JSON_HEADERS = { authorization: mallory, 'content-type': 'application/json' };

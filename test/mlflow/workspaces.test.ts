@@ -3,19 +3,14 @@
 // X-MLFLOW-WORKSPACE header names, so a decoy model named like a hidden one in another workspace
 // could have been used to read and change the real one. A non-admin request naming any workspace but
 // the default is refused; admins pass. Against a real MLflow 3 with workspaces on.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { basic } from '../helpers/http-client.ts';
 import { MlflowDirect, startMlflowServer, type RunningMlflow } from '../helpers/real-mlflow.ts';
 
-const servers = inject('mlflowServers').filter((server) => !server.version.startsWith('2.'));
-const problem = inject('mlflowProblem') || 'no MLflow 3 found (workspaces are MLflow 3.10+)';
+const servers = mlflowServersFor('workspaces on the real MLflow', { mlflow3Only: true });
 
-if (servers.length === 0) {
-  describe(`workspaces on the real MLflow (skipped: ${problem})`, () => {
-    it.skip(problem, () => {});
-  });
-}
 
 for (const install of servers) {
   describe(`a non-admin naming a workspace, against MLflow ${install.version} with --enable-workspaces`, () => {
