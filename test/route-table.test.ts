@@ -353,6 +353,16 @@ describe('matching', () => {
 describe('what the lead wires from the rule', () => {
   const rule = (method: string, path: string) => matchRoute(method, path)!.rule;
 
+  it('drops what it remembers of a resource after the routes that change it without a create, rename or tag write', () => {
+    expect(rule('POST', '/api/2.0/mlflow/experiments/delete').invalidates).toEqual(['experiment']);
+    expect(rule('POST', '/ajax-api/2.0/mlflow/experiments/restore').invalidates).toEqual(['experiment']);
+    expect(rule('DELETE', '/api/2.0/mlflow/registered-models/delete').invalidates).toEqual(['registered-model']);
+    expect(rule('DELETE', '/api/3.0/mlflow/datasets/d-1').invalidates).toEqual(['dataset']);
+    expect(rule('POST', '/api/3.0/mlflow/datasets/d-1/add-experiments').invalidates).toEqual(['dataset']);
+    expect(rule('POST', '/api/3.0/mlflow/datasets/d-1/remove-experiments').invalidates).toEqual(['dataset']);
+    expect(rule('GET', '/api/3.0/mlflow/datasets/d-1').invalidates).toBeUndefined();
+  });
+
   it('reads the body only when the check needs it', () => {
     expect(needsRequestBody(rule('POST', '/api/2.0/mlflow/runs/log-metric'), false)).toBe(true);
     expect(needsRequestBody(rule('GET', '/api/2.0/mlflow/runs/get'), true)).toBe(false);

@@ -277,12 +277,10 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
 
   /** Writes that change what the cached experiments and models say: dropped now and once the write is done. */
   function invalidation(rule: RouteRule, extracted: ExtractedResources): (() => void) | undefined {
-    const name = rule.name;
-    const experimentWrite = rule.creates === 'experiment' || rule.renames?.on === 'experiment' || rule.writesTags?.on === 'experiment'
-      || name === 'experiments/delete' || name === 'experiments/restore';
-    const modelWrite = rule.creates === 'registered-model' || rule.renames?.on === 'registered-model' || rule.writesTags?.on === 'registered-model'
-      || name === 'registered-models/delete';
-    const datasetWrite = (rule.method === 'DELETE' && name === 'datasets/{dataset_id}') || name === 'datasets/{dataset_id}/add-experiments' || name === 'datasets/{dataset_id}/remove-experiments';
+    const changes = (kind: 'experiment' | 'registered-model') => rule.creates === kind || rule.renames?.on === kind || rule.writesTags?.on === kind || rule.invalidates?.includes(kind) === true;
+    const experimentWrite = changes('experiment');
+    const modelWrite = changes('registered-model');
+    const datasetWrite = rule.invalidates?.includes('dataset') === true;
     if (!experimentWrite && !modelWrite && !datasetWrite) return undefined;
     return () => {
       if (experimentWrite) {

@@ -71,6 +71,11 @@ interface RouteFacts {
   renames?: { on: CarrierKind; newNameField: string };
   /** The gateway sets `user_id` and the `mlflow.user` tag to the authenticated user. */
   stampsUser?: boolean;
+  /**
+   * What the gateway remembers about the resources of these kinds this route names stops being
+   * true once it runs (deletes, restores, links); creates, renames and tag writes say so already.
+   */
+  invalidates?: readonly ('experiment' | 'registered-model' | 'dataset')[];
   checksPaths?: readonly PathCheck[];
   /**
    * Message fields only admins may set (non-empty): where MLflow will write or read a resource's

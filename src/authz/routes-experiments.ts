@@ -26,8 +26,8 @@ export const EXPERIMENT_ROUTES: readonly RouteDef[] = [
   { at: `POST ${V2}/experiments/search`, access: 'none', filter: 'experiments' },
   { at: `GET ${V2}/experiments/search`, access: 'none', filter: 'experiments' },
   { at: `GET ${V2}/experiments/get`, find: [experiment('READ')] },
-  { at: `POST ${V2}/experiments/delete`, find: [experiment('MANAGE')] },
-  { at: `POST ${V2}/experiments/restore`, find: [experiment('MANAGE')] },
+  { at: `POST ${V2}/experiments/delete`, find: [experiment('MANAGE')], invalidates: ['experiment'] },
+  { at: `POST ${V2}/experiments/restore`, find: [experiment('MANAGE')], invalidates: ['experiment'] },
   {
     at: `POST ${V2}/experiments/update`, find: [experiment('MANAGE'), optional(experimentNamed('READ', 'new_name'))], renames: { on: 'experiment', newNameField: 'new_name' },
     deviation: `${RENAME_NEEDS_MANAGE}. ${NAME_NOT_HIDDEN}`,

@@ -16,7 +16,7 @@ export const DATASET_ROUTES: readonly RouteDef[] = [
     deviation: `${UNCHECKED}; a dataset must be linked to at least one experiment, which is where its permission comes from`,
   },
   { at: `GET ${V3}/datasets/{dataset_id}`, find: [dataset('READ')], deviation: UNCHECKED },
-  { at: `DELETE ${V3}/datasets/{dataset_id}`, find: [dataset('MANAGE')], deviation: UNCHECKED },
+  { at: `DELETE ${V3}/datasets/{dataset_id}`, find: [dataset('MANAGE')], invalidates: ['dataset'], deviation: UNCHECKED },
   { at: `POST ${V3}/datasets/search`, find: [experiments('READ')], deviation: `${UNCHECKED}; at least one experiment id is required` },
   { at: `GET ${V3}/datasets/search`, find: [experiments('READ')], deviation: `${UNCHECKED}; at least one experiment id is required` },
   { at: `PATCH ${V3}/datasets/{dataset_id}/tags`, find: [dataset('EDIT')], deviation: UNCHECKED },
@@ -25,8 +25,8 @@ export const DATASET_ROUTES: readonly RouteDef[] = [
   { at: `GET ${V3}/datasets/{dataset_id}/records`, find: [dataset('READ')], deviation: UNCHECKED },
   { at: `DELETE ${V3}/datasets/{dataset_id}/records`, find: [dataset('EDIT')], deviation: UNCHECKED },
   { at: `GET ${V3}/datasets/{dataset_id}/experiment-ids`, find: [dataset('READ')], deviation: UNCHECKED },
-  { at: `POST ${V3}/datasets/{dataset_id}/add-experiments`, find: [dataset('EDIT'), experiments('EDIT')], deviation: `${UNCHECKED}; both the dataset and the experiments are changed` },
-  { at: `POST ${V3}/datasets/{dataset_id}/remove-experiments`, find: [dataset('EDIT'), experiments('EDIT')], deviation: `${UNCHECKED}; both the dataset and the experiments are changed` },
+  { at: `POST ${V3}/datasets/{dataset_id}/add-experiments`, find: [dataset('EDIT'), experiments('EDIT')], invalidates: ['dataset'], deviation: `${UNCHECKED}; both the dataset and the experiments are changed` },
+  { at: `POST ${V3}/datasets/{dataset_id}/remove-experiments`, find: [dataset('EDIT'), experiments('EDIT')], invalidates: ['dataset'], deviation: `${UNCHECKED}; both the dataset and the experiments are changed` },
 ];
 
 export const ISSUE_ROUTES: readonly RouteDef[] = [

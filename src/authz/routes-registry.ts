@@ -12,7 +12,7 @@ export const REGISTRY_ROUTES: readonly RouteDef[] = [
     deviation: `auth app: EDIT. A new name can move the model under other policy rules (name globs), and renaming is MANAGE in mlgate's model. ${NAME_NOT_HIDDEN}`,
   },
   { at: `PATCH ${V2}/registered-models/update`, find: [registeredModel('EDIT')] },
-  { at: `DELETE ${V2}/registered-models/delete`, find: [registeredModel('MANAGE')] },
+  { at: `DELETE ${V2}/registered-models/delete`, find: [registeredModel('MANAGE')], invalidates: ['registered-model'] },
   { at: `GET ${V2}/registered-models/get`, find: [registeredModel('READ')] },
   { at: `GET ${V2}/registered-models/search`, access: 'none', filter: 'registered-models' },
   { at: `POST ${V2}/registered-models/get-latest-versions`, find: [registeredModel('READ')] },
