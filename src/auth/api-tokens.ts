@@ -9,9 +9,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { readFileText, ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import type { Logger } from '../log/logger.ts';
-import type { BearerVerdict } from './authenticate.ts';
 import { writeFileAtomic } from './htpasswd-file.ts';
-import type { Principal } from './principal.ts';
+import type { BearerVerdict, Principal } from './principal.ts';
 
 export const TOKEN_PREFIX = 'mlg_';
 const SECRET_CHARS = 43; // 62^43 > 2^256

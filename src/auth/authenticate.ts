@@ -7,7 +7,7 @@ import type { HtpasswdStore } from './htpasswd-store.ts';
 import type { JwtVerifier } from './jwt.ts';
 import type { Lock, Lockout } from './lockout.ts';
 import type { PasswordChecker } from './password-checker.ts';
-import type { AuthMethod, Principal } from './principal.ts';
+import type { AuthMethod, BearerVerdict, Principal } from './principal.ts';
 
 export type AuthOutcome =
   | { ok: true; principal: Principal }
@@ -22,11 +22,6 @@ export function authRefusal(outcome: Extract<AuthOutcome, { ok: false }>): Gatew
   const code = outcome.status === 400 ? 'INVALID_PARAMETER_VALUE' : outcome.status === 503 ? 'TEMPORARILY_UNAVAILABLE' : 'UNAUTHENTICATED';
   return { status: outcome.status, code, message: outcome.message, headers: outcome.headers ?? (outcome.status === 503 ? { 'retry-after': '1' } : undefined) };
 }
-
-/** What an API token or JWT check concludes; `reason` becomes the Bearer error_description. */
-export type BearerVerdict =
-  | { ok: true; principal: Principal }
-  | { ok: false; reason: string; unavailable?: true };
 
 export interface Authenticator {
   /** Never rejects: bad credentials are an outcome, not an error. */

@@ -11,8 +11,7 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, importJWK
 import { LRUCache } from 'lru-cache';
 import { HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, type Config, type JwtAlgorithm } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
-import type { BearerVerdict } from './authenticate.ts';
-import type { Principal } from './principal.ts';
+import type { BearerVerdict, Principal } from './principal.ts';
 
 type JwtConfig = Config['jwt'];
 

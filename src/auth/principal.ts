@@ -8,3 +8,8 @@ export interface Principal {
   /** Set when an identity provider's JWT vouched for the user, who need not be in the htpasswd file. */
   external?: boolean;
 }
+
+/** What an API token or JWT check concludes; `reason` becomes the Bearer error_description. */
+export type BearerVerdict =
+  | { ok: true; principal: Principal }
+  | { ok: false; reason: string; unavailable?: true };
