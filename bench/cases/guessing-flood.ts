@@ -5,6 +5,7 @@ import { request } from '../lib/net.ts';
 import { sleep } from '../lib/processes.ts';
 import { startLoad } from '../load/http-load.ts';
 import { runNodeClient } from '../load/node-client.ts';
+import type { PacedResult } from '../load/paced-client.ts';
 import type { BenchCase } from './bench-case.ts';
 
 const ATTACKERS = 20;
@@ -12,16 +13,6 @@ const LEGIT_PER_S = 20;
 /** The flood runs this long before the legitimate client starts, so queues are already full. */
 const WARM_UP_S = 1;
 
-interface PacedResult {
-  sent: number;
-  answered: number;
-  failed: number;
-  unanswered: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  maxMs: number | null;
-  firstError: string | null;
-}
 
 export const guessingFlood: BenchCase = {
   name: 'guessing-flood',

@@ -8,6 +8,7 @@ import { lastLines } from '../lib/net.ts';
 import { processTree, readStat, sleep, startProcess, stopProcess } from '../lib/processes.ts';
 import { REPO_ROOT, TSX } from '../lib/workspace.ts';
 import { runNodeClient } from '../load/node-client.ts';
+import type { PacedResult } from '../load/paced-client.ts';
 import { startMlgate } from '../servers/mlgate.ts';
 import type { BenchCase } from './bench-case.ts';
 
@@ -17,16 +18,6 @@ const LEGIT_PER_S = 20;
 /** At least this long a window (20/s: 200 answers), whatever --duration says: a p99 needs samples. */
 const MIN_WINDOW_S = 10;
 
-interface PacedResult {
-  sent: number;
-  answered: number;
-  failed: number;
-  unanswered: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  maxMs: number | null;
-  firstError: string | null;
-}
 
 export const slowClients: BenchCase = {
   name: 'slow-clients',

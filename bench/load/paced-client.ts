@@ -8,6 +8,18 @@ import http from 'node:http';
 import https from 'node:https';
 import { percentile } from '../lib/stats.ts';
 
+/** The JSON line this client prints (read by the guessing-flood and slow-clients cases). */
+export interface PacedResult {
+  sent: number;
+  answered: number;
+  failed: number;
+  unanswered: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+  firstError: string | null;
+}
+
 const [urlArg, rateArg, secondsArg, authorization] = process.argv.slice(2);
 if (!urlArg || !rateArg || !secondsArg || !authorization) throw new Error('usage: paced-client.ts <url> <perSecond> <seconds> <authorization>');
 const BODY = '{"run_id":"4f2e9c1d8a7b4e3f9a1b2c3d4e5f6a7b","key":"loss","value":0.2513,"timestamp":1700000000000,"step":42}';
@@ -78,5 +90,5 @@ process.stdout.write(`${JSON.stringify({
   p99Ms: finite(percentile(ranked, 99)),
   maxMs: latencies.length ? Math.max(...latencies) : null,
   firstError: firstError ?? null,
-})}\n`);
+} satisfies PacedResult)}\n`);
 process.exit(0);

@@ -297,24 +297,38 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   }
 
   /**
+   * The request body, read whole to check it (up to authz.maxCheckedBody: 413 beyond). Null: the
+   * client left while it was read, or the body budget is spent and the pipeline has answered.
+   */
+  async function readCheckedBody(req: IncomingMessage, ctx: RequestContext, rule: RouteRule): Promise<{ bytes: Buffer } | Authorization | null> {
+    const read = await readRequestBody(req, ctx, options.maxCheckedBody);
+    if (read.ok) return { bytes: read.body };
+    if (!read.tooLarge) return null;
+    return {
+      ok: false,
+      error: {
+        status: 413, code: 'RESOURCE_EXHAUSTED', headers: { connection: 'close' },
+        message: `request body larger than ${options.maxCheckedBody} bytes, the most mlgate reads to check ${rule.name} (authz.maxCheckedBody)`,
+      },
+    };
+  }
+
+  /**
    * An OTLP export (POST /v1/traces) as MLflow reads it: the body (authz.maxCheckedBody), decompressed
    * as MLflow decompresses it (authz.maxDecompressedBody, 413 beyond; for admins too), and for
    * non-admins the trace id of every span. `raw`: the bytes read, to forward as they came.
    */
-  async function otlpTraces(req: IncomingMessage, ctx: RequestContext, admin: boolean): Promise<{ traceIds: string[]; raw: Buffer } | Authorization | null> {
-    const read = await readRequestBody(req, ctx, options.maxCheckedBody);
-    if (!read.ok) {
-      if (!read.tooLarge) return null;
-      return { ok: false, error: { status: 413, code: 'RESOURCE_EXHAUSTED', headers: { connection: 'close' }, message: `request body larger than ${options.maxCheckedBody} bytes, the most mlgate reads to check v1/traces (authz.maxCheckedBody)` } };
-    }
+  async function otlpTraces(req: IncomingMessage, ctx: RequestContext, rule: RouteRule, admin: boolean): Promise<{ traceIds: string[]; raw: Buffer } | Authorization | null> {
+    const read = await readCheckedBody(req, ctx, rule);
+    if (read === null || !('bytes' in read)) return read;
     const encoding = req.headers['content-encoding'];
-    const decoded = await decodeBody(read.body, encoding, options.maxDecompressedBody ?? 64 * 1024 * 1024);
+    const decoded = await decodeBody(read.bytes, encoding, options.maxDecompressedBody ?? 64 * 1024 * 1024);
     if (!decoded.ok) {
       return decoded.status === 413
         ? { ok: false, error: { status: 413, code: 'RESOURCE_EXHAUSTED', message: decoded.message } }
         : badRequest(decoded.message);
     }
-    if (admin) return { traceIds: [], raw: read.body };
+    if (admin) return { traceIds: [], raw: read.bytes };
     // MLflow 3.11 takes exactly this type and refuses others; a later one might read another
     // encoding of the spans (OTLP/JSON) that the gateway does not check.
     if (req.headers['content-type'] !== 'application/x-protobuf') {
@@ -323,7 +337,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     const found = otlpTraceIds(decoded.body);
     if (!found.ok) return badRequest(`Invalid OpenTelemetry protobuf format: ${found.reason}`);
     if (found.traceIds.length > MAX_IDS_PER_REQUEST) return badRequest(`the spans name ${found.traceIds.length} traces; at most ${MAX_IDS_PER_REQUEST} are checked per request`);
-    return { traceIds: found.traceIds, raw: read.body };
+    return { traceIds: found.traceIds, raw: read.bytes };
   }
 
   async function decideRule(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, target: CanonicalTarget, rule: RouteRule, params: Readonly<Record<string, string>>, principal: Principal, policy: Policy, admin: boolean): Promise<Authorization | null> {
@@ -331,18 +345,9 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     let raw: Buffer | undefined;
     let body: JsonObject | undefined;
     if (needsRequestBody(rule, hasQueryParams(query))) {
-      const read = await readRequestBody(req, ctx, options.maxCheckedBody);
-      if (!read.ok) {
-        if (!read.tooLarge) return null;
-        return {
-          ok: false,
-          error: {
-            status: 413, code: 'RESOURCE_EXHAUSTED', headers: { connection: 'close' },
-            message: `request body larger than ${options.maxCheckedBody} bytes, the most mlgate reads to check ${rule.name} (authz.maxCheckedBody)`,
-          },
-        };
-      }
-      raw = read.body;
+      const read = await readCheckedBody(req, ctx, rule);
+      if (read === null || !('bytes' in read)) return read;
+      raw = read.bytes;
       const parsed = parseRequestJson(raw);
       if (!parsed.ok) return { ok: false, error: { status: parsed.status, code: parsed.code, message: parsed.message } };
       body = parsed.value;
@@ -357,7 +362,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (!extracted.ok) return { ok: false, error: { status: extracted.status, code: extracted.code, message: extracted.message } };
     if (rule.namesTraces) {
       // Trace ids a create body or an OTLP payload names beyond the table's fields (routes-traces.ts).
-      const named = rule.namesTraces === 'otlp' ? await otlpTraces(req, ctx, admin) : { traceIds: assessmentTraceIds(body), raw: undefined };
+      const named = rule.namesTraces === 'otlp' ? await otlpTraces(req, ctx, rule, admin) : { traceIds: assessmentTraceIds(body), raw: undefined };
       if (named === null || 'ok' in named) return named;
       if (named.raw) raw = named.raw;
       const seen = new Set(extracted.checks.map((check) => (check.ref.kind === 'trace' ? check.ref.id : '')));

@@ -59,6 +59,12 @@ interface Answer {
 const NO_GRANTS: ResourceGrants = Object.freeze({ users: new Map(), groups: new Map() }) as ResourceGrants;
 
 /** A request started more look-ups than authz.maxLookupsPerRequest allows: the request gets a 400. */
+interface StableFacts {
+  experimentId: string;
+  /** Its artifact_uri (runs) or artifact_location (logged models). */
+  artifacts: string | undefined;
+}
+
 /** Trace ids asked about in one traces/batchGetInfos call. */
 const TRACE_BATCH = 100;
 
@@ -94,7 +100,8 @@ export class Resolver {
   private tracesNow?: { asked: ReadonlySet<string>; found: ReadonlyMap<string, string> };
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
-  private readonly stable: LRUCache<string, string>;
+  /** What never changes about a run or logged model: its experiment and where its artifacts are. */
+  private readonly stable: LRUCache<string, StableFacts>;
   private readonly experimentsById: LRUCache<string, ResourceInfo>;
   private readonly experimentsByName: LRUCache<string, ResourceInfo>;
   private readonly models: LRUCache<string, ResourceInfo>;
@@ -178,21 +185,31 @@ export class Resolver {
 
   /** The experiment id of a run; undefined when there is no such run. */
   experimentOfRun(runId: string): Promise<string | undefined> {
-    return this.stableLookup(`run:${runId}`, `/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(runId)}`, `run ${runId}`, (json) => record(record(json.run)?.info)?.experiment_id);
+    return this.runFacts(runId).then((facts) => facts?.experimentId);
   }
 
   /** Where a run's artifacts live (fixed when the run is created). */
   artifactUriOfRun(runId: string): Promise<string | undefined> {
-    return this.stableLookup(`run-artifacts:${runId}`, `/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(runId)}`, `run ${runId}`, (json) => record(record(json.run)?.info)?.artifact_uri);
+    return this.runFacts(runId).then((facts) => facts?.artifacts);
   }
 
   /** Where a logged model's artifacts live (3.x; fixed when it is created). */
   artifactLocationOfLoggedModel(modelId: string): Promise<string | undefined> {
-    return this.stableLookup(`logged-model-artifacts:${modelId}`, `/api/2.0/mlflow/logged-models/${encodeURIComponent(modelId)}`, `logged model ${modelId}`, (json) => record(record(json.model)?.info)?.artifact_location);
+    return this.loggedModelFacts(modelId).then((facts) => facts?.artifacts);
   }
 
   experimentOfLoggedModel(modelId: string): Promise<string | undefined> {
-    return this.stableLookup(`logged-model:${modelId}`, `/api/2.0/mlflow/logged-models/${encodeURIComponent(modelId)}`, `logged model ${modelId}`, (json) => record(record(json.model)?.info)?.experiment_id);
+    return this.loggedModelFacts(modelId).then((facts) => facts?.experimentId);
+  }
+
+  private runFacts(runId: string): Promise<StableFacts | undefined> {
+    return this.stableLookup(`run:${runId}`, `/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(runId)}`, `run ${runId}`,
+      (json) => record(record(json.run)?.info), 'artifact_uri');
+  }
+
+  private loggedModelFacts(modelId: string): Promise<StableFacts | undefined> {
+    return this.stableLookup(`logged-model:${modelId}`, `/api/2.0/mlflow/logged-models/${encodeURIComponent(modelId)}`, `logged model ${modelId}`,
+      (json) => record(record(json.model)?.info), 'artifact_location');
   }
 
   /** MLflow 3 answers on /api/3.0/mlflow/traces/<id>; 2.x only on /api/2.0/mlflow/traces/<id>/info. */
@@ -271,11 +288,7 @@ export class Resolver {
    * that creates them by their own id (a trace's start, OTLP spans) passed.
    */
   forgetMissing(keys: readonly string[]): void {
-    for (const key of keys) {
-      this.missing.delete(key);
-      const colon = key.indexOf(':');
-      this.missing.delete(`${key.slice(0, colon)}-artifacts${key.slice(colon)}`);
-    }
+    for (const key of keys) this.missing.delete(key);
   }
 
   /** Drops everything that expires (not run -> experiment, which never changes). */
@@ -292,15 +305,19 @@ export class Resolver {
 
   // ---- plumbing ----
 
-  private stableLookup(key: string, path: string, what: string, pick: (json: Record<string, unknown>) => unknown): Promise<string | undefined> {
+  /** One look-up gives both facts: `infoOf` finds the object holding experiment_id and `artifactsField`. */
+  private stableLookup(key: string, path: string, what: string, infoOf: (json: Record<string, unknown>) => Record<string, unknown> | undefined, artifactsField: string): Promise<StableFacts | undefined> {
     const hit = this.stable.get(key);
     if (hit !== undefined) return Promise.resolve(hit);
     return this.once(key, async () => {
       const answer = await this.call(path, what);
-      const id = answer ? pick(answer) : undefined;
-      if (typeof id !== 'string' || id === '') return undefined;
-      this.stable.set(key, id);
-      return id;
+      const info = answer ? infoOf(answer) : undefined;
+      const experimentId = info?.experiment_id;
+      if (typeof experimentId !== 'string' || experimentId === '') return undefined;
+      const artifacts = info![artifactsField];
+      const facts: StableFacts = { experimentId, artifacts: typeof artifacts === 'string' && artifacts !== '' ? artifacts : undefined };
+      this.stable.set(key, facts);
+      return facts;
     });
   }
 
