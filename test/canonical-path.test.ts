@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { parse as parseUrl } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { canonicalizeTarget } from '../src/authz/canonical-path.ts';
-import { matchRoute } from '../src/authz/route-table.ts';
+import { matchRule } from '../src/authz/route-table.ts';
 
 const httpProxyCommon = createRequire(import.meta.url)('http-proxy/lib/http-proxy/common.js') as { urlJoin(...parts: string[]): string };
 
@@ -91,30 +91,30 @@ describe('refused with 400', () => {
 describe('accepted', () => {
   it('splits off the query and names the prefix, version and route', () => {
     expect(canonicalizeTarget(`/api/2.0/mlflow/runs/get?run_id=${RUN}&run_uuid=${RUN}`)).toEqual({
-      ok: true, path: '/api/2.0/mlflow/runs/get', query: `run_id=${RUN}&run_uuid=${RUN}`, prefix: 'api', version: '2.0', route: '/mlflow/runs/get',
+      ok: true, path: '/api/2.0/mlflow/runs/get', query: `run_id=${RUN}&run_uuid=${RUN}`, prefix: 'api', version: '2.0', mlflowPath: '/mlflow/runs/get',
     });
-    expect(canonicalizeTarget('/ajax-api/3.0/mlflow/traces/tr-1')).toMatchObject({ prefix: 'ajax-api', version: '3.0', route: '/mlflow/traces/tr-1', query: '' });
+    expect(canonicalizeTarget('/ajax-api/3.0/mlflow/traces/tr-1')).toMatchObject({ prefix: 'ajax-api', version: '3.0', mlflowPath: '/mlflow/traces/tr-1', query: '' });
     expect(canonicalizeTarget('/api/2.0/mlflow/runs/get?')).toMatchObject({ path: '/api/2.0/mlflow/runs/get', query: '' });
-    expect(canonicalizeTarget('/api/2.0?x=1')).toMatchObject({ prefix: 'api', version: '2.0', route: '/' });
+    expect(canonicalizeTarget('/api/2.0?x=1')).toMatchObject({ prefix: 'api', version: '2.0', mlflowPath: '/' });
   });
 
   it('knows non-API paths and versions MLflow does not serve', () => {
-    expect(canonicalizeTarget('/health')).toMatchObject({ prefix: undefined, version: undefined, route: '/health' });
-    expect(canonicalizeTarget('/')).toMatchObject({ path: '/', prefix: undefined, route: '/' });
-    expect(canonicalizeTarget('/api/4.0/mlflow/traces')).toMatchObject({ prefix: 'api', version: undefined, route: '/api/4.0/mlflow/traces' });
+    expect(canonicalizeTarget('/health')).toMatchObject({ prefix: undefined, version: undefined, mlflowPath: '/health' });
+    expect(canonicalizeTarget('/')).toMatchObject({ path: '/', prefix: undefined, mlflowPath: '/' });
+    expect(canonicalizeTarget('/api/4.0/mlflow/traces')).toMatchObject({ prefix: 'api', version: undefined, mlflowPath: '/api/4.0/mlflow/traces' });
     expect(canonicalizeTarget('/api/2.0mlflow/experiments/search-datasets')).toMatchObject({ prefix: 'api', version: undefined });
-    expect(canonicalizeTarget('/api')).toMatchObject({ prefix: 'api', version: undefined, route: '/api' });
+    expect(canonicalizeTarget('/api')).toMatchObject({ prefix: 'api', version: undefined, mlflowPath: '/api' });
   });
 
   it('decodes percent-escapes once, so encoded ordinary characters reach the same route', () => {
     const target = canonicalizeTarget('/api/2.0/%6D%6c%66low/runs/log%2Dmetric');
     expect(target).toMatchObject({ ok: true, path: '/api/2.0/mlflow/runs/log-metric' });
-    if (target.ok) expect(matchRoute('POST', target.path)!.rule.name).toBe('runs/log-metric');
+    if (target.ok) expect(matchRule('POST', target.path)!.rule.name).toBe('runs/log-metric');
     expect(canonicalizeTarget('/api/2.0/mlflow/%7Euser%5Fx')).toMatchObject({ path: '/api/2.0/mlflow/~user_x' });
   });
 
   it('sees an encoded API prefix as the API, as MLflow does (decide fail-closed on this, not on the raw path)', () => {
-    expect(canonicalizeTarget('/%61pi/2.0/mlflow/runs/get')).toMatchObject({ prefix: 'api', version: '2.0', route: '/mlflow/runs/get' });
+    expect(canonicalizeTarget('/%61pi/2.0/mlflow/runs/get')).toMatchObject({ prefix: 'api', version: '2.0', mlflowPath: '/mlflow/runs/get' });
     expect(canonicalizeTarget('/ajax%2Dapi/3%2E0/mlflow/traces/tr-1')).toMatchObject({ prefix: 'ajax-api', version: '3.0' });
   });
 

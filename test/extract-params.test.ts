@@ -6,7 +6,7 @@ import {
   extractResources, hasQueryParams, MAX_IDS_PER_REQUEST, parseRequestJson,
   type ExtractedResources, type ExtractionError, type ResourceRef,
 } from '../src/authz/extract-params.ts';
-import { matchRoute, needsRequestBody } from '../src/authz/route-table.ts';
+import { matchRule, needsRequestBody } from '../src/authz/route-table.ts';
 
 const RUN_A = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 const RUN_B = 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';
@@ -20,7 +20,7 @@ interface Call {
 function extract(method: string, target: string, call: Call = {}): ExtractedResources | ExtractionError {
   const canonical = canonicalizeTarget(target);
   if (!canonical.ok) throw new Error(canonical.reason);
-  const match = matchRoute(method, canonical.path);
+  const match = matchRule(method, canonical.path);
   if (!match) throw new Error(`no route for ${method} ${target}`);
   const query = new URLSearchParams(canonical.query);
   let body: unknown;
@@ -107,7 +107,7 @@ describe('POST, PUT, PATCH, DELETE: the JSON body, never the query string', () =
   });
 
   it('the lead must hand over the body when the rule reads it', () => {
-    const { rule, params } = matchRoute('POST', '/api/2.0/mlflow/runs/log-metric')!;
+    const { rule, params } = matchRule('POST', '/api/2.0/mlflow/runs/log-metric')!;
     expect(() => extractResources(rule, { query: new URLSearchParams(), body: undefined, pathParams: params })).toThrow(/reads the JSON body/);
   });
 });
@@ -268,7 +268,7 @@ describe('path parameters', () => {
   it('Flask routes take only the path parameter: their handler has no message', () => {
     const files = `/ajax-api/2.0/mlflow/logged-models/${MODEL}/artifacts/files`;
     expect(refs(extract('GET', `${files}?artifact_file_path=MLmodel&model_id=m-other`))).toEqual([[{ kind: 'logged-model', id: MODEL }, 'READ']]);
-    expect(needsRequestBody(matchRoute('GET', files)!.rule, false)).toBe(false);
+    expect(needsRequestBody(matchRule('GET', files)!.rule, false)).toBe(false);
   });
 });
 

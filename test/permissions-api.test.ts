@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/auth/principal.ts';
 import { grantsFromTags } from '../src/authz/grant-tags.ts';
-import type { ResourceInfo } from '../src/authz/grants-client.ts';
+import type { ResourceInfo } from '../src/authz/mlflow-client.ts';
 import { highestLevel, type PermissionLevel } from '../src/authz/levels.ts';
 import type { CarrierKind } from '../src/authz/route-rule.ts';
 import { spawnCli } from './helpers/cli.ts';

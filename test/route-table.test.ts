@@ -6,7 +6,7 @@ import { canonicalizeTarget } from '../src/authz/canonical-path.ts';
 import { extractResources, parseRequestJson } from '../src/authz/extract-params.ts';
 import type { PermissionLevel } from '../src/authz/levels.ts';
 import type { RouteRule } from '../src/authz/route-rule.ts';
-import { matchRoute, needsRequestBody, ROUTE_RULES, type RouteMatch } from '../src/authz/route-table.ts';
+import { matchRule, needsRequestBody, ROUTE_RULES, type RuleMatch } from '../src/authz/route-table.ts';
 
 interface FixtureRoute {
   method: string;
@@ -39,10 +39,10 @@ function servedPaths(route: FixtureRoute): string[] {
   return ['api', 'ajax-api'].map((prefix) => `/${prefix}/${version}${samplePath(route.path)}`);
 }
 
-function routed(method: string, target: string): RouteMatch | undefined {
+function routed(method: string, target: string): RuleMatch | undefined {
   const canonical = canonicalizeTarget(target);
   if (!canonical.ok) throw new Error(`${target}: ${canonical.reason}`);
-  return matchRoute(method, canonical.path);
+  return matchRule(method, canonical.path);
 }
 
 describe('every route of the reference lists is classified', () => {
@@ -273,7 +273,7 @@ describe('what the real MLflow client sends (mlflow-client-paths.md)', () => {
     const canonical = canonicalizeTarget(call.target);
     expect(canonical.ok).toBe(true);
     if (!canonical.ok) return;
-    const found = matchRoute(method, canonical.path);
+    const found = matchRule(method, canonical.path);
     expect(found).toBeDefined();
     const { rule, params } = found!;
     expect({ resource: rule.resource, level: rule.level }).toEqual({ level: undefined, resource: call.expect.resource, ...(call.expect.level ? { level: call.expect.level } : {}) });
@@ -296,9 +296,9 @@ describe('what the real MLflow client sends (mlflow-client-paths.md)', () => {
 
   it('the 200-step log_metric loop costs one Map lookup per call', () => {
     const started = performance.now();
-    for (let i = 0; i < 100_000; i++) matchRoute('POST', '/api/2.0/mlflow/runs/log-metric');
+    for (let i = 0; i < 100_000; i++) matchRule('POST', '/api/2.0/mlflow/runs/log-metric');
     expect(performance.now() - started).toBeLessThan(1000);
-    expect(matchRoute('POST', '/api/2.0/mlflow/runs/log-metric')!.params).toEqual({});
+    expect(matchRule('POST', '/api/2.0/mlflow/runs/log-metric')!.params).toEqual({});
   });
 });
 
@@ -316,29 +316,29 @@ describe('matching', () => {
     ['TRACE', '/api/2.0/mlflow/runs/get', 'a method MLflow never serves'],
     ['GET', '/-/healthz', 'the gateway\'s own routes are not MLflow\'s'],
   ])('%s %s is unknown (%s)', (method, path) => {
-    expect(matchRoute(method, path)).toBeUndefined();
+    expect(matchRule(method, path)).toBeUndefined();
   });
 
   it('exact paths win over parameters, as in werkzeug', () => {
-    expect(matchRoute('GET', '/api/3.0/mlflow/traces/get')!.rule.name).toBe('traces/get');
-    expect(matchRoute('GET', '/ajax-api/3.0/mlflow/traces/batchGet')!.rule.name).toBe('traces/batchGet');
-    expect(matchRoute('GET', '/api/3.0/mlflow/datasets/search')!.rule.name).toBe('datasets/search');
-    expect(matchRoute('POST', '/api/2.0/mlflow/traces/link-to-run')!.rule.name).toBe('traces/link-to-run');
+    expect(matchRule('GET', '/api/3.0/mlflow/traces/get')!.rule.name).toBe('traces/get');
+    expect(matchRule('GET', '/ajax-api/3.0/mlflow/traces/batchGet')!.rule.name).toBe('traces/batchGet');
+    expect(matchRule('GET', '/api/3.0/mlflow/datasets/search')!.rule.name).toBe('datasets/search');
+    expect(matchRule('POST', '/api/2.0/mlflow/traces/link-to-run')!.rule.name).toBe('traces/link-to-run');
     // No GET route has the path, so werkzeug (and the table) take "search" as a model id.
-    expect(matchRoute('GET', '/api/2.0/mlflow/logged-models/search')!.params).toEqual({ model_id: 'search' });
+    expect(matchRule('GET', '/api/2.0/mlflow/logged-models/search')!.params).toEqual({ model_id: 'search' });
   });
 
   it('path parameters come back decoded, one segment each, the artifact path whole', () => {
-    expect(matchRoute('DELETE', '/api/2.0/mlflow/logged-models/m-1/tags/my tag')!.params).toEqual({ model_id: 'm-1', tag_key: 'my tag' });
-    expect(matchRoute('GET', '/ajax-api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/a b/c%.txt')!.params).toEqual({ artifact_path: '1/r/artifacts/a b/c%.txt' });
-    expect(matchRoute('POST', '/api/2.0/mlflow-artifacts/mpu/create/1/r/artifacts')!.params).toEqual({ artifact_path: '1/r/artifacts' });
+    expect(matchRule('DELETE', '/api/2.0/mlflow/logged-models/m-1/tags/my tag')!.params).toEqual({ model_id: 'm-1', tag_key: 'my tag' });
+    expect(matchRule('GET', '/ajax-api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/a b/c%.txt')!.params).toEqual({ artifact_path: '1/r/artifacts/a b/c%.txt' });
+    expect(matchRule('POST', '/api/2.0/mlflow-artifacts/mpu/create/1/r/artifacts')!.params).toEqual({ artifact_path: '1/r/artifacts' });
   });
 
   it('HEAD is GET; OPTIONS needs no resource, except where everything is blocked', () => {
-    expect(matchRoute('HEAD', '/api/2.0/mlflow/runs/get')!.rule.name).toBe('runs/get');
-    expect(matchRoute('OPTIONS', '/api/2.0/mlflow/runs/log-metric')!.rule).toMatchObject({ resource: 'none', find: [] });
-    expect(matchRoute('OPTIONS', '/ajax-api/3.0/mlflow/assistant/config')!.rule.resource).toBe('blocked');
-    expect(matchRoute('OPTIONS', '/api/2.0/mlflow/nope')).toBeUndefined();
+    expect(matchRule('HEAD', '/api/2.0/mlflow/runs/get')!.rule.name).toBe('runs/get');
+    expect(matchRule('OPTIONS', '/api/2.0/mlflow/runs/log-metric')!.rule).toMatchObject({ resource: 'none', find: [] });
+    expect(matchRule('OPTIONS', '/ajax-api/3.0/mlflow/assistant/config')!.rule.resource).toBe('blocked');
+    expect(matchRule('OPTIONS', '/api/2.0/mlflow/nope')).toBeUndefined();
   });
 
   it('both prefixes reach the same kind of rule', () => {
@@ -351,7 +351,7 @@ describe('matching', () => {
 });
 
 describe('what the lead wires from the rule', () => {
-  const rule = (method: string, path: string) => matchRoute(method, path)!.rule;
+  const rule = (method: string, path: string) => matchRule(method, path)!.rule;
 
   it('drops what it remembers of a resource after the routes that change it without a create, rename or tag write', () => {
     expect(rule('POST', '/api/2.0/mlflow/experiments/delete').invalidates).toEqual(['experiment']);
@@ -384,7 +384,9 @@ describe('what the lead wires from the rule', () => {
       ['POST', '/api/2.0/mlflow/experiments/set-experiment-tag'], ['POST', '/api/2.0/mlflow/experiments/delete-experiment-tag'],
       ['POST', '/api/2.0/mlflow/registered-models/set-tag'], ['DELETE', '/api/2.0/mlflow/registered-models/delete-tag'],
     ] as const) expect(rule(method, path).writesTags?.keyField, path).toBe('key');
-    expect(rule('POST', '/api/2.0/mlflow/runs/log-batch').writesTags).toEqual({ on: 'run', keyField: 'tags[].key' });
+    expect(rule('POST', '/api/2.0/mlflow/runs/log-batch').writesTags).toEqual({ on: 'run', keyField: 'tags[].key', adminOnly: { key: 'mlflow.user', why: expect.any(String) } });
+    // The one tag key of a run or trace that only admins may write is data in the table, not code.
+    expect(rule('PATCH', '/api/3.0/mlflow/traces/tr-1/tags').writesTags?.adminOnly?.key).toBe('mlflow.artifactLocation');
     expect(rule('POST', '/api/2.0/mlflow/experiments/update')).toMatchObject({ level: 'MANAGE', renames: { on: 'experiment', newNameField: 'new_name' } });
     expect(rule('POST', '/ajax-api/2.0/mlflow/registered-models/rename')).toMatchObject({ level: 'MANAGE', renames: { on: 'registered-model' } });
     expect(rule('POST', '/ajax-api/2.0/mlflow/runs/create').stampsUser).toBe(true);

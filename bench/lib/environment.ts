@@ -4,7 +4,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { runToEnd } from './processes.ts';
 import { REPO_ROOT, hasCommand } from './workspace.ts';
 
-export interface Environment {
+interface Environment {
   cores: number;
   cpu: string;
   memoryGB: number;

@@ -11,7 +11,7 @@
 /** The run every log-metric body names (bench/load/lua/post-metric.lua and paced-client.ts carry the same literal). */
 export const BENCH_RUN_ID = '4f2e9c1d8a7b4e3f9a1b2c3d4e5f6a7b';
 export const BENCH_EXPERIMENT_ID = '1';
-export const BENCH_EXPERIMENT_NAME = 'team-ml/bench';
+const BENCH_EXPERIMENT_NAME = 'team-ml/bench';
 export const ADMIN_USER = 'bench-admin';
 
 /** As the gateway's access log names the experiment it decided on. */

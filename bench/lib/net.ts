@@ -18,7 +18,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-export interface Reply {
+interface Reply {
   status: number;
   body: string;
 }

@@ -14,7 +14,7 @@ export interface Started {
   output(): string;
 }
 
-export interface StartOptions {
+interface StartOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   /** A file descriptor for stdout (e.g. an access log); otherwise stdout is captured like stderr. */
@@ -97,7 +97,7 @@ export function sleep(ms: number): Promise<void> {
 interface ProcessId { pid: number; startTime: string }
 
 /** A process and all its descendants, each with its start time so a reused pid is never signalled. */
-export function descendantsOf(root: number): ProcessId[] {
+function descendantsOf(root: number): ProcessId[] {
   const children = new Map<number, ProcessId[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

@@ -14,7 +14,7 @@ import { runToEnd } from './processes.ts';
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The tsx loader, by absolute URL, so Node scripts start the same way from any directory. */
 export const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-export const BCRYPT_COST = 12;
+const BCRYPT_COST = 12;
 export const ARTIFACT_BYTES = 2 ** 30;
 /** Where MLflow serves artifacts (mlflow server --serve-artifacts); the file sits under it. */
 export const ARTIFACT_PREFIX = '/api/2.0/mlflow-artifacts/artifacts/';

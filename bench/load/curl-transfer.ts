@@ -4,7 +4,7 @@ import { lastLines } from '../lib/net.ts';
 import { startProcess, stopProcess } from '../lib/processes.ts';
 import { ARTIFACT_BYTES } from '../lib/workspace.ts';
 
-export interface Transfer {
+interface Transfer {
   direction: 'up' | 'down';
   url: string;
   authorization?: string;
@@ -12,7 +12,7 @@ export interface Transfer {
   file: string;
 }
 
-export interface TransferResult {
+interface TransferResult {
   bytes: number;
   seconds: number;
   /** Megabytes (10^6 bytes) per second. */

@@ -3,8 +3,8 @@
 import { hasCommand } from '../lib/workspace.ts';
 import { startWrk, type WrkResult, type WrkRun } from './wrk.ts';
 
-export type LoadRun = WrkRun;
-export type LoadResult = WrkResult;
+type LoadRun = WrkRun;
+type LoadResult = WrkResult;
 
 export const AUTOCANNON_NOTE = 'wrk is not installed: install wrk (apt-get install wrk), or `npm i -D autocannon` for the slower in-process fallback';
 

@@ -51,7 +51,7 @@ export function startWrk(run: WrkRun): { process: Started; result: Promise<WrkRe
 
 const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
 
-export function parseWrk(text: string): WrkResult {
+function parseWrk(text: string): WrkResult {
   const latency = (pct: string) => {
     const match = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(text);
     return match ? Number(match[1]) * UNIT_MS[match[2]!]! : NaN;

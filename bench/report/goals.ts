@@ -4,7 +4,7 @@ import type { TargetName } from '../lib/options.ts';
 import { ratio, type Row } from './rows.ts';
 import { formatMs, formatNumber, formatRatio } from './table.ts';
 
-export interface Goal {
+interface Goal {
   verdict: 'PASS' | 'MISS' | 'n/a';
   text: string;
 }

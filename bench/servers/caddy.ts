@@ -5,7 +5,7 @@ import { HOST, freePort, waitForHttp } from '../lib/net.ts';
 import { startProcess, type Started } from '../lib/processes.ts';
 import type { Workspace } from '../lib/workspace.ts';
 
-export const CADDY = 'caddy';
+const CADDY = 'caddy';
 
 export interface CaddyProxy {
   /** basicauth + reverse_proxy over plain HTTP (Caddy streams bodies by default, so also the stream flavour). */

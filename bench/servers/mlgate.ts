@@ -8,13 +8,13 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HOST, freePort, lastLines, request, waitForHttp } from '../lib/net.ts';
 import { startProcess, stopProcess, type Started } from '../lib/processes.ts';
-import { REPO_ROOT, TSX, gatewayEnv, type Workspace } from '../lib/workspace.ts';
+import { REPO_ROOT, gatewayEnv, type Workspace } from '../lib/workspace.ts';
 
 export const MLGATE_MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts');
 /** The compiled gateway that `npm start` runs. */
-export const MLGATE_BUILT = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+const MLGATE_BUILT = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
-export interface MlgateOptions {
+interface MlgateOptions {
   /** Names the config and log files. */
   name: string;
   upstreamUrl: string;

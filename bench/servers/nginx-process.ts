@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { lastLines, waitForHttp } from '../lib/net.ts';
 import { startProcess, type Started } from '../lib/processes.ts';
 
-export const NGINX = 'nginx';
+const NGINX = 'nginx';
 
 /** The parts every instance needs that are not about the benchmark itself. */
 export function nginxPreamble(dir: string, workerProcesses: string): string {

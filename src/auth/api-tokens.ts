@@ -48,7 +48,7 @@ function checksum(secret: string): string {
   return base62(createHash('sha256').update(secret).digest().subarray(0, 4), CHECKSUM_CHARS);
 }
 
-export function hashToken(token: string): string {
+function hashToken(token: string): string {
   return `sha256:${createHash('sha256').update(token).digest('hex')}`;
 }
 
@@ -58,7 +58,7 @@ export function generateToken(): string {
 }
 
 /** Why a string starting with mlg_ cannot be an mlgate token (cut short, mistyped), or undefined. */
-export function tokenFormatProblem(token: string): string | undefined {
+function tokenFormatProblem(token: string): string | undefined {
   if (!TOKEN_SHAPE.test(token)) return `malformed mlgate token: expected ${TOKEN_PREFIX} and ${SECRET_CHARS + CHECKSUM_CHARS} letters and digits (was it cut short?)`;
   const secret = token.slice(TOKEN_PREFIX.length, TOKEN_PREFIX.length + SECRET_CHARS);
   if (checksum(secret) !== token.slice(-CHECKSUM_CHARS)) return 'malformed mlgate token: its checksum does not match (was it mistyped?)';
@@ -72,19 +72,19 @@ export function tokenNameProblem(name: string): string | undefined {
 }
 
 /** config/tokens.json -> config/tokens.last-used.json: written by the gateway, never by the CLI. */
-export function lastUsedPath(tokensFile: string): string {
+function lastUsedPath(tokensFile: string): string {
   return tokensFile.endsWith('.json') ? `${tokensFile.slice(0, -5)}.last-used.json` : `${tokensFile}.last-used.json`;
 }
 
 // ---- the file -------------------------------------------------------------------------------
 
-export interface ParsedTokenFile {
+interface ParsedTokenFile {
   records: TokenRecord[];
   /** Each names the entry ("tokens[2]") and what is wrong; never quotes a hash. */
   problems: string[];
 }
 
-export function parseTokenFile(text: string): ParsedTokenFile {
+function parseTokenFile(text: string): ParsedTokenFile {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -134,7 +134,7 @@ export async function readTokenFile(path: string): Promise<ParsedTokenFile> {
 }
 
 /** Rewrites the file atomically (temp file, rename), mode 0600 when new. */
-export async function writeTokenFile(path: string, records: readonly TokenRecord[]): Promise<void> {
+async function writeTokenFile(path: string, records: readonly TokenRecord[]): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   await writeFileAtomic(path, Buffer.from(`${JSON.stringify({ version: 1, tokens: records }, null, 2)}\n`), existsSync(path));
 }
@@ -186,7 +186,7 @@ export async function readLastUsed(tokensFile: string): Promise<Record<string, s
 
 // ---- the gateway's view ---------------------------------------------------------------------
 
-export interface ApiTokenStoreOptions {
+interface ApiTokenStoreOptions {
   path: string;
   watchIntervalMs: number;
   /** Whether the user is still in the htpasswd file; asked on every request, so it must be cheap. */

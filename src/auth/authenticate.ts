@@ -1,5 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import type { GatewayError } from '../http/errors.ts';
+import type { GatewayError } from '../http/gateway-error.ts';
 import { TOKEN_PREFIX, type ApiTokenStore } from './api-tokens.ts';
 import { parseAuthorization } from './basic-credentials.ts';
 import { HashPoolBusyError } from './hash-worker-pool.ts';
@@ -36,7 +36,7 @@ export interface Authenticator {
   readonly challenge: string;
 }
 
-export interface AuthenticatorOptions {
+interface AuthenticatorOptions {
   realm: string;
   store: HtpasswdStore;
   checker: PasswordChecker;
@@ -93,18 +93,18 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   function verifyPassword(user: string, password: string, clientIp: string | (() => string), method: AuthMethod = 'basic'): AuthOutcome | Promise<AuthOutcome> {
     const principal: Principal = { user, method, groups: [] };
     const stored = store.hashOf(user);
-    if (!lockout) return settle(checker.check(user, password, stored), principal);
+    if (!lockout) return passwordOutcome(checker.check(user, password, stored), principal);
     // A credential verified a moment ago is no guess: it passes any lockout, and costs no hash.
     if (stored !== undefined && checker.isVerified(user, password, stored)) return { ok: true, principal };
     const ip = typeof clientIp === 'string' ? clientIp : clientIp();
     const lock = lockout.lockFor(ip, user);
     if (lock) return locked(lock);
-    return settle(checker.check(user, password, stored), principal, (ok) => (ok ? lockout.recordSuccess(ip, user) : lockout.recordFailure(ip, user)));
+    return passwordOutcome(checker.check(user, password, stored), principal, (ok) => (ok ? lockout.recordSuccess(ip, user) : lockout.recordFailure(ip, user)));
   }
 
-  function settle(verdict: boolean | Promise<boolean>, principal: Principal, record?: (ok: boolean) => void): AuthOutcome | Promise<AuthOutcome> {
+  function passwordOutcome(verdict: boolean | Promise<boolean>, principal: Principal, countAttempt?: (ok: boolean) => void): AuthOutcome | Promise<AuthOutcome> {
     const outcome = (ok: boolean): AuthOutcome => {
-      record?.(ok);
+      countAttempt?.(ok);
       return ok ? { ok: true, principal } : wrongPassword;
     };
     if (typeof verdict === 'boolean') return outcome(verdict);

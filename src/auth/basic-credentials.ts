@@ -1,7 +1,7 @@
 /** Longest Authorization header accepted; real Basic credentials are far shorter. */
-export const MAX_AUTHORIZATION_LENGTH = 8192;
+const MAX_AUTHORIZATION_LENGTH = 8192;
 
-export type ParsedAuthorization =
+type ParsedAuthorization =
   | { scheme: 'none' }
   | { scheme: 'basic'; user: string; password: string }
   | { scheme: 'bearer'; token: string }

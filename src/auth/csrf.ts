@@ -47,7 +47,7 @@ function originOf(url: string): string | undefined {
 
 const NONE: ReadonlySet<string> = new Set();
 
-export type OriginVerdict = { sameOrigin: true } | { sameOrigin: false; reason: string };
+type OriginVerdict = { sameOrigin: true } | { sameOrigin: false; reason: string };
 
 /**
  * Why a request that could change something comes from a page of another site, or undefined: its

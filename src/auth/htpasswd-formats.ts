@@ -30,12 +30,12 @@ const aprMd5 = aprMd5Module as unknown as (password: string, salt?: string) => s
 // htpasswd -B accepts costs 4..17. A file is admin-controlled, but a typo such as
 // cost 31 would pin a worker for hours on every login attempt, so both hashing
 // and verification stay inside htpasswd's range.
-export const BCRYPT_MIN_COST = 4;
-export const BCRYPT_MAX_COST = 17;
+const BCRYPT_MIN_COST = 4;
+const BCRYPT_MAX_COST = 17;
 
 // glibc accepts up to 999,999,999 rounds; unixcrypt allocates an array of that
 // length, so an absurd value would exhaust memory. 1e6 is 200x the default.
-export const SHA_CRYPT_MAX_ROUNDS = 1_000_000;
+const SHA_CRYPT_MAX_ROUNDS = 1_000_000;
 
 // bcrypt only reads the first 72 bytes of the password.
 const BCRYPT_MAX_PASSWORD_BYTES = 72;

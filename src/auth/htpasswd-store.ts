@@ -3,7 +3,7 @@ import { readFileText, ReloadingFile, type FileReading } from '../config/reloadi
 import { parseHtpasswd, type HtpasswdEntry, type ParsedHtpasswd } from './htpasswd-file.ts';
 import { hashCostKey, unmatchableHashLike } from './htpasswd-formats.ts';
 
-export interface HtpasswdStoreOptions {
+interface HtpasswdStoreOptions {
   path: string;
   allowInsecureHashes: boolean;
   watchIntervalMs: number;

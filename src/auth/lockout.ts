@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 
 /** The lockout section of the configuration (durations in ms). */
-export type LockoutOptions = Omit<Config['lockout'], 'enabled'>;
+type LockoutOptions = Omit<Config['lockout'], 'enabled'>;
 
 export type LockScope = 'user' | 'ip';
 

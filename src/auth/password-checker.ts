@@ -2,7 +2,7 @@ import { hash as digest, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { HashWorkerPool } from './hash-worker-pool.ts';
 
-export interface PasswordCheckerOptions {
+interface PasswordCheckerOptions {
   cacheSize: number;
   cacheTtlMs: number;
   /**

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import { watchFileChanges } from '../config/watch-file.ts';
 import type { Logger } from '../log/logger.ts';
 
-export interface SessionRevocationsOptions {
+interface SessionRevocationsOptions {
   /** JSON file of refused session ids, shared by every gateway that uses the same config directory. */
   path: string;
   watchIntervalMs: number;

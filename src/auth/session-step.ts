@@ -1,7 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { TrustedProxies } from '../context/client-ip.ts';
-import type { RequestContext } from '../context/request-context.ts';
-import { isMlflowApiPath, sendError, setPageIdentity, type GatewayError } from '../http/errors.ts';
+import type { PageIdentity, RequestContext } from '../context/request-context.ts';
+import { isMlflowApiPath } from '../http/errors.ts';
+import type { GatewayError } from '../http/gateway-error.ts';
 import type { Logger } from '../log/logger.ts';
 import { authRefusal, type AuthOutcome, type Authenticator } from './authenticate.ts';
 import { checkSameOrigin, externalOrigin, isSafeMethod, type ExternalOrigin } from './csrf.ts';
@@ -17,29 +18,30 @@ const SIGNED_IN_PAGES: ReadonlySet<string> = new Set(['/-/permissions']);
 const COOKIE_MARKER = 'mlgate-session';
 
 /**
- * Authentication for a request, browsers' sign-in included. Null means the step has answered the
- * request itself (a redirect to the sign-in page, a refused cross-site request) and the pipeline
- * must do nothing more.
+ * What authentication decided about a request or WebSocket upgrade. A cookie-opened tunnel gets
+ * `stillSignedIn`, asked again while it lasts; a browser loading a page without credentials is sent
+ * to `signIn` (a location). A Set-Cookie to send and who an error page names go in the context.
  */
-export type SessionStepOutcome = AuthOutcome | null;
-
-/** A WebSocket upgrade's authentication; `stillSignedIn` is repeated while a cookie-opened tunnel lasts. */
-export type UpgradeAuthentication =
+export type Authentication =
   | { ok: true; principal: Principal; stillSignedIn?: () => SessionVerdict }
-  | { ok: false; error: GatewayError };
+  | { ok: false; error: GatewayError }
+  | { ok: false; signIn: string };
 
-export interface SessionStep {
-  authenticate(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): SessionStepOutcome | Promise<SessionStepOutcome>;
-  /**
-   * A WebSocket upgrade: the Authorization header, or else the session cookie from a page of this
-   * site (Origin checked always: a page on any site may open a WebSocket with the cookie attached).
-   */
-  authenticateUpgrade(req: IncomingMessage): Promise<UpgradeAuthentication>;
-  /** Takes the session cookie out of a request before it is forwarded (done by authenticate too). */
-  removeSessionCookie(req: IncomingMessage): void;
+/** The Authorization-header authenticator's outcome as an Authentication. */
+export function authenticationOf(outcome: AuthOutcome): Authentication {
+  return outcome.ok ? outcome : { ok: false, error: authRefusal(outcome) };
 }
 
-export interface SessionStepOptions {
+export interface SessionStep {
+  /**
+   * The Authorization header, or else the session cookie. A WebSocket upgrade with the cookie must
+   * come from a page of this site (Origin checked always: a page on any site may open a WebSocket
+   * with the cookie attached); it never goes to the sign-in page.
+   */
+  authenticate(req: IncomingMessage, ctx: RequestContext): Authentication | Promise<Authentication>;
+}
+
+interface SessionStepOptions {
   sessions: SessionManager;
   /** Credentials in the Authorization header (Basic, tokens): they win over the cookie. */
   authenticator: Authenticator;
@@ -49,6 +51,8 @@ export interface SessionStepOptions {
   /** Other sites' pages that may send unsafe requests with the cookie (auth.trustedOrigins). */
   trustedOrigins: ReadonlySet<string>;
 }
+
+const ANONYMOUS: PageIdentity = Object.freeze({ signInPath: SIGN_IN_PATH });
 
 /**
  * The browser sign-in step, in front of the Authorization-header authenticator:
@@ -63,66 +67,53 @@ export interface SessionStepOptions {
  */
 export function createSessionStep(options: SessionStepOptions): SessionStep {
   const { sessions, authenticator, logger } = options;
-  const anonymous: Parameters<typeof setPageIdentity>[1] = { signInPath: SIGN_IN_PATH };
 
-  function refusedWithoutCredentials(outcome: AuthOutcome, req: IncomingMessage): AuthOutcome {
-    if (!outcome.ok) setPageIdentity(req, anonymous);
-    return outcome;
+  function refusedWithoutCredentials(outcome: AuthOutcome, ctx: RequestContext): Authentication {
+    if (!outcome.ok) ctx.pageIdentity = ANONYMOUS;
+    return authenticationOf(outcome);
   }
 
   /** No usable credentials: the sign-in page for a browser's page load, a quiet 401 for the UI's calls. */
-  function unauthenticated(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): SessionStepOutcome | Promise<SessionStepOutcome> {
-    if (wantsSignInPage(req, ctx.apiPath)) {
+  function unauthenticated(req: IncomingMessage, ctx: RequestContext): Authentication | Promise<Authentication> {
+    // Not for an absolute-form target (`GET https://other.example/x`): it names another site.
+    if (req.url?.startsWith('/') && wantsSignInPage(req, ctx.upstreamPath)) {
       // A stripped route's prefix is put back: the browser comes back to the URL it asked for.
       const prefix = ctx.route?.stripPrefix ? ctx.route.path : '';
-      redirectToSignIn(req, res, prefix + (req.url ?? '/'));
-      return null;
+      return { ok: false, signIn: signInLocation(prefix + ctx.upstreamTarget) };
     }
-    if ((ctx.route?.mlflow !== false && ctx.apiPath.startsWith('/ajax-api/')) || fetchedByScript(req)) {
-      setPageIdentity(req, anonymous);
-      sendError(req, res, { status: 401, code: 'UNAUTHENTICATED', message: `not signed in, or the session has ended: reload the page to sign in (${SIGN_IN_PATH})` }, ctx);
-      return null;
+    if ((ctx.route?.mlflow !== false && ctx.upstreamPath.startsWith('/ajax-api/')) || fetchedByScript(req)) {
+      ctx.pageIdentity = ANONYMOUS;
+      return { ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message: `not signed in, or the session has ended: reload the page to sign in (${SIGN_IN_PATH})`, challenge: false } };
     }
     const outcome = authenticator.authenticate(req);
-    return 'then' in outcome ? outcome.then((settled) => refusedWithoutCredentials(settled, req)) : refusedWithoutCredentials(outcome, req);
+    return 'then' in outcome ? outcome.then((settled) => refusedWithoutCredentials(settled, ctx)) : refusedWithoutCredentials(outcome, ctx);
   }
 
-  function accepted(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, cookie: string, verdict: SessionVerdict, secure: boolean, origin: string | undefined): SessionStepOutcome | Promise<SessionStepOutcome> {
+  function accepted(req: IncomingMessage, ctx: RequestContext, cookie: string, verdict: SessionVerdict, secure: boolean, origin: string | undefined): Authentication | Promise<Authentication> {
     if (!verdict.ok) {
       logger.debug({ reqId: ctx.id, reason: verdict.reason }, 'session cookie refused');
-      res.setHeader('set-cookie', sessions.clearCookie(secure));
-      return unauthenticated(req, res, ctx);
+      ctx.setCookie = sessions.clearCookie(secure);
+      return unauthenticated(req, ctx);
     }
     const { session } = verdict;
+    ctx.pageIdentity = { user: session.user, signOutPath: SIGN_OUT_PATH };
     if (!isSafeMethod(req.method)) {
       const check = checkSameOrigin(req, origin, options.trustedOrigins);
       if (!check.sameOrigin) {
         logger.info({ reqId: ctx.id, user: session.user, reason: check.reason }, 'cross-site request with the session cookie refused');
-        setPageIdentity(req, { user: session.user, signOutPath: SIGN_OUT_PATH });
-        sendError(req, res, {
-          status: 403,
-          code: 'PERMISSION_DENIED',
-          message: `cross-site request refused: ${check.reason}. Requests signed in with the session cookie must come from this site's own pages`,
-        }, ctx);
-        return null;
+        return {
+          ok: false,
+          error: { status: 403, code: 'PERMISSION_DENIED', message: `cross-site request refused: ${check.reason}. Requests signed in with the session cookie must come from this site's own pages` },
+        };
       }
     }
-    setPageIdentity(req, { user: session.user, signOutPath: SIGN_OUT_PATH });
     const principal: Principal = { user: session.user, method: 'session', groups: [] };
     const renewal = sessions.renewal(cookie, session);
     if (!renewal) return { ok: true, principal };
     return renewal.then((issued) => {
-      if (!res.headersSent) res.setHeader('set-cookie', sessions.setCookie(issued, secure));
+      ctx.setCookie = sessions.setCookie(issued, secure);
       return { ok: true, principal };
     });
-  }
-
-  function removeSessionCookie(req: IncomingMessage): void {
-    const header = req.headers.cookie;
-    if (header === undefined || !header.includes(COOKIE_MARKER)) return;
-    const rest = withoutCookie(withoutCookie(header, sessions.cookieName(true)) ?? '', sessions.cookieName(false));
-    if (rest === undefined) delete req.headers.cookie;
-    else req.headers.cookie = rest;
   }
 
   /** The session cookie (taken out of the request: it never goes upstream) and how the browser reached the gateway. */
@@ -131,38 +122,40 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
     if (header === undefined || !header.includes(COOKIE_MARKER)) return {};
     const external = externalOrigin(req, options.tls, options.proxies);
     const cookie = cookieValue(header, sessions.cookieName(external.secure));
-    removeSessionCookie(req);
+    const rest = withoutCookie(withoutCookie(header, sessions.cookieName(true)) ?? '', sessions.cookieName(false));
+    if (rest === undefined) delete req.headers.cookie;
+    else req.headers.cookie = rest;
     return { cookie, external };
   }
 
-  async function authenticateUpgrade(req: IncomingMessage): Promise<UpgradeAuthentication> {
-    const { cookie, external } = takeSessionCookie(req);
+  async function authenticateUpgrade(req: IncomingMessage, ctx: RequestContext, cookie: string | undefined, external: ExternalOrigin | undefined): Promise<Authentication> {
     if (req.headers.authorization === undefined && cookie) {
       const opened = await sessions.connectionCheck(cookie);
       if (opened.ok) {
         const check = checkSameOrigin(req, external!.origin);
         if (!check.sameOrigin) {
-          logger.info({ user: opened.session.user, reason: check.reason }, 'cross-site WebSocket with the session cookie refused');
+          logger.info({ reqId: ctx.id, user: opened.session.user, reason: check.reason }, 'cross-site WebSocket with the session cookie refused');
           return { ok: false, error: { status: 403, code: 'PERMISSION_DENIED', message: `cross-site WebSocket refused: ${check.reason}` } };
         }
         return { ok: true, principal: { user: opened.session.user, method: 'session', groups: [] }, stillSignedIn: opened.check };
       }
     }
-    const outcome = await authenticator.authenticate(req);
-    return outcome.ok ? outcome : { ok: false, error: authRefusal(outcome) };
+    return authenticationOf(await authenticator.authenticate(req));
   }
 
   return {
-    removeSessionCookie,
-    authenticateUpgrade,
-    authenticate(req, res, ctx) {
+    authenticate(req, ctx) {
       const { cookie, external } = takeSessionCookie(req);
-      if (req.headers.authorization !== undefined) return authenticator.authenticate(req);
-      if (!cookie) return unauthenticated(req, res, ctx);
+      if (ctx.upgrade) return authenticateUpgrade(req, ctx, cookie, external);
+      if (req.headers.authorization !== undefined) {
+        const outcome = authenticator.authenticate(req);
+        return 'then' in outcome ? outcome.then(authenticationOf) : authenticationOf(outcome);
+      }
+      if (!cookie) return unauthenticated(req, ctx);
       const { secure, origin } = external!;
       const verdict = sessions.verify(cookie);
-      if ('then' in verdict) return verdict.then((settled) => accepted(req, res, ctx, cookie, settled, secure, origin));
-      return accepted(req, res, ctx, cookie, verdict, secure, origin);
+      if ('then' in verdict) return verdict.then((settled) => accepted(req, ctx, cookie, settled, secure, origin));
+      return accepted(req, ctx, cookie, verdict, secure, origin);
     },
   };
 }
@@ -186,17 +179,9 @@ function wantsSignInPage(req: IncomingMessage, path: string): boolean {
   return accept !== undefined && accept.includes('text/html');
 }
 
-function redirectToSignIn(req: IncomingMessage, res: ServerResponse, url: string): void {
-  const next = safeNextPath(url) ?? '/';
-  const location = `${SIGN_IN_PATH}?next=${encodeURIComponent(next)}`;
-  const body = `<!doctype html><meta charset="utf-8"><title>Sign in · mlgate</title><p><a href="${location.replace(/&/g, '&amp;')}">Sign in</a> to continue.</p>\n`;
-  res.writeHead(302, {
-    location,
-    'content-type': 'text/html; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
+/** The sign-in page, to come back to `url` (this site's own paths only) once signed in. */
+function signInLocation(url: string): string {
+  return `${SIGN_IN_PATH}?next=${encodeURIComponent(safeNextPath(url) ?? '/')}`;
 }
 
 /**

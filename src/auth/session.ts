@@ -23,7 +23,7 @@ export interface Session {
   signedInAt: number;
 }
 
-export interface IssuedCookie {
+interface IssuedCookie {
   session: Session;
   /** The cookie's value: a signed JWT. */
   value: string;
@@ -32,11 +32,11 @@ export interface IssuedCookie {
 export type SessionVerdict = { ok: true; session: Session } | { ok: false; reason: string };
 
 /** The users file as sessions see it: a user's session ends when their line is removed or changed. */
-export interface UserDirectory {
+interface UserDirectory {
   hashOf(user: string): string | undefined;
 }
 
-export interface SessionManagerOptions {
+interface SessionManagerOptions {
   config: Config['session'];
   watchIntervalMs: number;
 }
@@ -328,7 +328,7 @@ export function withoutCookie(header: string, name: string): string | undefined 
  * under a temporary name and hard-linked into place, so when several gateway processes start at once
  * exactly one key wins and every process reads that one.
  */
-export function ensureSessionKeyFile(path: string): { key: string; generated: boolean } {
+function ensureSessionKeyFile(path: string): { key: string; generated: boolean } {
   const existing = readKeyFile(path);
   if (existing !== undefined) return { key: existing, generated: false };
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });

@@ -29,7 +29,7 @@ export function relativePathProblem(path: string): string | undefined {
   return undefined;
 }
 
-export type ArtifactExperiment = { ok: true; experimentId: string } | { ok: false; reason: string };
+type ArtifactExperiment = { ok: true; experimentId: string } | { ok: false; reason: string };
 
 /**
  * The experiment a proxied artifact path lives in. `wholeExperiment` allows the bare `<id>` (listing

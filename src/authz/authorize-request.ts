@@ -10,13 +10,13 @@
 //
 // Admins skip the resource checks but not the rest: their creates get the owner tag, their runs
 // the authenticated user, and their unparseable requests the same 400.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Principal } from '../auth/principal.ts';
-import { toOriginForm, type RequestContext } from '../context/request-context.ts';
-import type { GatewayError } from '../http/errors.ts';
+import type { RequestContext } from '../context/request-context.ts';
+import type { GatewayError } from '../http/gateway-error.ts';
 import type { Logger } from '../log/logger.ts';
 import { canonicalizeTarget, type CanonicalTarget } from './canonical-path.ts';
-import { effectiveLevel, isAdmin, resourceInfoFromTags, type LevelDecision, type ResourceInfo } from './decide.ts';
+import { effectiveLevel, levelOf, resourceInfoFromTags, type LevelDecision, type ResourceInfo, type Subject } from './decide.ts';
 import { extractResources, hasQueryParams, MAX_IDS_PER_REQUEST, parseRequestJson, type ExtractedResources, type ResourceCheck } from './extract-params.ts';
 import { filterSearchResponseBytes, type SearchAccess } from './search-filter.ts';
 import { isReservedTag, OWNER_TAG } from './grant-tags.ts';
@@ -24,14 +24,15 @@ import { atLeast, levelRank, type PermissionLevel } from './levels.ts';
 import type { Policy } from './policy.ts';
 import { decodeBody } from './otlp-body.ts';
 import { otlpTraceIds } from './otlp-trace-ids.ts';
-import { readRequestBody } from './read-body.ts';
+import { readRequestBody, type BodyBudget } from './read-body.ts';
 import { messageProblem, requestMessageOf } from './request-message.ts';
-import { LookupBoundError, LookupBudget, missingExperiment, UpstreamLookupError, type Resolver } from './resolver.ts';
-import type { RouteRule } from './route-rule.ts';
-import { matchRoute, needsRequestBody } from './route-table.ts';
+import { jsonObject, MlflowError } from './mlflow-client.ts';
+import { LookupBoundError, LookupBudget, missingExperiment, type Resolver } from './resolver.ts';
+import { RUN_USER_TAG, type RouteRule } from './route-rule.ts';
+import { matchRule, needsRequestBody } from './route-table.ts';
 import { assessmentTraceIds } from './routes-traces.ts';
 
-export interface AuthorizerOptions {
+interface AuthorizerOptions {
   /** The policy in force (a PolicyStore). */
   policy: { current(): Policy };
   resolver: Resolver;
@@ -43,41 +44,35 @@ export interface AuthorizerOptions {
   maxDecompressedBody?: number;
   /** authz.maxLookupsPerRequest: most upstream look-ups one request may start (default 100); 400 beyond. */
   maxLookupsPerRequest?: number;
+  /** Memory for bodies read whole to check them, across requests (limits.checkedBodyBudget). */
+  bodyBudget: BodyBudget;
   logger: Logger;
 }
 
 /**
  * Forward (with `body`: exactly these bytes, already read from the client; with `filterResponse`:
- * a 2xx answer rewritten by it, search results without what the user may not read), or answer `error`.
+ * a 2xx answer rewritten by it, search results without what the user may not read), or answer
+ * `error`, or nothing: the client left while its body was read.
  */
-export type Authorization =
+export type AccessDecision =
   | { ok: true; body?: Buffer; filterResponse?: (answer: Buffer) => Promise<Buffer> }
-  | { ok: false; error: GatewayError };
+  | { ok: false; error: GatewayError }
+  | { ok: false; clientLeft: true };
 
 /** What the permissions API and CLI ask: a principal's level on one experiment or model. */
 export type ResourceQuery = { kind: 'experiment'; id: string } | { kind: 'experiment'; name: string } | { kind: 'registered-model'; name: string };
 
 export interface Authorizer {
   /**
-   * Decides a request that passed authentication (ctx.principal set). Null: the client left while
-   * its body was read; nothing to answer. Sets ctx.resource and ctx.decision for the access log.
+   * Decides a request on an MLflow route that passed authentication (ctx.subject set). Sets
+   * ctx.resource for the access log; work for after the answer goes in ctx.atEnd.
    */
-  authorize(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<Authorization | null>;
+  authorize(req: IncomingMessage, ctx: RequestContext): Promise<AccessDecision>;
   /** WebSocket upgrades: MLflow has none, so MLflow's routes take no upgrade but from admins. */
-  authorizeUpgrade(req: IncomingMessage, ctx: RequestContext): GatewayError | undefined;
+  authorizeUpgrade(ctx: RequestContext): GatewayError | undefined;
   /** A principal's level on one resource, and the resource as the upstream describes it. */
   levelOn(principal: Principal, query: ResourceQuery): Promise<LevelDecision & { resource: ResourceInfo }>;
 }
-
-/** The user MLflow records a run under (its UI shows this tag first, then user_id). */
-export const RUN_USER_TAG = 'mlflow.user';
-
-/**
- * Where MLflow keeps a trace's data (set by the server when the trace starts): get-trace-artifact
- * reads traces.json and attachments from the place it names, so moving it would open another
- * experiment's traces to whoever may tag this one.
- */
-export const TRACE_ARTIFACT_LOCATION_TAG = 'mlflow.artifactLocation';
 
 /**
  * Paths MLflow serves under --static-prefix (`/<prefix>/ajax-api/...`, `/<prefix>/get-artifact`,
@@ -137,17 +132,24 @@ const NOT_FOUND: LevelDecision = Object.freeze({ level: 'NO_PERMISSIONS', reason
 /** A check with ifExists whose id names nothing yet: the request creates it (where the route's other checks say). */
 const NEW_ID: LevelDecision = Object.freeze({ level: 'MANAGE', reason: 'a new id: nothing exists by it yet' });
 
-function denied(message: string): Authorization {
+const ALLOWED: AccessDecision = Object.freeze({ ok: true });
+
+/** limits.checkedBodyBudget is spent: a moment later there is room again. */
+const BUSY: GatewayError = Object.freeze({
+  status: 503,
+  code: 'TEMPORARILY_UNAVAILABLE',
+  message: 'the gateway is checking too many request bodies at once (limits.checkedBodyBudget); retry shortly',
+  headers: { 'retry-after': '2' },
+});
+
+function denied(message: string): AccessDecision {
   return { ok: false, error: { status: 403, code: 'PERMISSION_DENIED', message } };
 }
 
-function badRequest(message: string): Authorization {
+function badRequest(message: string): AccessDecision {
   return { ok: false, error: { status: 400, code: 'INVALID_PARAMETER_VALUE', message } };
 }
 
-function record(value: unknown): JsonObject | undefined {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : undefined;
-}
 
 export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   const { resolver, logger } = options;
@@ -161,33 +163,33 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
    * see, so that both get the same 403 and the answer tells nothing about which ids exist. (By
    * name, policy rules still apply: `mlflow.set_experiment` needs its 404 for a new name.)
    */
-  function levelByIdOf(principal: Principal, info: ResourceInfo, policy: Policy): LevelDecision {
-    return info.exists ? effectiveLevel(principal, info, policy) : NOT_FOUND;
+  function levelByIdOf(subject: Subject, info: ResourceInfo): LevelDecision {
+    return info.exists ? levelOf(subject, info) : NOT_FOUND;
   }
 
   /**
    * The level on the resource a check names, resolved to the experiment or model that carries it,
    * through `resolver`: the request's view of the resolver, charging its look-up budget.
    */
-  async function outcomeOf(principal: Principal, policy: Policy, check: ResourceCheck, resolver: Resolver): Promise<CheckOutcome> {
+  async function outcomeOf(subject: Subject, check: ResourceCheck, resolver: Resolver): Promise<CheckOutcome> {
     const resolveExperiment = (id: string) => resolver.experiment(id);
     const { ref } = check;
     switch (ref.kind) {
       case 'experiment': {
-        const decision = levelByIdOf(principal, await resolveExperiment(ref.id), policy);
+        const decision = levelByIdOf(subject, await resolveExperiment(ref.id));
         return { decision, label: `experiment ${ref.id}`, logName: `experiment:${ref.id}` };
       }
       case 'artifact-path': {
-        const decision = levelByIdOf(principal, await resolveExperiment(ref.experimentId), policy);
+        const decision = levelByIdOf(subject, await resolveExperiment(ref.experimentId));
         return { decision, label: `experiment ${ref.experimentId}`, logName: `experiment:${ref.experimentId}` };
       }
       case 'experiment-name': {
         const info = await resolver.experimentByName(ref.name);
-        const decision = effectiveLevel(principal, info, policy);
+        const decision = levelOf(subject, info);
         return { decision, label: `experiment ${JSON.stringify(ref.name)}`, logName: info.id !== undefined ? `experiment:${info.id}` : `experiment-name:${ref.name}` };
       }
       case 'registered-model': {
-        const decision = effectiveLevel(principal, await resolver.registeredModel(ref.name), policy);
+        const decision = levelOf(subject, await resolver.registeredModel(ref.name));
         return { decision, label: `registered model ${JSON.stringify(ref.name)}`, logName: `model:${ref.name}` };
       }
       case 'run':
@@ -200,7 +202,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         // A create's own id (StartTraceV3, OTLP spans) that names nothing yet: nothing to check.
         if (experimentId === undefined && check.ifExists) return { decision: NEW_ID, label: what, logName: `${ref.kind}:${ref.id}` };
         const info = experimentId === undefined ? missingExperiment() : await resolveExperiment(experimentId);
-        const decision = levelByIdOf(principal, info, policy);
+        const decision = levelByIdOf(subject, info);
         // Below READ the message names what the request named, so it reads the same whether the
         // thing exists or not (and does not tell which experiment holds it).
         const label = experimentId !== undefined && atLeast(decision.level, 'READ') ? `experiment ${experimentId}` : what;
@@ -219,7 +221,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         }
         const experimentId = owner.kind === 'run' ? await resolver.experimentOfRun(owner.id) : await resolver.experimentOfLoggedModel(owner.id);
         const info = experimentId === undefined ? missingExperiment() : await resolveExperiment(experimentId);
-        return { decision: levelByIdOf(principal, info, policy), label, logName: experimentId !== undefined ? `experiment:${experimentId}` : 'location' };
+        return { decision: levelByIdOf(subject, info), label, logName: experimentId !== undefined ? `experiment:${experimentId}` : 'location' };
       }
       case 'dataset': {
         const ids = await resolver.experimentsOfDataset(ref.id);
@@ -227,7 +229,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         // A dataset linked to several experiments: what the user may do on every one of them.
         let decision: LevelDecision | undefined;
         for (const info of infos) {
-          const one = levelByIdOf(principal, info, policy);
+          const one = levelByIdOf(subject, info);
           if (!decision || levelRank(one.level) < levelRank(decision.level)) decision = one;
         }
         const label = ids && ids.length && atLeast(decision!.level, 'READ') ? `experiment ${ids.join(', ')} (dataset ${ref.id})` : `dataset ${ref.id}`;
@@ -238,22 +240,17 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
 
   /** Tag keys a route writes that need more than the route's level, or that no one but admins may write. */
   function reservedTagProblem(rule: RouteRule, extracted: ExtractedResources, admin: boolean): { refuse?: string; manage?: string } {
-    if (!rule.writesTags || extracted.tagKeys.length === 0) return {};
-    if (rule.writesTags.on === 'run') {
+    if (!rule.writesTags || extracted.tagKeys.length === 0 || admin) return {};
+    const { on, adminOnly } = rule.writesTags;
+    if (on === 'run' || on === 'trace') {
       // runs/create is rewritten instead (stampsUser).
-      if (!admin && !rule.stampsUser && extracted.tagKeys.includes(RUN_USER_TAG)) {
-        return { refuse: `only admins may set or delete the ${RUN_USER_TAG} tag: mlgate sets it to the user who created the run` };
-      }
-      return {};
-    }
-    if (rule.writesTags.on === 'trace') {
-      if (!admin && extracted.tagKeys.includes(TRACE_ARTIFACT_LOCATION_TAG)) {
-        return { refuse: `only admins may set or delete the ${TRACE_ARTIFACT_LOCATION_TAG} tag: MLflow serves a trace's data from the place it names` };
+      if (adminOnly && !rule.stampsUser && extracted.tagKeys.includes(adminOnly.key)) {
+        return { refuse: `only admins may set or delete the ${adminOnly.key} tag: ${adminOnly.why}` };
       }
       return {};
     }
     const reserved = extracted.tagKeys.find(isReservedTag);
-    if (reserved === undefined || admin) return {};
+    if (reserved === undefined) return {};
     if (rule.creates) return { refuse: `tags starting with "mlgate." are reserved: mlgate adds the owner tag itself, and grants are made by MANAGE holders (mlgate grant, /-/permissions); remove ${JSON.stringify(reserved)} from the request` };
     return { manage: reserved };
   }
@@ -263,11 +260,11 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (!body) return undefined;
     if (rule.creates) {
       const tags = Array.isArray(body.tags) ? body.tags : [];
-      if (admin && tags.some((tag) => record(tag)?.key === OWNER_TAG)) return undefined; // an admin creating on someone's behalf
+      if (admin && tags.some((tag) => jsonObject(tag)?.key === OWNER_TAG)) return undefined; // an admin creating on someone's behalf
       return Buffer.from(JSON.stringify({ ...body, tags: [...tags, { key: OWNER_TAG, value: principal.user }] }));
     }
     if (rule.stampsUser) {
-      const tags = (Array.isArray(body.tags) ? body.tags : []).filter((tag) => record(tag)?.key !== RUN_USER_TAG);
+      const tags = (Array.isArray(body.tags) ? body.tags : []).filter((tag) => jsonObject(tag)?.key !== RUN_USER_TAG);
       const stamped: JsonObject = { ...body, user_id: principal.user, tags: [...tags, { key: RUN_USER_TAG, value: principal.user }] };
       delete stamped.userId; // protobuf's JSON name for user_id: MLflow would read it too
       return Buffer.from(JSON.stringify(stamped));
@@ -297,13 +294,13 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   }
 
   /**
-   * The request body, read whole to check it (up to authz.maxCheckedBody: 413 beyond). Null: the
-   * client left while it was read, or the body budget is spent and the pipeline has answered.
+   * The request body, read whole to check it (up to authz.maxCheckedBody: 413 beyond; 503 while
+   * limits.checkedBodyBudget is spent), or what to do instead.
    */
-  async function readCheckedBody(req: IncomingMessage, ctx: RequestContext, rule: RouteRule): Promise<{ bytes: Buffer } | Authorization | null> {
-    const read = await readRequestBody(req, ctx, options.maxCheckedBody);
+  async function readCheckedBody(req: IncomingMessage, ctx: RequestContext, rule: RouteRule): Promise<{ bytes: Buffer } | AccessDecision> {
+    const read = await readRequestBody(req, ctx, options.maxCheckedBody, options.bodyBudget);
     if (read.ok) return { bytes: read.body };
-    if (!read.tooLarge) return null;
+    if (!read.tooLarge) return read.busy ? { ok: false, error: BUSY } : { ok: false, clientLeft: true };
     return {
       ok: false,
       error: {
@@ -318,9 +315,9 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
    * as MLflow decompresses it (authz.maxDecompressedBody, 413 beyond; for admins too), and for
    * non-admins the trace id of every span. `raw`: the bytes read, to forward as they came.
    */
-  async function otlpTraces(req: IncomingMessage, ctx: RequestContext, rule: RouteRule, admin: boolean): Promise<{ traceIds: string[]; raw: Buffer } | Authorization | null> {
+  async function otlpTraces(req: IncomingMessage, ctx: RequestContext, rule: RouteRule, admin: boolean): Promise<{ traceIds: string[]; raw: Buffer } | AccessDecision> {
     const read = await readCheckedBody(req, ctx, rule);
-    if (read === null || !('bytes' in read)) return read;
+    if (!('bytes' in read)) return read;
     const encoding = req.headers['content-encoding'];
     const decoded = await decodeBody(read.bytes, encoding, options.maxDecompressedBody ?? 64 * 1024 * 1024);
     if (!decoded.ok) {
@@ -340,13 +337,14 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     return { traceIds: found.traceIds, raw: read.bytes };
   }
 
-  async function decideRule(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, target: CanonicalTarget, rule: RouteRule, params: Readonly<Record<string, string>>, principal: Principal, policy: Policy, admin: boolean): Promise<Authorization | null> {
+  async function decideRule(req: IncomingMessage, ctx: RequestContext, target: CanonicalTarget, rule: RouteRule, params: Readonly<Record<string, string>>, subject: Subject): Promise<AccessDecision> {
+    const { principal, admin } = subject;
     const query = new URLSearchParams(target.query);
     let raw: Buffer | undefined;
     let body: JsonObject | undefined;
     if (needsRequestBody(rule, hasQueryParams(query))) {
       const read = await readCheckedBody(req, ctx, rule);
-      if (read === null || !('bytes' in read)) return read;
+      if (!('bytes' in read)) return read;
       raw = read.bytes;
       const parsed = parseRequestJson(raw);
       if (!parsed.ok) return { ok: false, error: { status: parsed.status, code: parsed.code, message: parsed.message } };
@@ -363,7 +361,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (rule.namesTraces) {
       // Trace ids a create body or an OTLP payload names beyond the table's fields (routes-traces.ts).
       const named = rule.namesTraces === 'otlp' ? await otlpTraces(req, ctx, rule, admin) : { traceIds: assessmentTraceIds(body), raw: undefined };
-      if (named === null || 'ok' in named) return named;
+      if ('ok' in named) return named;
       if (named.raw) raw = named.raw;
       const seen = new Set(extracted.checks.map((check) => (check.ref.kind === 'trace' ? check.ref.id : '')));
       for (const id of named.traceIds) {
@@ -393,7 +391,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       const logNames: string[] = [];
       for (let start = 0; start < extracted.checks.length; start += CHECKS_AT_ONCE) {
         const chunk = extracted.checks.slice(start, start + CHECKS_AT_ONCE);
-        const outcomes = await Promise.all(chunk.map((check) => outcomeOf(principal, policy, check, lookups)));
+        const outcomes = await Promise.all(chunk.map((check) => outcomeOf(subject, check, lookups)));
         for (const [i, check] of chunk.entries()) {
           const outcome = outcomes[i]!;
           logNames.push(outcome.logName);
@@ -420,7 +418,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     const invalidate = invalidation(rule, extracted);
     if (invalidate) {
       invalidate();
-      res.once('finish', invalidate);
+      ctx.atEnd.push(invalidate);
     }
     // A create's own id (ifExists) looked up a moment ago may be remembered as missing (resolver.ts):
     // MLflow makes it now, so forget that now and once MLflow has answered.
@@ -428,7 +426,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (created.length > 0) {
       const forget = () => resolver.forgetMissing(created);
       forget();
-      res.once('finish', forget);
+      ctx.atEnd.push(forget);
     }
     const filter = rule.filter;
     let filterResponse: ((answer: Buffer) => Promise<Buffer>) | undefined;
@@ -440,74 +438,67 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       }));
       const method = rule.method === 'POST' ? 'POST' : 'GET';
       const nextPage = (pageToken: string, maxResults: number) => resolver.searchPage(method, target.path, { ...message, page_token: pageToken, max_results: maxResults });
-      const access = searchAccess(principal, policy);
+      const access = searchAccess(subject);
       filterResponse = (answer: Buffer) => filterSearchResponseBytes(filter, answer, access, maxResultsOf(message.max_results), nextPage);
     }
     return { ok: true, ...(forward ? { body: forward } : {}), ...(filterResponse ? { filterResponse } : {}) };
   }
 
   /** What the search filter (search-filter.ts) asks about the user, answered like every other check. */
-  function searchAccess(principal: Principal, policy: Policy): SearchAccess {
+  function searchAccess(subject: Subject): SearchAccess {
     return {
-      levelOf: (kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info), policy).level,
-      levelOfModel: async (name) => effectiveLevel(principal, await resolver.registeredModel(name), policy).level,
-      levelOfExperiment: async (id) => levelByIdOf(principal, await resolveExperiment(id), policy).level,
+      levelOf: (kind, info) => levelOf(subject, resourceInfoFromTags(kind, info)).level,
+      levelOfModel: async (name) => levelOf(subject, await resolver.registeredModel(name)).level,
+      levelOfExperiment: async (id) => levelByIdOf(subject, await resolveExperiment(id)).level,
     };
   }
 
-  async function authorize(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<Authorization | null> {
-    const principal = ctx.principal!;
-    const policy = options.policy.current();
-    const target = canonicalizeTarget(toOriginForm(req));
-    if (!target.ok) return settle(ctx, badRequest(`mlgate refuses this request target: ${target.reason}`));
-    const admin = isAdmin(principal, policy);
+  async function authorize(req: IncomingMessage, ctx: RequestContext): Promise<AccessDecision> {
+    const subject = ctx.subject!;
+    const target = canonicalizeTarget(ctx.upstreamTarget);
+    if (!target.ok) return badRequest(`mlgate refuses this request target: ${target.reason}`);
+    const { admin } = subject;
     if (!admin) {
       const workspace = otherWorkspaceNamed(req, target.query);
       if (workspace !== undefined) {
-        return settle(ctx, denied(`workspaces are not yet supported for non-admins: this request names workspace ${JSON.stringify(workspace.slice(0, 100))}; leave out the X-MLFLOW-WORKSPACE header to work in the default workspace`));
+        return denied(`workspaces are not yet supported for non-admins: this request names workspace ${JSON.stringify(workspace.slice(0, 100))}; leave out the X-MLFLOW-WORKSPACE header to work in the default workspace`);
       }
     }
     const method = req.method ?? 'GET';
-    const match = matchRoute(method, target.path);
+    const match = matchRule(method, target.path);
     if (!match) {
-      if (target.prefix === undefined && !PREFIXED_API.test(target.path)) return settle(ctx, { ok: true }); // UI pages and other non-API paths
-      if (admin || options.allowUnknownRoutes) return settle(ctx, { ok: true });
-      return settle(ctx, denied(`mlgate does not know the route ${method} ${target.path}; only admins may call routes it does not know`));
+      if (target.prefix === undefined && !PREFIXED_API.test(target.path)) return ALLOWED; // UI pages and other non-API paths
+      if (admin || options.allowUnknownRoutes) return ALLOWED;
+      return denied(`mlgate does not know the route ${method} ${target.path}; only admins may call routes it does not know`);
     }
     const { rule } = match;
     switch (rule.resource) {
       case 'public':
-        return settle(ctx, { ok: true });
+        return ALLOWED;
       case 'blocked':
-        return settle(ctx, denied(`${rule.name} is blocked for everyone: MLflow trusts its callers there as local, and behind mlgate every caller looks local`));
+        return denied(`${rule.name} is blocked for everyone: MLflow trusts its callers there as local, and behind mlgate every caller looks local`);
       case 'admin-only':
-        return settle(ctx, admin ? { ok: true } : denied(`only admins may call ${rule.name}: mlgate cannot tell whose resources it touches`));
+        return admin ? ALLOWED : denied(`only admins may call ${rule.name}: mlgate cannot tell whose resources it touches`);
       default:
         try {
-          const outcome = await decideRule(req, res, ctx, target, rule, match.params, principal, policy, admin);
-          return outcome && settle(ctx, outcome);
+          return await decideRule(req, ctx, target, rule, match.params, subject);
         } catch (err) {
           if (err instanceof LookupBoundError) {
-            logger.warn({ reqId: ctx.id, user: principal.user, bound: err.bound }, 'request refused: too many look-ups');
-            return settle(ctx, badRequest(`mlgate refuses this request: ${err.message}`));
+            logger.warn({ reqId: ctx.id, user: subject.principal.user, bound: err.bound }, 'request refused: too many look-ups');
+            return badRequest(`mlgate refuses this request: ${err.message}`);
           }
-          if (!(err instanceof UpstreamLookupError)) throw err;
+          if (!(err instanceof MlflowError)) throw err;
           logger.warn({ reqId: ctx.id, err: err.message }, 'authorization look-up failed');
-          return settle(ctx, { ok: false, error: { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: err.message } });
+          return { ok: false, error: { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: err.message } };
         }
     }
   }
 
-  function settle(ctx: RequestContext, outcome: Authorization): Authorization {
-    ctx.decision = outcome.ok ? 'allow' : 'deny';
-    return outcome;
-  }
-
-  function authorizeUpgrade(req: IncomingMessage, ctx: RequestContext): GatewayError | undefined {
-    const target = canonicalizeTarget(toOriginForm(req));
+  function authorizeUpgrade(ctx: RequestContext): GatewayError | undefined {
+    const target = canonicalizeTarget(ctx.upstreamTarget);
     if (!target.ok) return { status: 400, code: 'INVALID_PARAMETER_VALUE', message: `mlgate refuses this request target: ${target.reason}` };
-    if (isAdmin(ctx.principal!, options.policy.current())) return undefined;
-    const match = matchRoute('GET', target.path);
+    if (ctx.subject!.admin) return undefined;
+    const match = matchRule('GET', target.path);
     const mlflowRoute = target.prefix !== undefined || PREFIXED_API.test(target.path) || (match !== undefined && match.rule.resource !== 'none' && match.rule.resource !== 'public');
     return mlflowRoute ? { status: 403, code: 'PERMISSION_DENIED', message: `MLflow takes no WebSocket upgrades on ${target.path}; only admins may send them` } : undefined;
   }

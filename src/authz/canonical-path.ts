@@ -24,7 +24,7 @@ export type ApiVersion = '2.0' | '3.0';
 
 export interface CanonicalTarget {
   ok: true;
-  /** The path decoded once, as MLflow routes it; what `matchRoute` takes. */
+  /** The path decoded once, as MLflow routes it; what `matchRule` takes. */
   path: string;
   /** The query string as sent, without the `?` ('' for none); parse it with URLSearchParams, as werkzeug would. */
   query: string;
@@ -33,10 +33,10 @@ export interface CanonicalTarget {
   /** Set when the segment after the prefix is `2.0` or `3.0`, the only versions MLflow serves. */
   version: ApiVersion | undefined;
   /** `path` after `/<prefix>/<version>` (e.g. `/mlflow/runs/get`), or all of `path` when that is not there. */
-  route: string;
+  mlflowPath: string;
 }
 
-export interface RefusedTarget {
+interface RefusedTarget {
   ok: false;
   status: 400;
   reason: string;
@@ -96,17 +96,12 @@ function decodeUtf8Escapes(raw: string): string | undefined {
   }
 }
 
-function apiPartsOf(path: string): Pick<CanonicalTarget, 'prefix' | 'version' | 'route'> {
+function apiPartsOf(path: string): Pick<CanonicalTarget, 'prefix' | 'version' | 'mlflowPath'> {
   const first = path.indexOf('/', 1);
   const head = first === -1 ? path.slice(1) : path.slice(1, first);
-  if (head !== 'api' && head !== 'ajax-api') return { prefix: undefined, version: undefined, route: path };
+  if (head !== 'api' && head !== 'ajax-api') return { prefix: undefined, version: undefined, mlflowPath: path };
   const second = first === -1 ? -1 : path.indexOf('/', first + 1);
   const version = first === -1 ? '' : second === -1 ? path.slice(first + 1) : path.slice(first + 1, second);
-  if (version !== '2.0' && version !== '3.0') return { prefix: head, version: undefined, route: path };
-  return { prefix: head, version, route: second === -1 ? '/' : path.slice(second) };
-}
-
-/** True for the paths MLflow's clients call as an API (fail closed on these when no rule matches). */
-export function isApiPath(target: CanonicalTarget): boolean {
-  return target.prefix !== undefined;
+  if (version !== '2.0' && version !== '3.0') return { prefix: head, version: undefined, mlflowPath: path };
+  return { prefix: head, version, mlflowPath: second === -1 ? '/' : path.slice(second) };
 }

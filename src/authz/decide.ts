@@ -72,14 +72,31 @@ export function isAdmin(principal: Principal, policy: Policy): boolean {
 const ADMIN: LevelDecision = Object.freeze({ level: 'MANAGE', reason: 'admin' });
 const OWNER: LevelDecision = Object.freeze({ level: 'MANAGE', reason: 'owner' });
 
+/** A principal as one policy sees them: the admin flag and groups worked out once (per request). */
+export interface Subject {
+  principal: Principal;
+  policy: Policy;
+  admin: boolean;
+  groups: readonly string[];
+}
+
+export function subjectOf(principal: Principal, policy: Policy): Subject {
+  return { principal, policy, admin: isAdmin(principal, policy), groups: groupsOf(principal, policy) };
+}
+
 export function effectiveLevel(principal: Principal, resource: ResourceInfo, policy: Policy): LevelDecision {
-  if (isAdmin(principal, policy)) return ADMIN;
+  return levelOf(subjectOf(principal, policy), resource);
+}
+
+/** effectiveLevel for a subject already worked out. */
+export function levelOf(subject: Subject, resource: ResourceInfo): LevelDecision {
+  const { principal, policy, groups } = subject;
+  if (subject.admin) return ADMIN;
   const { grants } = resource;
   if (grants.owner !== undefined && grants.owner === principal.user) return OWNER;
   const userGrant = grants.users.get(principal.user);
   if (userGrant !== undefined) return { level: userGrant, reason: 'user grant' };
 
-  const groups = groupsOf(principal, policy);
   if (grants.groups.size > 0 && groups.length > 0) {
     let best: { level: PermissionLevel; group: string } | undefined;
     for (const group of groups) {

@@ -43,7 +43,7 @@ export interface ExtractedResources {
   newName?: string;
 }
 
-export interface RequestParams {
+interface RequestParams {
   query: URLSearchParams;
   /** The parsed JSON body (parseRequestJson) when needsRequestBody said to read it; otherwise undefined. */
   body: unknown;
@@ -138,7 +138,7 @@ const URI_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 const PROMPT_PLACEHOLDER_SOURCES: ReadonlySet<string> = new Set(['prompt-template', 'dummy-source']);
 
 /** Where the model version's files are looked for when the source is no URI the gateway maps: the run or logged model the request names. */
-export interface SourceOwners {
+interface SourceOwners {
   runId?: string;
   loggedModelId?: string;
 }
@@ -154,7 +154,7 @@ export interface SourceOwners {
  * differently than the gateway (a query, a fragment, leading blanks, control characters, `..`) is
  * refused.
  */
-export function refsOfModelSource(source: string, field = 'source', owners: SourceOwners = {}): ResourceRef[] | ExtractionError {
+function refsOfModelSource(source: string, field = 'source', owners: SourceOwners = {}): ResourceRef[] | ExtractionError {
   const bad = (why: string) => invalid(`'${field}' ${why}: ${JSON.stringify(source.slice(0, 100))}`);
   // urlsplit drops leading blanks and control characters, and tabs and newlines anywhere.
   if (/^[\u0000-\u0020]/.test(source) || /[\t\r\n]/.test(source)) return bad('starts with a blank or holds a tab or newline');

@@ -26,7 +26,7 @@ import { parsePermissionLevel, type PermissionLevel } from './levels.ts';
  * still counts, unless the same grantee also has a canonical key; mlgate writes and revokes the
  * canonical key and removes the legacy one (grantTagKeysOf) so one grantee never keeps two.
  */
-export const RESERVED_TAG_PREFIX = 'mlgate.';
+const RESERVED_TAG_PREFIX = 'mlgate.';
 export const OWNER_TAG = 'mlgate.owner';
 const PLAIN_PREFIX = { user: 'mlgate.grant.user.', group: 'mlgate.grant.group.' } as const;
 const ESCAPED_PREFIX = { user: 'mlgate.grant.user-enc.', group: 'mlgate.grant.group-enc.' } as const;

@@ -2,24 +2,11 @@
 // experiment (by id or name) or a registered model (by name), read its tags, set and delete tags.
 // Used by `mlgate grant|revoke|permissions` (which talk to config.upstream directly, from the gateway
 // host) and by the /-/api/permissions API. Routes and shapes: MLflow 2.17 and 3.x, /api/2.0 prefix.
-import http from 'node:http';
-import https from 'node:https';
 import { grantsFromTags, grantTagKey, grantTagKeysOf, MAX_TAG_KEY_LENGTH, type Grantee } from './grant-tags.ts';
 import type { PermissionLevel } from './levels.ts';
+import { errorCodeOf, jsonObject, MlflowClient, MlflowError, tagsFrom, type ResourceInfo } from './mlflow-client.ts';
 import type { CarrierKind } from './route-rule.ts';
 
-export interface Tag {
-  key: string;
-  value: string;
-}
-
-/** What a permission decision needs to know about an experiment or registered model. */
-export interface ResourceInfo {
-  /** The experiment id; registered models have none (they are known by name). */
-  id?: string;
-  name: string;
-  tags: readonly Tag[];
-}
 
 export interface ExperimentResource extends ResourceInfo {
   kind: 'experiment';
@@ -45,19 +32,7 @@ export interface PermissionsView {
   groups: { name: string; level: PermissionLevel }[];
 }
 
-export type GrantsErrorCode = 'RESOURCE_DOES_NOT_EXIST' | 'INVALID_PARAMETER_VALUE' | 'UNREACHABLE' | 'UPSTREAM_ERROR';
-
-/** Everything this client throws; `code` says what went wrong, `message` says it for a person. */
-export class GrantsClientError extends Error {
-  constructor(readonly code: GrantsErrorCode, message: string, readonly upstreamStatus?: number) {
-    super(message);
-    this.name = 'GrantsClientError';
-  }
-}
-
-export interface GrantsClientOptions {
-  /** Headers sent with every request (e.g. the user MLflow should see in X-Forwarded-User). */
-  headers?: Record<string, string>;
+interface GrantsClientOptions {
   /** How long MLflow may take to answer one request (default 30 s). */
   timeoutMs?: number;
 }
@@ -120,16 +95,17 @@ export function permissionsView(resource: MlflowResource): PermissionsView {
 
 type Json = Record<string, unknown>;
 
+/** Throws MlflowError, whose `code` says what went wrong and whose `message` says it for a person. */
 export class MlflowGrantsClient {
-  /** The upstream's origin, as messages name it (the gateway forwards to the origin too). */
-  readonly origin: string;
-  private readonly headers: Record<string, string>;
-  private readonly timeoutMs: number;
+  private readonly mlflow: MlflowClient;
 
   constructor(upstream: string | URL, options: GrantsClientOptions = {}) {
-    this.origin = new URL(upstream).origin;
-    this.headers = options.headers ?? {};
-    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.mlflow = new MlflowClient({ upstream, timeoutMs: options.timeoutMs ?? 30_000 });
+  }
+
+  /** The upstream's origin, as messages name it (the gateway forwards to the origin too). */
+  get origin(): string {
+    return this.mlflow.origin;
   }
 
   /** The experiment with this id, or undefined. */
@@ -151,7 +127,7 @@ export class MlflowGrantsClient {
         byId = await this.getExperiment(idOrName);
       } catch (err) {
         // e.g. a number too large for the store's id column: not an id, so perhaps a name.
-        if (!(err instanceof GrantsClientError) || err.code !== 'INVALID_PARAMETER_VALUE') throw err;
+        if (!(err instanceof MlflowError) || err.code !== 'INVALID_PARAMETER_VALUE') throw err;
       }
       if (byId) return byId;
     }
@@ -185,7 +161,7 @@ export class MlflowGrantsClient {
     try {
       await this.call('POST', 'experiments/delete-experiment-tag', { body: { experiment_id: resource.id, key }, missingOk: true });
     } catch (err) {
-      if (!(err instanceof GrantsClientError) || err.code !== 'UPSTREAM_ERROR' || err.upstreamStatus !== 404) throw err;
+      if (!(err instanceof MlflowError) || err.code !== 'UPSTREAM_ERROR' || err.upstreamStatus !== 404) throw err;
       await this.setTag(resource, key, '');
     }
   }
@@ -236,70 +212,16 @@ export class MlflowGrantsClient {
   }
 
   /**
-   * One MLflow call. A 404 RESOURCE_DOES_NOT_EXIST is undefined when `missingOk`; every other
-   * failure throws a GrantsClientError whose message names the upstream.
+   * One MLflow call. A RESOURCE_DOES_NOT_EXIST is undefined when `missingOk`; every other failure
+   * throws an MlflowError whose message names the upstream.
    */
   private async call(method: 'GET' | 'POST' | 'DELETE', route: string, options: { query?: Record<string, string>; body?: Json; missingOk?: boolean }): Promise<Json | undefined> {
-    const url = new URL(`/api/2.0/mlflow/${route}`, this.origin);
-    for (const [key, value] of Object.entries(options.query ?? {})) url.searchParams.set(key, value);
-    const payload = options.body ? JSON.stringify(options.body) : undefined;
-    const headers: Record<string, string | number> = { accept: 'application/json', ...this.headers };
-    if (payload !== undefined) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = Buffer.byteLength(payload);
-    }
-    let response: { status: number; text: string };
-    try {
-      response = await send(url, method, headers, payload, this.timeoutMs);
-    } catch (err) {
-      throw new GrantsClientError('UNREACHABLE', unreachableMessage(this.origin, err, this.timeoutMs));
-    }
-    const { text } = response;
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : {};
-    } catch {
-      json = undefined;
-    }
-    const object = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as Json) : undefined;
-    if (response.status >= 200 && response.status < 300) {
-      if (!object) throw new GrantsClientError('UPSTREAM_ERROR', `the MLflow tracking server at ${this.origin} answered ${method} ${url.pathname} with something that is not a JSON object`, response.status);
-      return object;
-    }
-    const code = typeof object?.error_code === 'string' ? object.error_code : undefined;
-    const message = typeof object?.message === 'string' ? object.message : text.slice(0, 200).trim();
-    if (code === 'RESOURCE_DOES_NOT_EXIST' && options.missingOk) return undefined;
-    if (code === 'RESOURCE_DOES_NOT_EXIST' || code === 'INVALID_PARAMETER_VALUE') throw new GrantsClientError(code, `MLflow: ${message}`, response.status);
-    throw new GrantsClientError('UPSTREAM_ERROR', `the MLflow tracking server at ${this.origin} answered ${method} ${url.pathname} with ${response.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`, response.status);
+    const path = `/api/2.0/mlflow/${route}`;
+    const query = new URLSearchParams(options.query).toString();
+    const answer = await this.mlflow.request(method, query ? `${path}?${query}` : path, options.body);
+    if (options.missingOk && answer.status >= 400 && errorCodeOf(answer) === 'RESOURCE_DOES_NOT_EXIST') return undefined;
+    return this.mlflow.objectOf(answer, `${method} ${path}`);
   }
-}
-
-class TimeoutError extends Error {}
-
-/** One request over node:http(s); not fetch, which refuses the spec's "bad ports" (6000, 6665-6669, ...) where someone may run MLflow. */
-function send(url: URL, method: string, headers: Record<string, string | number>, payload: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError('timed out')));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-function unreachableMessage(origin: string, err: unknown, timeoutMs: number): string {
-  if (err instanceof TimeoutError) return `the MLflow tracking server at ${origin} did not answer within ${timeoutMs / 1000} s`;
-  const error = err as NodeJS.ErrnoException;
-  const reason = error?.code ?? error?.message ?? String(err);
-  const url = new URL(origin);
-  const hint = reason === 'ECONNREFUSED' || reason === 'ENOTFOUND' || reason === 'EHOSTUNREACH'
-    ? `; is it running? Start it with: mlflow server --host ${url.hostname} --port ${url.port || (url.protocol === 'https:' ? 443 : 80)}, or point --upstream at it`
-    : '';
-  return `cannot reach the MLflow tracking server at ${origin} (${reason})${hint}`;
 }
 
 function arrayField(body: Json, key: string): unknown[] {
@@ -311,22 +233,9 @@ function nextToken(body: Json): string | undefined {
   return typeof body.next_page_token === 'string' && body.next_page_token !== '' ? body.next_page_token : undefined;
 }
 
-/** MLflow's `[{key, value}]` list; a tag set to "" may come without `value`. Malformed entries are skipped. */
-export function tagsFrom(value: unknown): Tag[] {
-  if (!Array.isArray(value)) return [];
-  const tags: Tag[] = [];
-  for (const entry of value) {
-    if (typeof entry !== 'object' || entry === null) continue;
-    const { key, value: tagValue } = entry as { key?: unknown; value?: unknown };
-    if (typeof key === 'string') tags.push({ key, value: typeof tagValue === 'string' ? tagValue : '' });
-  }
-  return tags;
-}
-
 function experimentFrom(value: unknown): ExperimentResource | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  const entry = value as Json;
-  if (typeof entry.experiment_id !== 'string' || typeof entry.name !== 'string') return undefined;
+  const entry = jsonObject(value);
+  if (typeof entry?.experiment_id !== 'string' || typeof entry.name !== 'string') return undefined;
   return {
     kind: 'experiment',
     id: entry.experiment_id,
@@ -337,8 +246,7 @@ function experimentFrom(value: unknown): ExperimentResource | undefined {
 }
 
 function modelFrom(value: unknown): ModelResource | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  const entry = value as Json;
-  if (typeof entry.name !== 'string') return undefined;
+  const entry = jsonObject(value);
+  if (typeof entry?.name !== 'string') return undefined;
   return { kind: 'registered-model', name: entry.name, tags: tagsFrom(entry.tags) };
 }

@@ -24,16 +24,6 @@ export function highestLevel(levels: Iterable<PermissionLevel>): PermissionLevel
   return best;
 }
 
-/**
- * What a user can do on every one of several resources (e.g. a dataset linked to two experiments).
- * NO_PERMISSIONS for none: fails closed, so a dataset linked to no experiment gives no one rights.
- */
-export function lowestLevel(levels: Iterable<PermissionLevel>): PermissionLevel {
-  let worst: PermissionLevel | undefined;
-  for (const level of levels) if (worst === undefined || RANK[level] < RANK[worst]) worst = level;
-  return worst ?? 'NO_PERMISSIONS';
-}
-
 /** Accepts any case ("edit") because people type these in policy files and on the command line. */
 export function parsePermissionLevel(text: string): PermissionLevel | undefined {
   const upper = text.trim().toUpperCase();

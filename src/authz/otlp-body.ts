@@ -3,7 +3,7 @@
 // gateway stops at `limit` decompressed bytes and the request gets a 413.
 import { createGunzip, createInflate, createInflateRaw, type Gunzip, type Inflate, type InflateRaw } from 'node:zlib';
 
-export type Decoded =
+type Decoded =
   | { ok: true; body: Buffer }
   | { ok: false; status: 400 | 413; message: string };
 

@@ -11,7 +11,7 @@
 // so every occurrence is read). Groups (wire types 3, 4), which no OTLP exporter writes, and anything
 // malformed are refused rather than skipped in a way the parser might not.
 
-export type OtlpTraceIds = { ok: true; traceIds: string[] } | { ok: false; reason: string };
+type OtlpTraceIds = { ok: true; traceIds: string[] } | { ok: false; reason: string };
 
 class Malformed extends Error {}
 
@@ -68,7 +68,7 @@ function* fields(buf: Uint8Array): Generator<Field> {
 }
 
 /** MLflow's id of an OTLP trace id: `tr-` and the bytes as one big-endian integer in at least 32 hex digits. */
-export function mlflowTraceId(otelTraceId: Uint8Array): string {
+function mlflowTraceId(otelTraceId: Uint8Array): string {
   let hex = Buffer.from(otelTraceId).toString('hex').replace(/^0+/, '');
   if (hex.length < 32) hex = hex.padStart(32, '0');
   return `tr-${hex}`;

@@ -228,7 +228,7 @@ export function loadPolicy(path: string, label = path): Policy {
 
 // ---- the store -------------------------------------------------------------------------------
 
-export interface PolicyStoreOptions {
+interface PolicyStoreOptions {
   path: string;
   /** How the file is named in messages (relative to the working directory, as configured). */
   label?: string;

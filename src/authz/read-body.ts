@@ -1,12 +1,12 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { RequestContext } from '../context/request-context.ts';
 
-export type BodyRead =
+type BodyRead =
   | { ok: true; body: Buffer }
   | { ok: false; tooLarge: true }
   /**
    * The client left (or the connection failed) before the body ended; or, with `busy`, the memory
-   * budget for checked bodies is spent and the request was already answered (503, Retry-After).
+   * budget for checked bodies is spent (the request is to be answered 503 with Retry-After).
    */
   | { ok: false; tooLarge: false; busy?: true };
 
@@ -32,48 +32,32 @@ export class BodyBudget {
   }
 }
 
-interface BodyLimits {
-  budget: BodyBudget;
-  res: ServerResponse;
-  /** Answers the request: the budget is spent (503 with Retry-After). */
-  refuseBusy: () => void;
-}
-
-const bodyLimits = new WeakMap<IncomingMessage, BodyLimits>();
-
-/** The budget readRequestBody charges this request's body to, and how to refuse it when spent. */
-export function attachBodyLimits(req: IncomingMessage, limits: BodyLimits): void {
-  bodyLimits.set(req, limits);
-}
-
 /**
  * Reads a request body whole, up to `limit` bytes, for the gateway to check and then forward those
  * very bytes. A declared Content-Length over the limit is refused before anything is read.
  */
-export function readRequestBody(req: IncomingMessage, ctx: RequestContext, limit: number): Promise<BodyRead> {
+export function readRequestBody(req: IncomingMessage, ctx: RequestContext, limit: number, budget: BodyBudget): Promise<BodyRead> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) return Promise.resolve({ ok: false, tooLarge: true });
   if (req.readableEnded) return Promise.resolve({ ok: true, body: Buffer.alloc(0) });
-  const limits = bodyLimits.get(req);
   let reserved = 0;
   const reserve = (bytes: number) => {
-    if (!limits || bytes <= reserved) return true;
-    if (!limits.budget.tryReserve(bytes - reserved)) return false;
+    if (bytes <= reserved) return true;
+    if (!budget.tryReserve(bytes - reserved)) return false;
     reserved = bytes;
     return true;
   };
-  const busy = (): BodyRead => {
-    limits!.budget.release(reserved);
+  const giveBack = () => {
+    budget.release(reserved);
     reserved = 0;
-    limits!.refuseBusy();
+  };
+  const busy = (): BodyRead => {
+    giveBack();
     return { ok: false, tooLarge: false, busy: true };
   };
   if (declared !== undefined && !reserve(Number(declared) || 0)) return Promise.resolve(busy());
-  // Held until the request is over (the body is forwarded after the check).
-  limits?.res.once('close', () => {
-    limits.budget.release(reserved);
-    reserved = 0;
-  });
+  // Held until the exchange is over (the body is forwarded after the check).
+  ctx.atEnd.push(giveBack);
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -83,10 +67,7 @@ export function readRequestBody(req: IncomingMessage, ctx: RequestContext, limit
       req.off('error', onFail);
       req.off('aborted', onFail);
       req.off('close', onFail);
-      if (!result.ok && limits) {
-        limits.budget.release(reserved);
-        reserved = 0;
-      }
+      if (!result.ok) giveBack();
       resolve(result);
     };
     const onData = (chunk: Buffer) => {

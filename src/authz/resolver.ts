@@ -1,7 +1,6 @@
 // Asks the upstream MLflow what a request's resources are: the experiment a run, logged model,
 // trace or dataset lives in, and an experiment's or registered model's name and mlgate.* tags.
-// MLflow behind the gateway has no authentication of its own, so plain calls work; they go over
-// their own kept-alive connections.
+// It asks through mlflow-client.ts, on kept-alive connections of its own.
 //
 // Caching (a hot loop of runs/log-metric costs two map look-ups):
 // - run, logged model -> experiment: never moves (no MLflow route takes the id of an existing one
@@ -20,14 +19,15 @@
 // - each request may start at most so many look-ups (authz.maxLookupsPerRequest): the authorizer
 //   asks through `forRequest(budget)`, a view with the same caches that charges the budget for
 //   every look-up it starts (cache hits, remembered misses and shared calls are free).
-// - a lookup that fails (upstream down, a 5xx) is not cached and throws UpstreamLookupError.
-import http from 'node:http';
-import https from 'node:https';
+// - a lookup that fails (upstream down, a 5xx) is not cached and throws MlflowError.
 import { LRUCache } from 'lru-cache';
 import type { ResourceInfo } from './decide.ts';
 import { grantsFromTags, type ResourceGrants } from './grant-tags.ts';
+import { errorCodeOf, jsonObject, MlflowClient, tagsFrom, type MlflowAnswer } from './mlflow-client.ts';
 
-export interface ResolverOptions {
+/** The upstream could not answer a look-up: the request gets a 502 (MLflow's client retries those). */
+
+interface ResolverOptions {
   upstream: URL;
   /** How long an experiment's or model's name and tags are trusted. */
   cacheTtlMs: number;
@@ -43,22 +43,8 @@ export interface ResolverOptions {
   userHeader?: string;
 }
 
-/** The upstream could not answer a look-up: the request gets a 502 (MLflow's client retries those). */
-export class UpstreamLookupError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UpstreamLookupError';
-  }
-}
-
-interface Answer {
-  status: number;
-  json: Record<string, unknown> | undefined;
-}
-
 const NO_GRANTS: ResourceGrants = Object.freeze({ users: new Map(), groups: new Map() }) as ResourceGrants;
 
-/** A request started more look-ups than authz.maxLookupsPerRequest allows: the request gets a 400. */
 interface StableFacts {
   experimentId: string;
   /** Its artifact_uri (runs) or artifact_location (logged models). */
@@ -68,6 +54,7 @@ interface StableFacts {
 /** Trace ids asked about in one traces/batchGetInfos call. */
 const TRACE_BATCH = 100;
 
+/** A request started more look-ups than authz.maxLookupsPerRequest allows: the request gets a 400. */
 export class LookupBoundError extends Error {
   constructor(readonly bound: number) {
     super(`this request needs more than ${bound} look-ups in MLflow of resources mlgate has not seen lately, the most it makes for one request (authz.maxLookupsPerRequest); name fewer runs, experiments, models or traces per request`);
@@ -98,8 +85,7 @@ export class Resolver {
   private budget?: LookupBudget;
   /** A per-request view's traces looked up together (primeTraces). */
   private tracesNow?: { asked: ReadonlySet<string>; found: ReadonlyMap<string, string> };
-  private readonly agent: http.Agent;
-  private readonly transport: typeof http | typeof https;
+  private readonly mlflow: MlflowClient;
   /** What never changes about a run or logged model: its experiment and where its artifacts are. */
   private readonly stable: LRUCache<string, StableFacts>;
   private readonly experimentsById: LRUCache<string, ResourceInfo>;
@@ -108,12 +94,9 @@ export class Resolver {
   private readonly pending = new Map<string, Promise<unknown>>();
   /** Keys of look-ups that found nothing, for a few seconds. */
   private readonly missing: LRUCache<string, true>;
-  private readonly headers: Record<string, string>;
 
-  constructor(private readonly options: ResolverOptions) {
-    const secure = options.upstream.protocol === 'https:';
-    this.agent = new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 2000 });
-    this.transport = secure ? https : http;
+  constructor(options: ResolverOptions) {
+    this.mlflow = new MlflowClient({ upstream: options.upstream, timeoutMs: options.timeoutMs, userHeader: options.userHeader });
     this.stable = new LRUCache({ max: options.stableEntries ?? 100_000 });
     const ttl = Math.max(1, options.cacheTtlMs);
     const max = options.entries ?? 10_000;
@@ -121,7 +104,6 @@ export class Resolver {
     this.experimentsByName = new LRUCache({ max, ttl });
     this.models = new LRUCache({ max, ttl });
     this.missing = new LRUCache({ max, ttl: Math.max(1, options.missingTtlMs ?? Math.min(5000, options.cacheTtlMs)) });
-    this.headers = { accept: 'application/json', ...(options.userHeader ? { [options.userHeader.toLowerCase()]: 'mlgate' } : {}) };
   }
 
   /** Upstream calls made (tests and benchmarks check the hot path makes none). */
@@ -172,9 +154,9 @@ export class Resolver {
     if (hit) return Promise.resolve(hit);
     return this.once(`model:${name}`, async () => {
       const answer = await this.call(`/api/2.0/mlflow/registered-models/get?name=${encodeURIComponent(name)}`, `registered model "${name}"`);
-      const model = record(answer?.registered_model);
+      const model = jsonObject(answer?.registered_model);
       const info: ResourceInfo = model
-        ? { kind: 'registered-model', name: typeof model.name === 'string' ? model.name : name, exists: true, grants: grantsFromTags(tagList(model.tags)) }
+        ? { kind: 'registered-model', name: typeof model.name === 'string' ? model.name : name, exists: true, grants: grantsFromTags(tagsFrom(model.tags)) }
         : { kind: 'registered-model', name, exists: false, grants: NO_GRANTS };
       this.models.set(name, info);
       return info;
@@ -204,12 +186,12 @@ export class Resolver {
 
   private runFacts(runId: string): Promise<StableFacts | undefined> {
     return this.stableLookup(`run:${runId}`, `/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(runId)}`, `run ${runId}`,
-      (json) => record(record(json.run)?.info), 'artifact_uri');
+      (json) => jsonObject(jsonObject(json.run)?.info), 'artifact_uri');
   }
 
   private loggedModelFacts(modelId: string): Promise<StableFacts | undefined> {
     return this.stableLookup(`logged-model:${modelId}`, `/api/2.0/mlflow/logged-models/${encodeURIComponent(modelId)}`, `logged model ${modelId}`,
-      (json) => record(record(json.model)?.info), 'artifact_location');
+      (json) => jsonObject(jsonObject(json.model)?.info), 'artifact_location');
   }
 
   /** MLflow 3 answers on /api/3.0/mlflow/traces/<id>; 2.x only on /api/2.0/mlflow/traces/<id>/info. */
@@ -218,15 +200,15 @@ export class Resolver {
     // Not cached, and a miss not remembered: a trace can move, and its id may be created any moment.
     const key = `trace:${traceId}`;
     return this.once(key, async () => {
-      const v3 = await this.request(`/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}`, `trace ${traceId}`);
+      const v3 = await this.request(`/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}`);
       let id: unknown;
       if (v3.status === 200 && v3.json) {
-        id = record(record(record(record(v3.json.trace)?.trace_info)?.trace_location)?.mlflow_experiment)?.experiment_id;
-      } else if (isMissing(v3) && v3.json?.error_code === 'RESOURCE_DOES_NOT_EXIST') {
+        id = jsonObject(jsonObject(jsonObject(jsonObject(v3.json.trace)?.trace_info)?.trace_location)?.mlflow_experiment)?.experiment_id;
+      } else if (isMissing(v3) && errorCodeOf(v3) === 'RESOURCE_DOES_NOT_EXIST') {
         return undefined;
       } else {
         const v2 = await this.call(`/api/2.0/mlflow/traces/${encodeURIComponent(traceId)}/info`, `trace ${traceId}`);
-        id = record(v2?.trace_info)?.experiment_id;
+        id = jsonObject(v2?.trace_info)?.experiment_id;
       }
       return typeof id === 'string' && id !== '' ? id : undefined;
     }, false);
@@ -244,11 +226,11 @@ export class Resolver {
       const chunk = traceIds.slice(i, i + TRACE_BATCH);
       this.budget?.spend();
       this.counters.lookups++;
-      const answer = await this.send('POST', '/api/3.0/mlflow/traces/batchGetInfos', JSON.stringify({ trace_ids: chunk }), `${chunk.length} traces`);
-      if (answer.status !== 200 || !answer.json) throw new UpstreamLookupError(`MLflow answered ${answer.status} when mlgate looked up ${chunk.length} traces`);
-      for (const info of Array.isArray(answer.json.trace_infos) ? answer.json.trace_infos : []) {
-        const id = record(info)?.trace_id;
-        const experimentId = record(record(record(info)?.trace_location)?.mlflow_experiment)?.experiment_id;
+      const batch = await this.mlflow.request('POST', '/api/3.0/mlflow/traces/batchGetInfos', { trace_ids: chunk });
+      const answer = this.mlflow.objectOf(batch, `mlgate's look-up of ${chunk.length} traces`);
+      for (const info of Array.isArray(answer.trace_infos) ? answer.trace_infos : []) {
+        const id = jsonObject(info)?.trace_id;
+        const experimentId = jsonObject(jsonObject(jsonObject(info)?.trace_location)?.mlflow_experiment)?.experiment_id;
         if (typeof id === 'string' && typeof experimentId === 'string' && experimentId !== '') found.set(id, experimentId);
       }
       for (const id of chunk) asked.add(id);
@@ -300,7 +282,7 @@ export class Resolver {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.mlflow.close();
   }
 
   // ---- plumbing ----
@@ -343,62 +325,32 @@ export class Resolver {
 
   /**
    * One page of a search, asked with the caller's own parameters: a GET's as its query string, a
-   * POST's as its JSON body. Throws unless MLflow answers 200 with a JSON object.
+   * POST's as its JSON body. Throws unless MLflow answers it with a JSON object.
    */
   async searchPage(method: 'GET' | 'POST', path: string, message: Record<string, unknown>): Promise<Record<string, unknown>> {
     this.counters.lookups++;
-    let target = path;
-    let payload: string | undefined;
+    let answer: MlflowAnswer;
     if (method === 'GET') {
       const query = new URLSearchParams();
       for (const [key, value] of Object.entries(message)) {
         for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined && one !== null) query.append(key, String(one));
       }
-      target = `${path}?${query}`;
+      answer = await this.mlflow.request('GET', `${path}?${query}`);
     } else {
-      payload = JSON.stringify(message);
+      answer = await this.mlflow.request('POST', path, message);
     }
-    const answer = await this.send(method, target, payload, `the next page of ${path}`);
-    if (answer.status === 200 && answer.json) return answer.json;
-    const detail = answer.json && typeof answer.json.message === 'string' ? `: ${answer.json.message}` : '';
-    throw new UpstreamLookupError(`MLflow answered ${answer.status} when mlgate asked for the next page of ${path}${detail}`);
+    return this.mlflow.objectOf(answer, `mlgate's request for the next page of ${path}`);
   }
 
-  /** The JSON of a 200, undefined when MLflow says there is no such thing; throws otherwise. */
+  /** The JSON of a success, undefined when MLflow says there is no such thing; throws otherwise. */
   private async call(path: string, what: string): Promise<Record<string, unknown> | undefined> {
-    const answer = await this.request(path, what);
-    if (answer.status === 200 && answer.json) return answer.json;
-    if (isMissing(answer)) return undefined;
-    const detail = answer.json && typeof answer.json.message === 'string' ? `: ${answer.json.message}` : '';
-    throw new UpstreamLookupError(`MLflow answered ${answer.status} when mlgate looked up ${what}${detail}`);
+    const answer = await this.request(path);
+    return isMissing(answer) ? undefined : this.mlflow.objectOf(answer, `mlgate's look-up of ${what}`);
   }
 
-  private request(path: string, what: string): Promise<Answer> {
+  private request(path: string): Promise<MlflowAnswer> {
     this.counters.lookups++;
-    return this.send('GET', path, undefined, what);
-  }
-
-  private send(method: 'GET' | 'POST', path: string, payload: string | undefined, what: string): Promise<Answer> {
-    return new Promise((resolve, reject) => {
-      const headers = payload === undefined ? this.headers : { ...this.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
-      const req = this.transport.request(new URL(path, this.options.upstream), { method, agent: this.agent, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('error', (err) => reject(new UpstreamLookupError(`mlgate could not look up ${what} in MLflow: ${err.message}`)));
-        res.on('end', () => {
-          let json: Record<string, unknown> | undefined;
-          try {
-            json = record(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, json });
-        });
-      });
-      req.setTimeout(this.options.timeoutMs, () => req.destroy(new Error(`no answer in ${this.options.timeoutMs} ms`)));
-      req.on('error', (err: NodeJS.ErrnoException) => reject(new UpstreamLookupError(`mlgate could not look up ${what} in MLflow: ${err.code ?? err.message}`)));
-      req.end(payload);
-    });
+    return this.mlflow.request('GET', path);
   }
 }
 
@@ -407,23 +359,14 @@ export class Resolver {
  * or 400 INVALID_PARAMETER_VALUE for an id it cannot read. The request is then decided as for a
  * resource the user has no grant on, and if allowed MLflow gives its own answer.
  */
-function isMissing(answer: Answer): boolean {
-  return answer.status === 404 || (answer.status === 400 && answer.json?.error_code === 'INVALID_PARAMETER_VALUE');
-}
-
-function record(value: unknown): Record<string, unknown> | undefined {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-}
-
-function tagList(value: unknown): { key: string; value: string }[] {
-  if (!Array.isArray(value)) return [];
-  return value.filter((tag): tag is { key: string; value: string } => typeof record(tag)?.key === 'string' && typeof record(tag)?.value === 'string');
+function isMissing(answer: MlflowAnswer): boolean {
+  return answer.status === 404 || (answer.status === 400 && errorCodeOf(answer) === 'INVALID_PARAMETER_VALUE');
 }
 
 function experimentInfo(value: unknown, askedId?: string): ResourceInfo {
-  const experiment = record(value);
+  const experiment = jsonObject(value);
   if (!experiment) return missingExperiment(askedId);
   const id = typeof experiment.experiment_id === 'string' ? experiment.experiment_id : askedId;
   const name = typeof experiment.name === 'string' ? experiment.name : undefined;
-  return { kind: 'experiment', id, name, exists: true, grants: grantsFromTags(tagList(experiment.tags)) };
+  return { kind: 'experiment', id, name, exists: true, grants: grantsFromTags(tagsFrom(experiment.tags)) };
 }

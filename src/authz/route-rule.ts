@@ -61,15 +61,26 @@ export interface PathCheck {
   kind: 'relative' | 'file-name';
 }
 
+/** The user MLflow records a run under (its UI shows this tag first, then user_id). */
+export const RUN_USER_TAG = 'mlflow.user';
+
+/** A run's tags: the user it was created by is mlgate's to set (stampsUser). */
+export const RUN_TAGS = (keyField: string) => ({
+  on: 'run', keyField, adminOnly: { key: RUN_USER_TAG, why: 'mlgate sets it to the user who created the run' },
+}) as const;
+
 interface RouteFacts {
   filter?: ResponseFilter;
   /** The gateway adds the owner tag to the forwarded create body. */
   creates?: CarrierKind;
-  /** Tag keys this route writes or deletes; `mlgate.` keys (experiments, models), `mlflow.user` (runs) and `mlflow.artifactLocation` (traces) are reserved. */
-  writesTags?: { on: CarrierKind | 'run' | 'trace'; keyField: string };
+  /**
+   * Tag keys this route writes or deletes. On experiments and models `mlgate.` keys are reserved
+   * (grant-tags.ts); elsewhere `adminOnly` names the one key no one but admins may write there, and why.
+   */
+  writesTags?: { on: CarrierKind | 'run' | 'trace'; keyField: string; adminOnly?: { key: string; why: string } };
   /** A new name means other policy rules (name globs) may apply to the resource afterwards. */
   renames?: { on: CarrierKind; newNameField: string };
-  /** The gateway sets `user_id` and the `mlflow.user` tag to the authenticated user. */
+  /** The gateway sets `user_id` and the RUN_USER_TAG tag to the authenticated user. */
   stampsUser?: boolean;
   /**
    * What the gateway remembers about the resources of these kinds this route names stops being

@@ -13,7 +13,7 @@ import { SERVER_ROUTES } from './routes-server.ts';
 import { TRACE_ROUTES } from './routes-traces.ts';
 
 /** The table by family, in the order of the reference. */
-export const ROUTE_FAMILIES: Readonly<Record<string, readonly RouteDef[]>> = {
+const ROUTE_FAMILIES: Readonly<Record<string, readonly RouteDef[]>> = {
   experiments: EXPERIMENT_ROUTES,
   runs: RUN_ROUTES,
   traces: TRACE_ROUTES,
@@ -32,9 +32,9 @@ export const ROUTE_FAMILIES: Readonly<Record<string, readonly RouteDef[]>> = {
   server: SERVER_ROUTES,
 };
 
-export interface RouteMatch {
+export interface RuleMatch {
   rule: RouteRule;
-  /** Path parameters, decoded (the path given to matchRoute is). */
+  /** Path parameters, decoded (the path given to matchRule is). */
   params: Readonly<Record<string, string>>;
 }
 
@@ -147,7 +147,7 @@ const OPTIONS_RULE: RouteRule = Object.freeze({
   name: 'OPTIONS', method: 'ANY', template: '*', resource: 'none', level: undefined, find: [], readsMessage: false,
 });
 
-function matchMethod(method: HttpMethod | 'ANY', path: string): RouteMatch | undefined {
+function matchMethod(method: HttpMethod | 'ANY', path: string): RuleMatch | undefined {
   const rule = TABLE.exact.get(`${method} ${path}`);
   if (rule) return { rule, params: NO_PARAMS };
   for (const pattern of TABLE.patterns.get(method) ?? []) {
@@ -166,9 +166,9 @@ function matchMethod(method: HttpMethod | 'ANY', path: string): RouteMatch | und
  * `path` is CanonicalTarget.path: decoded once, refused if ambiguous. HEAD is GET, as in Flask.
  * Exact paths win over parameters, as in werkzeug: GET /mlflow/traces/get is not trace "get".
  */
-export function matchRoute(method: string, path: string): RouteMatch | undefined {
+export function matchRule(method: string, path: string): RuleMatch | undefined {
   if (method === 'OPTIONS') {
-    let found: RouteMatch | undefined;
+    let found: RuleMatch | undefined;
     for (const other of [...METHODS, 'ANY' as const]) found ??= matchMethod(other, path);
     if (!found) return undefined;
     return found.rule.resource === 'blocked' ? found : { rule: OPTIONS_RULE, params: found.params };

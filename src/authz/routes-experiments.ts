@@ -1,7 +1,7 @@
 // Experiments, runs and metrics (reference §3 "Experiments", "Runs, metrics, params", §4 Flask extras).
 // An experiment carries the permission for its runs, so every run id is checked on its experiment.
 import {
-  experiment, experimentNamed, experiments, loggedModel, optional, run, runOrUuid, runs,
+  experiment, experimentNamed, experiments, loggedModel, optional, run, runOrUuid, runs, RUN_TAGS,
   type RouteDef,
 } from './route-rule.ts';
 
@@ -43,14 +43,14 @@ export const EXPERIMENT_ROUTES: readonly RouteDef[] = [
 ];
 
 export const RUN_ROUTES: readonly RouteDef[] = [
-  { at: `POST ${V2}/runs/create`, find: [experiment('EDIT')], stampsUser: true, writesTags: { on: 'run', keyField: 'tags[].key' } },
+  { at: `POST ${V2}/runs/create`, find: [experiment('EDIT')], stampsUser: true, writesTags: RUN_TAGS('tags[].key') },
   { at: `POST ${V2}/runs/update`, find: [runOrUuid('EDIT')] },
   { at: `POST ${V2}/runs/delete`, find: [run('MANAGE')] },
   { at: `POST ${V2}/runs/restore`, find: [run('MANAGE')] },
   { at: `POST ${V2}/runs/log-metric`, find: [runOrUuid('EDIT')] },
   { at: `POST ${V2}/runs/log-parameter`, find: [runOrUuid('EDIT')] },
-  { at: `POST ${V2}/runs/set-tag`, find: [runOrUuid('EDIT')], writesTags: { on: 'run', keyField: 'key' } },
-  { at: `POST ${V2}/runs/delete-tag`, find: [run('EDIT')], writesTags: { on: 'run', keyField: 'key' } },
+  { at: `POST ${V2}/runs/set-tag`, find: [runOrUuid('EDIT')], writesTags: RUN_TAGS('key') },
+  { at: `POST ${V2}/runs/delete-tag`, find: [run('EDIT')], writesTags: RUN_TAGS('key') },
   { at: `GET ${V2}/runs/get`, find: [runOrUuid('READ')] },
   {
     at: `POST ${V2}/runs/search`, find: [experiments('READ')],
@@ -62,7 +62,7 @@ export const RUN_ROUTES: readonly RouteDef[] = [
     at: `GET ${V2}/metrics/get-history-bulk-interval`, find: [runs('READ', 'run_ids[]')],
     deviation: 'auth app: unchecked on /api/2.0 (checked on /ajax-api/2.0 only); READ on every run on both',
   },
-  { at: `POST ${V2}/runs/log-batch`, find: [run('EDIT')], writesTags: { on: 'run', keyField: 'tags[].key' } },
+  { at: `POST ${V2}/runs/log-batch`, find: [run('EDIT')], writesTags: RUN_TAGS('tags[].key') },
   { at: `POST ${V2}/runs/log-model`, find: [run('EDIT')] },
   // 3.x: `models` links logged models to the run; MLflow stores any id, so the gateway checks them.
   { at: `POST ${V2}/runs/log-inputs`, find: [run('EDIT'), optional(loggedModel('READ', 'models[].model_id'))], deviation: LINKS_MODELS },
@@ -71,6 +71,6 @@ export const RUN_ROUTES: readonly RouteDef[] = [
   { at: 'GET /ajax-api/2.0/mlflow/metrics/get-history-bulk', find: [runs('READ', 'run_id[]', 'query')] },
   {
     at: 'POST /ajax-api/2.0/mlflow/runs/create-promptlab-run', find: [experiment('EDIT')],
-    stampsUser: true, writesTags: { on: 'run', keyField: 'tags[].key' },
+    stampsUser: true, writesTags: RUN_TAGS('tags[].key'),
   },
 ];

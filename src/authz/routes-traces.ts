@@ -10,7 +10,14 @@ const V2 = '/{api,ajax-api}/2.0/mlflow';
 const V3 = '/{api,ajax-api}/3.0/mlflow';
 const UNCHECKED = 'auth app 3.11.1: unchecked (#23014)';
 /** The tag MLflow reads a trace's data location from (mlflow.artifactLocation) is for admins only. */
-const TRACE_TAG = { on: 'trace', keyField: 'key' } as const;
+/**
+ * Where MLflow keeps a trace's data (set by the server when the trace starts): get-trace-artifact
+ * reads traces.json and attachments from the place it names, so moving it would open another
+ * experiment's traces to whoever may tag this one.
+ */
+const TRACE_TAG = {
+  on: 'trace', keyField: 'key', adminOnly: { key: 'mlflow.artifactLocation', why: "MLflow serves a trace's data from the place it names" },
+} as const;
 
 export const TRACE_ROUTES: readonly RouteDef[] = [
   { at: `POST ${V2}/traces`, find: [experiment('EDIT')], deviation: UNCHECKED },

@@ -17,9 +17,7 @@
 // Pure apart from the pager it is given: no state, no request or response streams.
 import { atLeast, type PermissionLevel } from './levels.ts';
 import type { CarrierKind, ResponseFilter } from './route-rule.ts';
-import { tagsFrom, type ResourceInfo } from './grants-client.ts';
-
-export type { ResourceInfo } from './grants-client.ts';
+import { tagsFrom, type ResourceInfo } from './mlflow-client.ts';
 
 /** The caller's level on an experiment or registered model from what a search entry says about it (id, name, tags). */
 export type LevelOf = (kind: CarrierKind, info: ResourceInfo) => PermissionLevel | Promise<PermissionLevel>;
@@ -42,7 +40,7 @@ export class SearchFilterError extends Error {
 }
 
 /** The list each search answers with. */
-export const SEARCH_LIST_FIELD: Readonly<Record<ResponseFilter, string>> = {
+const SEARCH_LIST_FIELD: Readonly<Record<ResponseFilter, string>> = {
   experiments: 'experiments',
   'registered-models': 'registered_models',
   'model-versions': 'model_versions',
@@ -54,10 +52,10 @@ type Json = Record<string, unknown>;
 const READ: PermissionLevel = 'READ';
 
 /** At most this many upstream pages make one filtered page (the client's first included). */
-export const MAX_UPSTREAM_PAGES = 10;
+const MAX_UPSTREAM_PAGES = 10;
 
 /** Fetches the next upstream page of the same search: from `pageToken`, at most `maxResults` entries. */
-export type SearchPager = (pageToken: string, maxResults: number) => Promise<unknown>;
+type SearchPager = (pageToken: string, maxResults: number) => Promise<unknown>;
 
 /**
  * The page the caller sees: the upstream answer without the entries the caller cannot READ, topped

@@ -37,7 +37,7 @@ export function registerConfigCheck(program: Command): void {
  * One line on the policy in force: "policy OK (config/policy.yaml): admins ...; 2 groups; 3 rules;
  * default READ", or, without the file, which built-in policy applies.
  */
-export function policySummary(policy: Policy, label: string): string {
+function policySummary(policy: Policy, label: string): string {
   const { admins, groups, rules, default: level } = describePolicy(policy, label) as { admins: string[]; groups: number; rules: number; default: string };
   const count = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
   if (policy.source === undefined) {

@@ -8,7 +8,7 @@ import { closestName } from './suggest.ts';
 const ENV_PREFIX = 'MLGATE_';
 export const CONFIG_FILE_VARIABLE = 'MLGATE_CONFIG';
 
-export interface EnvironmentValue {
+interface EnvironmentValue {
   path: string[];
   value: unknown;
   text: string;

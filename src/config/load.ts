@@ -8,7 +8,7 @@ import { configSchema, type Config } from './schema.ts';
 import { unknownKeyMessage } from './suggest.ts';
 import { readYamlFile, type YamlFile } from './yaml-file.ts';
 
-export const DEFAULT_CONFIG_FILE = 'config/mlgate.yaml';
+const DEFAULT_CONFIG_FILE = 'config/mlgate.yaml';
 
 /** A value set from outside the file: an environment variable or a command-line flag. */
 export interface ConfigOverride {
@@ -31,7 +31,7 @@ export interface LoadConfigOptions {
   routeVariables?: 'required' | 'optional';
 }
 
-export interface LoadedConfig {
+interface LoadedConfig {
   config: Config;
   /** The YAML file read, if any (absolute). */
   file?: string;

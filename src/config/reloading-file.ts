@@ -20,12 +20,12 @@ export interface FileReading<T> {
 }
 
 /** Which file, and how often its stat() is polled. */
-export interface WatchedFile {
+interface WatchedFile {
   path: string;
   watchIntervalMs: number;
 }
 
-export interface ReloadingFileOptions<T> {
+interface ReloadingFileOptions<T> {
   /**
    * Reads the file: what it holds, or undefined to keep the state in force (having logged why).
    * Throwing at start-up (initial) stops it; on a reload nothing may throw.
@@ -75,7 +75,7 @@ export class ReloadingFile<T> {
 }
 
 /** A file's text, or why it could not be read (the errno code: ENOENT, EACCES, ...). */
-export type FileText = { text: string } | { text?: undefined; code: string | undefined; error: unknown };
+type FileText = { text: string } | { text?: undefined; code: string | undefined; error: unknown };
 
 export function readFileText(path: string): FileText {
   try {

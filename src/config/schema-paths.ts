@@ -51,7 +51,7 @@ export function secret<T extends z.ZodType>(schema: T): T {
   return schema.meta({ secret: true });
 }
 
-export function isSecretSchema(schema: z.ZodType): boolean {
+function isSecretSchema(schema: z.ZodType): boolean {
   return layers(schema).some((layer) => z.globalRegistry.get(layer)?.secret === true);
 }
 

@@ -29,7 +29,7 @@ const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30,
 };
 const SIZE_RULE = 'must be a size such as 512KB, 100MB or 5GiB (a bare number is bytes)';
-export const size = z.union([z.number().int().nonnegative(), z.string()], { error: SIZE_RULE }).transform((value, ctx) => {
+const size = z.union([z.number().int().nonnegative(), z.string()], { error: SIZE_RULE }).transform((value, ctx) => {
   if (typeof value === 'number') return value;
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
   const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
@@ -333,5 +333,4 @@ function lockoutDurationsFit(lockout: { window?: unknown; backoff?: unknown; bac
   }
 }
 
-export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

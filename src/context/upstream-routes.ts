@@ -30,7 +30,7 @@ export function compileRoutes(config: Pick<Config, 'upstream' | 'routes'>): Upst
     .sort((a, b) => b.path.length - a.path.length);
 }
 
-export type RouteMatch =
+type UpstreamRouteMatch =
   /** `url` is the request target as the route's upstream gets it (the prefix stripped if asked). */
   | { kind: 'route'; route: UpstreamRoute; url: string }
   /** The bare prefix of a stripped route: its pages' relative links need the trailing slash. */
@@ -44,7 +44,7 @@ export type RouteMatch =
  * a dot segment the upstream would resolve), on its decoded, slash-collapsed form too: when they
  * disagree, or the path has dot segments, the request is refused.
  */
-export function matchUpstreamRoute(routes: readonly UpstreamRoute[], target: string): RouteMatch {
+export function matchUpstreamRoute(routes: readonly UpstreamRoute[], target: string): UpstreamRouteMatch {
   const queryAt = target.indexOf('?');
   const path = queryAt === -1 ? target : target.slice(0, queryAt);
   const route = longestPrefix(routes, path);

@@ -2,13 +2,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
-import type { RequestContext } from '../context/request-context.ts';
+import { contextOf } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { registerSignInRoutes, type SignInDependencies } from './login.ts';
 import { registerPermissionRoutes, type PermissionsDependencies } from './permissions.ts';
 
-export interface ControlDependencies {
-  contextOf(req: IncomingMessage): RequestContext | undefined;
+interface ControlDependencies {
   /**
    * Whether the upstreams answer at all (any HTTP status counts): `detail` about MLflow's, `routes`
    * (with routes configured) about each route's, `upstreams` how many distinct ones and how many answered.
@@ -48,7 +47,7 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
   });
 
   app.get('/-/whoami', (c) => {
-    const principal = deps.contextOf(c.env.incoming)?.principal;
+    const principal = contextOf(c.env.incoming)?.principal;
     if (!principal) return c.json({ error_code: 'UNAUTHENTICATED', message: 'not signed in' }, 401);
     return c.json({ user: principal.user, groups: principal.groups, method: principal.method });
   });
@@ -58,7 +57,7 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
 
   // A bug in a page must show in the log with its request id, and answer in the gateway's JSON shape.
   app.onError((err, c) => {
-    const reqId = deps.contextOf(c.env.incoming)?.id;
+    const reqId = contextOf(c.env.incoming)?.id;
     // A client that left (or was dropped for stalling) while its form was read is no bug.
     if (c.env.incoming.destroyed || c.env.incoming.aborted) {
       deps.logger.debug({ reqId, err: (err as Error).message }, 'client left while a gateway route read its request');

@@ -6,7 +6,7 @@ import type { Authenticator } from '../auth/authenticate.ts';
 import type { Session, SessionManager } from '../auth/session.ts';
 import { safeNextPath, SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
-import type { RequestContext } from '../context/request-context.ts';
+import { contextOf, type RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { readForm, type FormFields } from './form-body.ts';
 import { messagePage, PAGE_HEADERS, signInPage, signOutPage } from './pages.ts';
@@ -15,7 +15,6 @@ export interface SignInDependencies {
   sessions: SessionManager;
   /** Checks the form's user name and password exactly as HTTP Basic is checked, lockout included. */
   authenticator: Pick<Authenticator, 'verifyPassword'>;
-  contextOf(req: IncomingMessage): RequestContext | undefined;
   /** The service's name on the page (auth.realm). */
   service: string;
   tls: boolean;
@@ -62,7 +61,7 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
    */
   async function ownForm(c: Context<Env>): Promise<{ refused: Response } | { fields: FormFields; ctx: RequestContext | undefined; secure: boolean }> {
     const req = c.env.incoming;
-    const ctx = deps.contextOf(req);
+    const ctx = contextOf(req);
     const { origin, secure } = externalOrigin(req, deps.tls, deps.proxies);
     const same = checkSameOrigin(req, origin);
     if (!same.sameOrigin) return { refused: crossSite(c, same.reason, ctx) };

@@ -22,7 +22,7 @@ function layout(title: string, body: string, script = ''): string {
   return htmlPage(title, body, STYLE, script);
 }
 
-export interface SignInPageOptions {
+interface SignInPageOptions {
   /** The name users know the service by (auth.realm), e.g. "MLflow". */
   service: string;
   next: string;
@@ -58,7 +58,7 @@ export function signInPage(options: SignInPageOptions): string {
   return layout(`Sign in to ${service}`, parts.join('\n'), KEEP_FRAGMENT_SCRIPT);
 }
 
-export interface SignOutPageOptions {
+interface SignOutPageOptions {
   user: string;
   token: string;
   error?: string;

@@ -27,7 +27,7 @@ button.secondary{background:transparent;color:var(--accent);border:1px solid var
 /** Nothing loads from anywhere, no script runs, forms post only here, never framed or cached. */
 export const PERMISSIONS_PAGE_HEADERS = pageHeaders(STYLE);
 
-export interface PermissionsPageOptions {
+interface PermissionsPageOptions {
   user: string;
   /** Signed in with the session cookie: show the sign-out link. */
   signOut: boolean;

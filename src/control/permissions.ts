@@ -19,24 +19,23 @@ import type { Grantee } from '../authz/grant-tags.ts';
 import {
   describeGrantee,
   describeResource,
-  GrantsClientError,
   granteeNameProblem,
   MlflowGrantsClient,
   parseGrantee,
   permissionsView,
   type MlflowResource,
   type PermissionsView,
-  type ResourceInfo,
 } from '../authz/grants-client.ts';
 import { atLeast, parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
+import { MlflowError, type ResourceInfo } from '../authz/mlflow-client.ts';
 import type { CarrierKind } from '../authz/route-rule.ts';
 import type { Logger } from '../log/logger.ts';
 import { readBodyLimited } from './form-body.ts';
 import { permissionsPage, PERMISSIONS_PAGE_HEADERS } from './permissions-page.ts';
 import { messagePage, PAGE_HEADERS } from './pages.ts';
 
-export const PERMISSIONS_API = '/-/api/permissions';
-export const PERMISSIONS_PAGE = '/-/permissions';
+const PERMISSIONS_API = '/-/api/permissions';
+const PERMISSIONS_PAGE = '/-/permissions';
 
 /** The principal's level on an experiment or registered model; the gateway's decision engine. */
 export type PrincipalLevelOf = (principal: Principal, kind: CarrierKind, info: ResourceInfo) => PermissionLevel | Promise<PermissionLevel>;
@@ -73,7 +72,7 @@ interface Failure {
 }
 type Outcome<T> = { ok: true; value: T } | Failure;
 
-export interface MineView {
+interface MineView {
   user: string;
   experiments: PermissionsView[];
   registered_models: PermissionsView[];
@@ -93,14 +92,14 @@ function fail(status: Failure['status'], code: string, message: string): Failure
  * Looking up, checking and changing grants for one principal: shared by the API and the page, so
  * both refuse and answer alike.
  */
-export function permissionsService(deps: PermissionsDependencies) {
+function permissionsService(deps: PermissionsDependencies) {
   const { grants, levelOf, logger } = deps;
 
   function upstreamFailure(err: unknown): Failure {
-    if (!(err instanceof GrantsClientError)) throw err;
+    if (!(err instanceof MlflowError)) throw err;
     if (err.code === 'INVALID_PARAMETER_VALUE') return fail(400, 'INVALID_PARAMETER_VALUE', err.message);
     if (err.code === 'RESOURCE_DOES_NOT_EXIST') return fail(404, 'RESOURCE_DOES_NOT_EXIST', err.message);
-    return fail(err.message.includes('did not answer within') ? 504 : 502, 'TEMPORARILY_UNAVAILABLE', err.message);
+    return fail(err.code === 'TIMED_OUT' ? 504 : 502, 'TEMPORARILY_UNAVAILABLE', err.message);
   }
 
   /** The resource, if the principal holds MANAGE on it. Missing and unreadable answer alike: existence is not revealed. */

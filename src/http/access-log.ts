@@ -1,16 +1,17 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { millisecondsSince, type RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 
-/** One line per request, written when the response finishes or the connection is cut. */
-export function logAccess(logger: Logger, ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
-  const aborted = !res.writableFinished;
+/**
+ * One line per request, written when its answer is finished or its connection cut; one per
+ * WebSocket upgrade, written when the tunnel (or the refused upgrade's connection) closes.
+ */
+export function logAccess(logger: Logger, ctx: RequestContext, method: string | undefined, status: number, aborted: boolean): void {
   logger.info({
     reqId: ctx.id,
     ip: ctx.clientIp,
-    method: req.method,
+    method,
     path: ctx.path,
-    status: aborted && !res.headersSent ? 499 : res.statusCode,
+    status,
     bytesIn: ctx.bytesIn,
     bytesOut: ctx.bytesOut,
     ms: Math.round(millisecondsSince(ctx.startedAt) * 100) / 100,
@@ -19,6 +20,7 @@ export function logAccess(logger: Logger, ctx: RequestContext, req: IncomingMess
     auth: ctx.principal?.method,
     resource: ctx.resource,
     decision: ctx.decision,
+    upgrade: ctx.upgrade || undefined,
     aborted: aborted || undefined,
-  }, 'request');
+  }, ctx.upgrade && status === 101 ? 'websocket' : 'request');
 }

@@ -1,33 +1,11 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { RequestContext } from '../context/request-context.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { PageIdentity, RequestContext } from '../context/request-context.ts';
+import type { GatewayError } from './gateway-error.ts';
 
 /** MLflow's REST routes: the client parses JSON errors here and breaks on HTML. */
 export function isMlflowApiPath(path: string): boolean {
   // MLflow 3's OTLP endpoint is an API path too: an exporter gets JSON, never a page.
   return path.startsWith('/api/') || path.startsWith('/ajax-api/') || path === '/v1/traces';
-}
-
-export interface GatewayError {
-  status: number;
-  /** MLflow's error_code, e.g. UNAUTHENTICATED, PERMISSION_DENIED, INVALID_PARAMETER_VALUE. */
-  code: string;
-  message: string;
-  headers?: OutgoingHttpHeaders;
-}
-
-/** What an HTML error page says about who is signed in; set by the browser sign-in step (src/auth/session-step.ts). */
-export interface PageIdentity {
-  /** The user signed in with the session cookie, shown with a sign-out link. */
-  user?: string;
-  signOutPath?: string;
-  /** Where an anonymous visitor can sign in. */
-  signInPath?: string;
-}
-
-const pageIdentities = new WeakMap<IncomingMessage, PageIdentity>();
-
-export function setPageIdentity(req: IncomingMessage, identity: PageIdentity): void {
-  pageIdentities.set(req, identity);
 }
 
 const TITLES: Record<number, string> = {
@@ -39,17 +17,17 @@ const TITLES: Record<number, string> = {
  * Answers in MLflow's JSON shape on the API paths of MLflow routes (and the gateway's own API), with
  * a small readable page for browsers elsewhere, JSON for other clients.
  */
-export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, ctx: Pick<RequestContext, 'id' | 'apiPath' | 'route'>): void {
+export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, ctx: Pick<RequestContext, 'id' | 'upstreamPath' | 'route' | 'pageIdentity'>): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const requestId = ctx.id;
-  const path = ctx.apiPath;
+  const path = ctx.upstreamPath;
   const wantsJson = (ctx.route?.mlflow !== false && isMlflowApiPath(path)) || path.startsWith('/-/api/') || !acceptsHtml(req);
   const body = wantsJson
     ? JSON.stringify({ error_code: error.code, message: error.message })
-    : errorPage(error, requestId, pageIdentities.get(req));
+    : errorPage(error, requestId, ctx.pageIdentity);
   res.writeHead(error.status, {
     ...error.headers,
     'content-type': wantsJson ? 'application/json' : 'text/html; charset=utf-8',

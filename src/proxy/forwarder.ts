@@ -4,8 +4,8 @@ import type { Socket } from 'node:net';
 import type { Duplex, Writable } from 'node:stream';
 import { parse as parseUrl } from 'node:url';
 import httpProxy from 'http-proxy';
-import type { RequestContext } from '../context/request-context.ts';
-import type { GatewayError } from '../http/errors.ts';
+import { contextOf, type RequestContext, type UpstreamExchange } from '../context/request-context.ts';
+import type { GatewayError } from '../http/gateway-error.ts';
 import { upstreamFailure } from './upstream-errors.ts';
 
 /** Response headers that describe the upstream connection, not the message; the gateway frames its own. */
@@ -19,7 +19,7 @@ const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set(['connection', 'keep-al
 const IDLE_UPSTREAM_SOCKET_MS = 2500;
 const IDLE_SWEEP_MS = 1000;
 
-export interface ForwarderOptions {
+interface ForwarderOptions {
   upstream: URL;
   timeoutMs: number;
   maxBodySize: number;
@@ -59,18 +59,6 @@ export interface Forwarder {
   close(): void;
 }
 
-interface InFlight {
-  ctx: RequestContext;
-  /** The sweep tick of the last byte either way; silence is measured from it. */
-  lastActivity: number;
-  fail: (error: GatewayError) => void;
-  upstreamRequest?: ClientRequest;
-  tooLarge: boolean;
-  /** The client got its one answer (an error); later errors of the same exchange are echoes. */
-  answered: boolean;
-  transform?: (body: Buffer) => Promise<Buffer>;
-}
-
 /** Streams requests to the upstream over kept-alive connections, in both directions, without buffering. */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { upstream, timeoutMs, maxBodySize, rewriteLocation } = options;
@@ -96,8 +84,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   // Upgrades get their own connection each: a tunnel must never go back into the keep-alive pool.
   const wsOptions = { agent: false as const };
 
-  const inflight = new WeakMap<IncomingMessage, InFlight>();
-  const waiting = new Set<InFlight>();
+  const waiting = new Set<UpstreamExchange>();
   const sweepMs = Math.max(25, Math.min(IDLE_SWEEP_MS, Math.floor(timeoutMs / 4)));
   let tick = 0;
   const freedAt = new WeakMap<Socket, number>();
@@ -121,14 +108,14 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   }, sweepMs);
   sweep.unref();
 
-  function answer(state: InFlight, error: GatewayError): void {
+  function answer(state: UpstreamExchange, error: GatewayError): void {
     if (state.answered) return;
     state.answered = true;
     state.fail(error);
   }
 
   proxy.on('proxyReq', (proxyReq, req) => {
-    const state = inflight.get(req);
+    const state = contextOf(req)?.exchange;
     if (!state) return;
     // The body may have passed the limit before the upstream connection was assigned.
     if (state.tooLarge) return void proxyReq.destroy();
@@ -139,7 +126,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
-    const state = inflight.get(req);
+    const state = contextOf(req)?.exchange;
     if (!state || state.answered || res.headersSent) return void proxyRes.destroy();
     const { ctx } = state;
     if (ctx.upstreamStartedAt) ctx.upstreamMs = Number(process.hrtime.bigint() - ctx.upstreamStartedAt) / 1e6;
@@ -164,7 +151,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   });
 
   /** A 2xx answer read whole, rewritten by state.transform, and sent with its own length. */
-  function transformed(state: InFlight, proxyRes: IncomingMessage, res: ServerResponse): void {
+  function transformed(state: UpstreamExchange, proxyRes: IncomingMessage, res: ServerResponse): void {
     const refuse = (why: string) => {
       waiting.delete(state);
       proxyRes.destroy();
@@ -201,7 +188,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   }
 
   proxy.on('proxyReqWs', (proxyReq, req, socket) => {
-    const state = inflight.get(req);
+    const state = contextOf(req)?.exchange;
     proxyReq.setTimeout(timeoutMs, () => {
       if (state) state.ctx.upstreamTimedOut = true;
       proxyReq.destroy();
@@ -210,7 +197,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     // socket destroyed outright (e.g. on shutdown) would leave the upstream tunnel open.
     const cutRequest = () => proxyReq.destroy();
     socket.once('close', cutRequest);
+    // An answer other than the upgrade goes to the client as it is (http-proxy pipes it): logged with its status.
+    proxyReq.once('response', (answer) => {
+      if (state) state.ctx.upgradeStatus = answer.statusCode;
+    });
     proxyReq.once('upgrade', (_res, proxySocket: Duplex) => {
+      if (state) state.ctx.upgradeStatus = 101;
       socket.off('close', cutRequest);
       options.onTunnel?.(socket, proxySocket);
       socket.once('close', () => proxySocket.destroy());
@@ -218,7 +210,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   });
 
   function onWebError(err: Error, req: IncomingMessage): void {
-    const state = inflight.get(req);
+    const state = contextOf(req)?.exchange;
     if (!state) return;
     if (state.tooLarge) return answer(state, tooLargeError(maxBodySize));
     if (req.socket.destroyed) return; // the client left; nothing to answer
@@ -226,7 +218,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   }
 
   function onWsError(err: Error, req: IncomingMessage): void {
-    const state = inflight.get(req);
+    const state = contextOf(req)?.exchange;
     if (state) answer(state, upstreamFailure(err as NodeJS.ErrnoException, upstream, state.ctx.upstreamTimedOut, timeoutMs));
   }
 
@@ -237,8 +229,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         fail(tooLargeError(maxBodySize));
         return;
       }
-      const state: InFlight = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false, transform: forward?.transformResponse };
-      inflight.set(req, state);
+      const state: UpstreamExchange = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false, transform: forward?.transformResponse };
+      ctx.exchange = state;
       res.once('close', () => waiting.delete(state));
       // An answer to rewrite must arrive as it is: no compression the gateway would have to undo.
       if (state.transform) delete req.headers['accept-encoding'];
@@ -261,7 +253,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       proxyWeb(req, res, onWebError);
     },
     ws(req, socket, head, ctx, fail) {
-      inflight.set(req, { ctx, lastActivity: tick, fail, tooLarge: false, answered: false });
+      ctx.exchange = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false };
       proxy.ws(req, socket, head, wsOptions, onWsError);
     },
     close() {

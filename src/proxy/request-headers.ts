@@ -16,7 +16,7 @@ const FORWARDED_BY_PROXY = ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x-for
 /** Headers the gateway sets itself. */
 const SET_BY_GATEWAY = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id'];
 
-export interface ForwardedFor {
+interface ForwardedFor {
   /** The address of the direct peer: the client, or the trusted proxy in front of the gateway. */
   peerIp: string;
   proto: 'http' | 'https';
@@ -33,7 +33,7 @@ export interface IdentityHeaders {
   forwardAuthorization: boolean;
 }
 
-export type UpstreamHeaderBuilder = (incoming: IncomingHttpHeaders, requestId: string, user: string, forwarded: ForwardedFor, keepUpgrade: boolean) => IncomingHttpHeaders;
+type UpstreamHeaderBuilder = (incoming: IncomingHttpHeaders, requestId: string, user: string, forwarded: ForwardedFor, keepUpgrade: boolean) => IncomingHttpHeaders;
 
 /**
  * Builds, once per gateway, the function that turns a client's headers into the upstream's. It
@@ -88,6 +88,6 @@ function setForwarded(headers: IncomingHttpHeaders, forwarded: ForwardedFor): vo
 }
 
 /** Header values are Latin-1 on the wire; other user names travel percent-encoded. */
-export function headerSafeUser(user: string): string {
+function headerSafeUser(user: string): string {
   return /^[\x20-\x7e]*$/.test(user) ? user : encodeURIComponent(user);
 }

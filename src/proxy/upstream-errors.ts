@@ -1,4 +1,4 @@
-import type { GatewayError } from '../http/errors.ts';
+import type { GatewayError } from '../http/gateway-error.ts';
 
 /** 502 when the upstream cannot be reached or broke off, 504 when it stayed silent too long. */
 export function upstreamFailure(err: NodeJS.ErrnoException, upstream: URL, timedOut: boolean, timeoutMs: number): GatewayError {

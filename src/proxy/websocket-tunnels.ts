@@ -1,15 +1,16 @@
 // The open WebSocket tunnels: closed with a proper close frame when the gateway shuts down, and
 // when the session that opened one is signed out (re-checked every watch interval).
 import type { Duplex } from 'node:stream';
+import type { RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 
 /** RFC 6455 close codes the gateway sends. */
 export const GOING_AWAY = 1001;
-export const POLICY_VIOLATION = 1008;
+const POLICY_VIOLATION = 1008;
 
 interface Tunnel {
-  reqId: string;
-  user: string;
+  /** The upgrade's request context: its id and user for the log. */
+  ctx: RequestContext;
   /** Undefined while the upstream has not answered the upgrade. */
   upstream?: Duplex;
   /** For a tunnel opened with the session cookie: why it may no longer stay open, or undefined. */
@@ -17,7 +18,7 @@ interface Tunnel {
 }
 
 /** An unmasked close frame from the server: code and a short reason (at most 123 bytes). */
-export function closeFrame(code: number, reason: string): Buffer {
+function closeFrame(code: number, reason: string): Buffer {
   const text = Buffer.from(reason, 'utf8').subarray(0, 123);
   const frame = Buffer.alloc(4 + text.length);
   frame[0] = 0x88; // FIN + opcode 8 (close)
@@ -81,7 +82,7 @@ export class WebSocketTunnels {
     for (const [client, tunnel] of this.open) {
       const reason = tunnel.ended?.();
       if (reason === undefined) continue;
-      this.logger.info({ reqId: tunnel.reqId, user: tunnel.user, reason }, 'WebSocket closed: its session ended');
+      this.logger.info({ reqId: tunnel.ctx.id, user: tunnel.ctx.principal?.user, reason }, 'WebSocket closed: its session ended');
       this.close(client, POLICY_VIOLATION, reason);
     }
   }

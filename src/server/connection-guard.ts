@@ -9,7 +9,7 @@ import { isIPv4, type Socket } from 'node:net';
 import type { TrustedProxies } from '../context/client-ip.ts';
 import type { Logger } from '../log/logger.ts';
 
-export interface ConnectionLimits {
+interface ConnectionLimits {
   maxConnections: number;
   maxConnectionsPerIp: number;
 }

@@ -22,7 +22,7 @@ import { Resolver } from '../authz/resolver.ts';
 import type { Config } from '../config/schema.ts';
 import { IDENTITY_HEADERS } from '../config/schema.ts';
 import { trustedProxies } from '../context/client-ip.ts';
-import type { RequestContext } from '../context/request-context.ts';
+import { contextOf } from '../context/request-context.ts';
 import { createControlApp } from '../control/app.ts';
 import { createPermissionsDependencies, type PrincipalLevelOf } from '../control/permissions.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
@@ -122,23 +122,25 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     rewriteLocation: route.stripPrefix ? (location) => locationUnderPrefix(location, route) : undefined,
     onTunnel: (client, upstreamSocket) => tunnels.connected(client, upstreamSocket),
   })] as const));
-  const contexts = new WeakMap<IncomingMessage, RequestContext>();
   const proxies = trustedProxies(config.proxy.trustedProxies);
   const connections = createConnectionGuard(config.limits, proxies, logger);
   connections.attach(server);
   const slowRequests = createSlowRequestWatch(config.limits, logger);
   const resolver = new Resolver({ upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
-  const authorizer = createAuthorizer({ policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, maxLookupsPerRequest: config.authz.maxLookupsPerRequest, maxDecompressedBody: config.authz.maxDecompressedBody, logger });
+  const authorizer = createAuthorizer({
+    policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, maxLookupsPerRequest: config.authz.maxLookupsPerRequest,
+    maxDecompressedBody: config.authz.maxDecompressedBody, bodyBudget: new BodyBudget(config.limits.checkedBodyBudget), logger,
+  });
   policy.start();
   logger.info(describePolicy(policy.current(), config.authz.policyFile), 'policy loaded');
   const sessions = config.session.enabled ? new SessionManager({ config: config.session, watchIntervalMs: config.watchInterval }, store, logger) : undefined;
   sessions?.start();
   const tls = Boolean(certificate);
-  const signIn = sessions && { sessions, authenticator, contextOf: (req: IncomingMessage) => contexts.get(req), service: config.auth.realm, tls, proxies, logger };
+  const signIn = sessions && { sessions, authenticator, service: config.auth.realm, tls, proxies, logger };
   // Grant management decides with the same engine as the request path (tests may put their own in).
   const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info), policy.current()).level);
   const permissions = createPermissionsDependencies({
-    upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf: (req) => contexts.get(req), tls, proxies, logger,
+    upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf, tls, proxies, logger,
     grantsChanged: (resource) => (resource.kind === 'experiment' ? resolver.invalidateExperiment(resource.id) : resolver.invalidateRegisteredModel(resource.name)),
   });
   // /-/readyz details (upstream addresses) for admins only: their Authorization header is checked as anywhere else.
@@ -146,7 +148,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     const outcome = await authenticator.authenticate(req);
     return outcome.ok && isAdmin(outcome.principal, policy.current());
   };
-  const control = createControlApp({ contextOf: (req) => contexts.get(req), upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []), isAdminRequest, version: VERSION, logger, signIn, permissions });
+  const control = createControlApp({ upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []), isAdminRequest, version: VERSION, logger, signIn, permissions });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const trustedOrigins: ReadonlySet<string> = new Set(config.auth.trustedOrigins);
   const pipeline = createRequestPipeline({
@@ -165,13 +167,11 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     },
     tls: Boolean(certificate),
     hsts: certificate ? config.tls.hsts : false,
-    contexts,
     sessionStep: sessions && createSessionStep({ sessions, authenticator, tls, proxies, logger, trustedOrigins }),
     authorizer,
     trustedOrigins,
     slowRequests,
     connections,
-    bodyBudget: new BodyBudget(config.limits.checkedBodyBudget),
   });
   server.on('request', pipeline.handleRequest);
   const upgrading = new Set<Duplex>();

@@ -1,18 +1,31 @@
+// One request's path through the gateway, for HTTP requests and WebSocket upgrades alike, top to
+// bottom in this file:
+//
+//   listener -> context -> admission -> verdict -> the transport's writer -> one access-log line
+//
+// Admission (admit, admitAuthenticated) decides and never writes: the client's connection count,
+// the gateway's public routes, the route, a cross-site Basic request, authentication (the session
+// step), the route's `allow`, and on MLflow routes the authorization step. Each step returns what
+// it decided. A verdict refuses with an error, redirects, hands the request to the gateway's own
+// routes, or forwards it; one writer per transport turns it into bytes. A throw anywhere on the
+// path costs that one request a 500 with its id, never the process.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { authRefusal, type Authenticator } from '../auth/authenticate.ts';
+import type { Authenticator } from '../auth/authenticate.ts';
 import { crossSiteReason, externalOrigin, isSafeMethod } from '../auth/csrf.ts';
-import type { Authorization, Authorizer } from '../authz/authorize-request.ts';
-import { attachBodyLimits, type BodyBudget } from '../authz/read-body.ts';
-import type { SessionStep, UpgradeAuthentication } from '../auth/session-step.ts';
+import { authenticationOf, type Authentication, type SessionStep } from '../auth/session-step.ts';
+import type { SessionVerdict } from '../auth/session.ts';
+import type { Authorizer } from '../authz/authorize-request.ts';
+import { subjectOf } from '../authz/decide.ts';
 import type { Policy } from '../authz/policy.ts';
 import { mayUseRoute, routeRefusal } from '../authz/route-access.ts';
-import { peerAddress, type TrustedProxies } from '../context/client-ip.ts';
-import { createRequestContext, pathOf, toOriginForm, type RequestContext } from '../context/request-context.ts';
+import type { TrustedProxies } from '../context/client-ip.ts';
+import { createRequestContext, pathOf, type GatewayRequest, type RequestContext } from '../context/request-context.ts';
 import { matchUpstreamRoute, type UpstreamRoute } from '../context/upstream-routes.ts';
 import { PUBLIC_CONTROL_PATHS } from '../control/app.ts';
 import { logAccess } from '../http/access-log.ts';
-import { sendError, type GatewayError } from '../http/errors.ts';
+import { sendError } from '../http/errors.ts';
+import { internalError, type GatewayError } from '../http/gateway-error.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ForwardOptions, Forwarder } from '../proxy/forwarder.ts';
 import { upstreamHeaderBuilder, type IdentityHeaders } from '../proxy/request-headers.ts';
@@ -20,21 +33,20 @@ import type { WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import type { ConnectionGuard } from './connection-guard.ts';
 import type { SlowRequestWatch } from './slow-requests.ts';
 
-export interface PipelineOptions {
+interface PipelineOptions {
   logger: Logger;
   proxies: TrustedProxies;
   authenticator: Authenticator;
   /** The routes in matching order, each with the forwarder to its upstream. */
   routes: readonly UpstreamRoute[];
   forwarders: ReadonlyMap<UpstreamRoute, Forwarder>;
-  /** The policy in force: its admins and groups decide routes' `allow`. */
+  /** The policy in force: each request is decided on the one it finds at authentication. */
   policy: { current(): Policy };
   tunnels: WebSocketTunnels;
   control: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   identity: IdentityHeaders;
   tls: boolean;
   hsts: string | false;
-  contexts: WeakMap<IncomingMessage, RequestContext>;
   /** Browser sign-in (session.enabled): the session cookie, and the redirect of UI pages to /-/login. */
   sessionStep?: SessionStep;
   /** Per-user authorization (src/authz): who may do what on which experiment or model. */
@@ -45,74 +57,105 @@ export interface PipelineOptions {
   slowRequests: SlowRequestWatch;
   /** Connections per client IP behind trusted proxies (limits.maxConnectionsPerIp). */
   connections: ConnectionGuard;
-  /** Memory for bodies read whole to check them, across requests (limits.checkedBodyBudget). */
-  bodyBudget: BodyBudget;
 }
 
-const busyError: GatewayError = {
+/** What admission decided about a request or upgrade; the transport's writer carries it out. */
+type Verdict =
+  | { kind: 'refuse'; error: GatewayError }
+  /** 308: a stripped route's bare prefix to its slash form; 302: a browser's page load to the sign-in page. */
+  | { kind: 'redirect'; status: 302 | 308; location: string }
+  /** The gateway's own routes under /-/ (ctx.principal set unless the path is public). */
+  | { kind: 'control' }
+  /** To ctx.route's upstream, as `how` says; a cookie-opened tunnel is closed once `stillSignedIn` fails. */
+  | { kind: 'forward'; how?: ForwardOptions; stillSignedIn?: () => SessionVerdict }
+  /** The client left while its body was read: nothing to answer. */
+  | { kind: 'client-left' };
+
+const CONTROL: Verdict = Object.freeze({ kind: 'control' });
+const FORWARD: Verdict = Object.freeze({ kind: 'forward' });
+const CLIENT_LEFT: Verdict = Object.freeze({ kind: 'client-left' });
+
+const TOO_MANY_CONNECTIONS: GatewayError = Object.freeze({
   status: 503,
   code: 'TEMPORARILY_UNAVAILABLE',
-  message: 'the gateway is checking too many request bodies at once (limits.checkedBodyBudget); retry shortly',
-  headers: { 'retry-after': '2' },
-};
+  message: 'too many open connections from this client (limits.maxConnectionsPerIp)',
+  headers: { 'retry-after': '5', connection: 'close' },
+});
 
 const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
-/**
- * One request's path through the gateway, top to bottom: context, authentication, then either the
- * gateway's own /-/ routes or authorization and the upstream; the access log line is written when
- * the response ends.
- */
+function refuse(error: GatewayError): Verdict {
+  return { kind: 'refuse', error };
+}
+
 export function createRequestPipeline(options: PipelineOptions) {
-  const { logger, authenticator, forwarders, control, contexts, authorizer, tunnels } = options;
+  const { logger, authenticator, forwarders, control, authorizer, tunnels } = options;
   const upstreamHeaders = upstreamHeaderBuilder(options.identity);
   const proto = options.tls ? 'https' : 'http';
   let inFlight = 0;
   let draining = false;
 
-  function fail(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, error: GatewayError): void {
-    let headers = error.status === 401 ? { 'www-authenticate': authenticator.challenge, ...error.headers } : error.headers;
-    // With the body still coming, "Connection: close" would make Node close at once with unread
-    // bytes: a reset that can destroy this very answer. The slow-request watch drains the rest
-    // (bounded) and then closes.
-    if (headers?.connection !== undefined && options.slowRequests.bodyPending(req)) {
-      headers = { ...headers };
-      delete headers.connection;
+  // ---- Admission: decides, never writes. ----
+
+  function admit(req: IncomingMessage, ctx: RequestContext): Verdict | Promise<Verdict> {
+    if (!options.connections.admit(req, ctx.clientIp)) return refuse(TOO_MANY_CONNECTIONS);
+    if (ctx.path.startsWith('/-/')) {
+      if (ctx.upgrade) return refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `the gateway takes no WebSocket on ${ctx.path}` });
+      if (PUBLIC_CONTROL_PATHS.has(ctx.path)) return CONTROL;
+    } else {
+      const detour = selectRoute(ctx);
+      if (detour) return detour;
     }
-    if (error.status >= 500) logger.warn({ reqId: ctx.id, status: error.status }, error.message);
-    sendError(req, res, { ...error, headers }, ctx);
+    const crossSite = crossSiteBasic(req, ctx);
+    if (crossSite) return refuse(crossSite);
+    const authentication = authenticate(req, ctx);
+    return 'then' in authentication
+      ? authentication.then((settled) => admitAuthenticated(req, ctx, settled))
+      : admitAuthenticated(req, ctx, authentication);
   }
 
-  function forwardHeaders(req: IncomingMessage, ctx: RequestContext, upgrade: boolean): void {
-    req.headers = upstreamHeaders(req.headers, ctx.id, ctx.principal!.user, {
-      peerIp: peerAddress(req),
-      proto,
-      host: req.headers.host,
-      peerTrusted: options.proxies.peerIsTrusted(req),
-    }, upgrade);
-    for (const [name, value] of ctx.route!.headers) req.headers[name] = value;
-  }
-
-  function forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, how?: ForwardOptions): void {
-    forwardHeaders(req, ctx, false);
-    forwarders.get(ctx.route!)!.web(req, res, ctx, (error) => fail(req, res, ctx, error), how);
+  function admitAuthenticated(req: IncomingMessage, ctx: RequestContext, authentication: Authentication): Verdict | Promise<Verdict> {
+    if (!authentication.ok) return 'signIn' in authentication ? { kind: 'redirect', status: 302, location: authentication.signIn } : refuse(authentication.error);
+    const { principal, stillSignedIn } = authentication;
+    const subject = subjectOf(principal, options.policy.current());
+    ctx.principal = principal;
+    ctx.subject = subject;
+    if (ctx.path.startsWith('/-/')) return CONTROL;
+    const { route } = ctx;
+    // Answered only now: who is not signed in learns nothing about the routes.
+    if (!route) return refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `no route serves ${ctx.path}; routes: ${options.routes.map((r) => r.path).join(', ')}` });
+    if (!mayUseRoute(subject, route)) return refuse(routeRefusal(subject, route));
+    const forward: Verdict = stillSignedIn ? { kind: 'forward', stillSignedIn } : FORWARD;
+    if (!route.mlflow) return forward;
+    if (ctx.upgrade) {
+      const refused = authorizer.authorizeUpgrade(ctx);
+      return refused ? refuse(refused) : forward;
+    }
+    return authorizer.authorize(req, ctx).then((decision): Verdict => {
+      if (!decision.ok && 'clientLeft' in decision) return CLIENT_LEFT;
+      ctx.decision = decision.ok ? 'allow' : 'deny';
+      if (!decision.ok) return refuse(decision.error);
+      return decision.body || decision.filterResponse ? { kind: 'forward', how: { body: decision.body, transformResponse: decision.filterResponse } } : FORWARD;
+    });
   }
 
   /**
-   * Picks the route; for a stripped one, req.url becomes what its upstream gets. Anything but
-   * undefined is the answer instead: a refused path, or the bare prefix sent to its slash form.
-   * No route at all is answered 404 after authentication: who is not signed in learns nothing.
+   * The route, and the target as its upstream gets it (a stripped route's prefix removed); or the
+   * answer instead: a refused path, or the bare prefix sent to its slash form. No route at all is
+   * answered 404 after authentication.
    */
-  function selectRoute(req: IncomingMessage, ctx: RequestContext): { error: GatewayError } | { redirect: string } | undefined {
-    const match = matchUpstreamRoute(options.routes, toOriginForm(req));
-    if (match.kind === 'refused') return { error: { status: 400, code: 'INVALID_PARAMETER_VALUE', message: `path refused: ${match.reason}` } };
-    if (match.kind === 'redirect') return { redirect: match.location };
+  function selectRoute(ctx: RequestContext): Verdict | undefined {
+    const match = matchUpstreamRoute(options.routes, ctx.target);
+    if (match.kind === 'refused') return refuse({ status: 400, code: 'INVALID_PARAMETER_VALUE', message: `path refused: ${match.reason}` });
+    if (match.kind === 'redirect') {
+      return ctx.upgrade
+        ? refuse({ status: 308, code: 'ENDPOINT_NOT_FOUND', message: `moved to ${match.location}`, headers: { location: match.location } })
+        : { kind: 'redirect', status: 308, location: match.location };
+    }
     if (match.kind === 'route') {
       ctx.route = match.route;
-      if (match.url !== req.url) {
-        req.url = match.url;
-        ctx.apiPath = pathOf(match.url);
-      }
+      ctx.upstreamTarget = match.url;
+      ctx.upstreamPath = pathOf(match.url);
     }
     return undefined;
   }
@@ -123,8 +166,8 @@ export function createRequestPipeline(options: PipelineOptions) {
    * with Basic from another site's page is refused before the password is even checked. The cookie
    * gets the same check in the session step; bearer tokens are never attached by a browser itself.
    */
-  function crossSiteBasic(req: IncomingMessage, upgrade: boolean): GatewayError | undefined {
-    if (!upgrade && isSafeMethod(req.method)) return undefined;
+  function crossSiteBasic(req: IncomingMessage, ctx: RequestContext): GatewayError | undefined {
+    if (!ctx.upgrade && isSafeMethod(req.method)) return undefined;
     const authorization = req.headers.authorization;
     if (authorization === undefined || !/^basic /i.test(authorization)) return undefined;
     const reason = crossSiteReason(req, externalOrigin(req, options.tls, options.proxies).origin, options.trustedOrigins);
@@ -132,125 +175,167 @@ export function createRequestPipeline(options: PipelineOptions) {
     return { status: 403, code: 'PERMISSION_DENIED', message: `cross-site request refused: ${reason}. Requests with a browser's remembered password must come from this site's own pages` };
   }
 
-  function notRouted(ctx: RequestContext): GatewayError {
-    return { status: 404, code: 'ENDPOINT_NOT_FOUND', message: `no route serves ${ctx.path}; routes: ${options.routes.map((r) => r.path).join(', ')}` };
+  function authenticate(req: IncomingMessage, ctx: RequestContext): Authentication | Promise<Authentication> {
+    if (options.sessionStep) return options.sessionStep.authenticate(req, ctx);
+    const outcome = authenticator.authenticate(req);
+    return 'then' in outcome ? outcome.then(authenticationOf) : authenticationOf(outcome);
   }
 
-  /** The authorization step (src/authz/authorize-request.ts), then the upstream with exactly the bytes it checked. */
-  function authorizeAndForward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
-    authorizer.authorize(req, res, ctx).then((outcome: Authorization | null) => {
-      if (outcome === null || res.destroyed) return; // the client left while its body was read
-      if (outcome.ok) forward(req, res, ctx, outcome.body || outcome.filterResponse ? { body: outcome.body, transformResponse: outcome.filterResponse } : undefined);
-      else fail(req, res, ctx, outcome.error);
-    }).catch((err: unknown) => internalError(req, res, ctx, err));
+  /** Admission, then `write` with its verdict; a throw on either side becomes a 500 for this request alone. */
+  function decide(ctx: RequestContext, req: IncomingMessage, write: (verdict: Verdict) => void, abandon: () => void): void {
+    const failed = (err: unknown) => {
+      logger.error({ reqId: ctx.id, err }, 'internal error while handling a request');
+      try {
+        write(refuse(internalError(ctx.id)));
+      } catch {
+        abandon();
+      }
+    };
+    const writeSafely = (verdict: Verdict) => {
+      try {
+        write(verdict);
+      } catch (err) {
+        failed(err);
+      }
+    };
+    let verdict: Verdict | Promise<Verdict>;
+    try {
+      verdict = admit(req, ctx);
+    } catch (err) {
+      return failed(err);
+    }
+    if ('then' in verdict) verdict.then(writeSafely, failed);
+    else writeSafely(verdict);
   }
+
+  /** The request as its upstream gets it: the target, the identity headers, the route's own headers. */
+  function prepareForUpstream(req: IncomingMessage, ctx: RequestContext): void {
+    req.url = ctx.upstreamTarget;
+    req.headers = upstreamHeaders(req.headers, ctx.id, ctx.principal!.user, { peerIp: ctx.peerIp, proto, host: req.headers.host, peerTrusted: ctx.peerTrusted }, ctx.upgrade);
+    for (const [name, value] of ctx.route!.headers) req.headers[name] = value;
+  }
+
+  /** The exchange is over, however it ended: what was held for it is given back, and it is logged once. */
+  function finish(ctx: RequestContext, method: string | undefined, status: number, aborted: boolean): void {
+    for (const atEnd of ctx.atEnd) atEnd();
+    logAccess(logger, ctx, method, status, aborted);
+  }
+
+  // ---- HTTP: the listener and its writer. ----
 
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
-    const ctx = createRequestContext(req, options.proxies.clientIp(req));
-    contexts.set(req, ctx);
+    try {
+      receiveRequest(req, res);
+    } catch (err) {
+      // Before admission (the context, the watch): no verdict to write, only the connection to end.
+      logger.error({ err }, 'internal error while receiving a request');
+      res.destroy();
+    }
+  }
+
+  function receiveRequest(req: IncomingMessage, res: ServerResponse): void {
+    const ctx = createRequestContext(req, options.proxies, false);
+    (req as GatewayRequest).ctx = ctx;
     inFlight++;
     res.setHeader('x-request-id', ctx.id);
     if (options.hsts) res.setHeader('strict-transport-security', options.hsts);
     if (draining) res.setHeader('connection', 'close');
     res.once('close', () => {
       inFlight--;
-      logAccess(logger, ctx, req, res);
+      const aborted = !res.writableFinished;
+      finish(ctx, req.method, aborted && !res.headersSent ? 499 : res.statusCode, aborted);
     });
     options.slowRequests.watch(req, res, ctx);
-    if (!options.connections.admit(req, ctx.clientIp)) {
-      return fail(req, res, ctx, { status: 503, code: 'TEMPORARILY_UNAVAILABLE', message: 'too many open connections from this client (limits.maxConnectionsPerIp)', headers: { 'retry-after': '5', connection: 'close' } });
-    }
-    if (options.slowRequests.bodyPending(req)) attachBodyLimits(req, { budget: options.bodyBudget, res, refuseBusy: () => fail(req, res, ctx, busyError) });
+    decide(ctx, req, (verdict) => answerRequest(req, res, ctx, verdict), () => res.destroy());
+  }
 
-    if (PUBLIC_CONTROL_PATHS.has(ctx.path)) {
-      void control(req, res);
-      return;
-    }
-    const detour = ctx.path.startsWith('/-/') ? undefined : selectRoute(req, ctx);
-    if (detour) {
-      if ('error' in detour) fail(req, res, ctx, detour.error);
-      else res.writeHead(308, { location: detour.redirect, 'content-length': 0 }).end();
-      return;
-    }
-    const crossSite = crossSiteBasic(req, false);
-    if (crossSite) return fail(req, res, ctx, crossSite);
-    // Null: the session step answered itself (a redirect to /-/login, a refused cross-site request).
-    const outcome = options.sessionStep ? options.sessionStep.authenticate(req, res, ctx) : authenticator.authenticate(req);
-    if (outcome === null) return;
-    if ('then' in outcome) outcome.then((result) => afterAuthentication(req, res, ctx, result)).catch((err: unknown) => internalError(req, res, ctx, err));
-    else {
-      try {
-        afterAuthentication(req, res, ctx, outcome);
-      } catch (err) {
-        internalError(req, res, ctx, err);
-      }
+  function answerRequest(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, verdict: Verdict): void {
+    if (ctx.setCookie !== undefined && !res.headersSent) res.setHeader('set-cookie', ctx.setCookie);
+    switch (verdict.kind) {
+      case 'refuse':
+        return refuseRequest(req, res, ctx, verdict.error);
+      case 'redirect':
+        return redirect(req, res, verdict.status, verdict.location);
+      case 'control':
+        return void control(req, res);
+      case 'forward':
+        if (res.destroyed) return; // the client left while its body was read
+        prepareForUpstream(req, ctx);
+        return forwarders.get(ctx.route!)!.web(req, res, ctx, (error) => refuseRequest(req, res, ctx, error), verdict.how);
+      case 'client-left':
+        return;
     }
   }
 
-  /** A bug must cost one request, never the process and everyone else's requests. */
-  function internalError(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, err: unknown): void {
-    logger.error({ reqId: ctx.id, err }, 'internal error while handling a request');
-    fail(req, res, ctx, { status: 500, code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${ctx.id})` });
+  function refuseRequest(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, error: GatewayError): void {
+    let headers = error.status === 401 && error.challenge !== false ? { 'www-authenticate': authenticator.challenge, ...error.headers } : error.headers;
+    // With the body still coming, "Connection: close" would make Node close at once with unread
+    // bytes: a reset that can destroy this very answer. The slow-request watch drains the rest
+    // (bounded) and then closes.
+    if (headers?.connection !== undefined && options.slowRequests.bodyPending(req)) {
+      headers = { ...headers };
+      delete headers.connection;
+    }
+    if (error.status >= 500 && error.code !== 'INTERNAL_ERROR') logger.warn({ reqId: ctx.id, status: error.status }, error.message);
+    sendError(req, res, { ...error, headers }, ctx);
   }
 
-  function afterAuthentication(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, outcome: Awaited<ReturnType<Authenticator['authenticate']>> | null): void {
-    if (outcome === null) return;
-    if (!outcome.ok) return fail(req, res, ctx, authRefusal(outcome));
-    ctx.principal = outcome.principal;
-    if (ctx.path.startsWith('/-/')) return void control(req, res);
-    const { route: target } = ctx;
-    if (!target) return fail(req, res, ctx, notRouted(ctx));
-    if (!mayUseRoute(outcome.principal, target, options.policy.current())) return fail(req, res, ctx, routeRefusal(outcome.principal, target));
-    if (target.mlflow) authorizeAndForward(req, res, ctx);
-    else forward(req, res, ctx);
-  }
+  // ---- WebSocket upgrades: the listener and its writer. ----
 
-  /** WebSocket upgrades: the same route, authentication and access checks, then a tunnel to the upstream. */
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const ctx = createRequestContext(req, options.proxies.clientIp(req));
+    try {
+      receiveUpgrade(req, socket, head);
+    } catch (err) {
+      logger.error({ err }, 'internal error while receiving a WebSocket upgrade');
+      socket.destroy();
+    }
+  }
+
+  function receiveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const ctx = createRequestContext(req, options.proxies, true);
+    (req as GatewayRequest).ctx = ctx;
     socket.on('error', () => socket.destroy());
-    const refuse = (error: GatewayError) => {
-      const body = JSON.stringify({ error_code: error.code, message: error.message });
-      const challenge = error.status === 401 ? `WWW-Authenticate: ${authenticator.challenge}\r\n` : '';
-      const location = typeof error.headers?.location === 'string' ? `Location: ${error.headers.location}\r\n` : '';
-      socket.end(`HTTP/1.1 ${error.status} ${STATUS_TEXT[error.status] ?? 'Error'}\r\n${challenge}${location}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${ctx.id}\r\nConnection: close\r\n\r\n${body}`);
-      logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, status: error.status, user: ctx.principal?.user, upgrade: true }, 'request');
-    };
-    if (ctx.path.startsWith('/-/')) return refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `the gateway takes no WebSocket on ${ctx.path}` });
-    const detour = selectRoute(req, ctx);
-    if (detour) return refuse('error' in detour ? detour.error : { status: 308, code: 'ENDPOINT_NOT_FOUND', message: `moved to ${detour.redirect}`, headers: { location: detour.redirect } });
-    const crossSite = crossSiteBasic(req, true);
-    if (crossSite) return refuse(crossSite);
-    const authentication: Promise<UpgradeAuthentication> = options.sessionStep
-      ? options.sessionStep.authenticateUpgrade(req)
-      : Promise.resolve(authenticator.authenticate(req)).then((outcome) => outcome.ok ? outcome : { ok: false, error: authRefusal(outcome) });
-    authentication.then((outcome) => {
-      if (!outcome.ok) return refuse(outcome.error);
-      const { principal } = outcome;
-      ctx.principal = principal;
-      const target = ctx.route;
-      if (!target) return refuse(notRouted(ctx));
-      if (!mayUseRoute(principal, target, options.policy.current())) return refuse(routeRefusal(principal, target));
-      if (target.mlflow) {
-        const refused = authorizer.authorizeUpgrade(req, ctx);
-        if (refused) return refuse(refused);
-      }
-      forwardHeaders(req, ctx, true);
-      const { stillSignedIn } = outcome;
-      tunnels.add(socket, {
-        reqId: ctx.id,
-        user: principal.user,
-        ended: stillSignedIn && (() => {
-          const verdict = stillSignedIn();
-          return verdict.ok ? undefined : verdict.reason;
-        }),
-      });
-      logger.info({ reqId: ctx.id, ip: ctx.clientIp, method: req.method, path: ctx.path, user: principal.user, auth: principal.method, upgrade: true }, 'websocket');
-      forwarders.get(target)!.ws(req, socket, head, ctx, refuse);
-    }).catch((err: unknown) => {
-      logger.error({ reqId: ctx.id, err }, 'internal error while handling a WebSocket upgrade');
-      refuse({ status: 500, code: 'INTERNAL_ERROR', message: `the gateway failed to handle this request (request id ${ctx.id})` });
+    socket.once('close', () => {
+      const { bytesRead, bytesWritten } = socket as Duplex & { bytesRead?: number; bytesWritten?: number };
+      ctx.bytesIn = bytesRead ?? 0;
+      ctx.bytesOut = bytesWritten ?? 0;
+      finish(ctx, req.method, ctx.upgradeStatus ?? 499, ctx.upgradeStatus === undefined);
     });
+    decide(ctx, req, (verdict) => answerUpgrade(req, socket, head, ctx, verdict), () => socket.destroy());
+  }
+
+  function answerUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, verdict: Verdict): void {
+    switch (verdict.kind) {
+      case 'refuse':
+        return refuseUpgrade(socket, ctx, verdict.error);
+      case 'redirect':
+      case 'control':
+        // Admission sends neither for an upgrade; should that change, the client is told, not left hanging.
+        return refuseUpgrade(socket, ctx, internalError(ctx.id));
+      case 'forward': {
+        prepareForUpstream(req, ctx);
+        const { stillSignedIn } = verdict;
+        tunnels.add(socket, {
+          ctx,
+          ended: stillSignedIn && (() => {
+            const session = stillSignedIn();
+            return session.ok ? undefined : session.reason;
+          }),
+        });
+        return forwarders.get(ctx.route!)!.ws(req, socket, head, ctx, (error) => refuseUpgrade(socket, ctx, error));
+      }
+      case 'client-left':
+        return void socket.destroy();
+    }
+  }
+
+  function refuseUpgrade(socket: Duplex, ctx: RequestContext, error: GatewayError): void {
+    if (error.status >= 500 && error.code !== 'INTERNAL_ERROR') logger.warn({ reqId: ctx.id, status: error.status }, error.message);
+    ctx.upgradeStatus = error.status;
+    const body = JSON.stringify({ error_code: error.code, message: error.message });
+    const challenge = error.status === 401 && error.challenge !== false ? `WWW-Authenticate: ${authenticator.challenge}\r\n` : '';
+    const location = typeof error.headers?.location === 'string' ? `Location: ${error.headers.location}\r\n` : '';
+    socket.end(`HTTP/1.1 ${error.status} ${STATUS_TEXT[error.status] ?? 'Error'}\r\n${challenge}${location}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${ctx.id}\r\nConnection: close\r\n\r\n${body}`);
   }
 
   return {
@@ -263,4 +348,12 @@ export function createRequestPipeline(options: PipelineOptions) {
       draining = true;
     },
   };
+}
+
+/** 308: the bare prefix of a stripped route, without a body; 302: the sign-in page, with a link for clients that do not follow. */
+function redirect(req: IncomingMessage, res: ServerResponse, status: 302 | 308, location: string): void {
+  if (status === 308) return void res.writeHead(308, { location, 'content-length': 0 }).end();
+  const body = `<!doctype html><meta charset="utf-8"><title>Sign in · mlgate</title><p><a href="${location.replace(/&/g, '&amp;')}">Sign in</a> to continue.</p>\n`;
+  res.writeHead(302, { location, 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : body);
 }

@@ -20,7 +20,7 @@ import type { Logger } from '../log/logger.ts';
 /** Connections closed per turn of the event loop when many time out at once. */
 const CLOSE_PER_TURN = 16;
 
-export interface SlowRequestLimits {
+interface SlowRequestLimits {
   bodyIdleTimeout: number;
   unauthenticatedBodyIdleTimeout: number;
   refusalDrainSize: number;

@@ -5,10 +5,11 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureVersion } from 'node:tls';
 import { watchFileChanges } from '../config/watch-file.ts';
+import { GatewayRequest } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import type { CertificatePaths } from './certificate.ts';
 
-export interface ListenerOptions {
+interface ListenerOptions {
   certificate?: CertificatePaths;
   minVersion: SecureVersion;
   watchIntervalMs: number;
@@ -18,7 +19,7 @@ export interface ListenerOptions {
   keepAliveTimeoutMs: number;
 }
 
-export interface Listener {
+interface Listener {
   server: http.Server;
   /** Whether the certificate being served right now is valid for this host name or IP address. */
   covers(host: string): boolean;
@@ -73,6 +74,8 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
     headersTimeout: options.headerTimeoutMs,
     requestTimeout: 0,
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(options.headerTimeoutMs / 4))),
+    // Each request object carries its context (src/context/request-context.ts).
+    IncomingMessage: GatewayRequest,
   };
   if (!options.certificate) return { server: http.createServer(common), covers: () => false, stopWatching: () => {} };
   const paths = options.certificate;

@@ -10,7 +10,7 @@ export interface ApiResponse {
   json<T = Record<string, unknown>>(): T;
 }
 
-export interface CallOptions {
+interface CallOptions {
   /** An object is sent as JSON (with Content-Type application/json unless headers say otherwise); a string or Buffer as is. */
   body?: unknown;
   headers?: OutgoingHttpHeaders;

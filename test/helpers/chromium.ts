@@ -4,7 +4,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 
-export const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = '/usr/bin/chromium';
 
 /** Why Chromium cannot be started here (undefined when it can), for describe.skipIf and its title. */
 export function chromiumProblem(): string | undefined {
@@ -23,7 +23,7 @@ export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
  * --ignore-certificate-errors-spki-list takes to trust that one (self-signed) certificate, and no
  * other, as a browser that added it to its trust store would.
  */
-export function spkiPin(certificatePem: string): string {
+function spkiPin(certificatePem: string): string {
   const spki = new X509Certificate(certificatePem).publicKey.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(spki).digest('base64');
 }

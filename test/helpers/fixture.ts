@@ -4,7 +4,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './gateway.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './mlflow-upstream.ts';
 
-export interface GatewayFixture {
+interface GatewayFixture {
   readonly upstream: MlflowUpstream;
   readonly gw: TestGateway;
 }

@@ -23,7 +23,7 @@ export interface RunningJupyter {
   close(): Promise<void>;
 }
 
-export interface StartJupyterOptions {
+interface StartJupyterOptions {
   token: string;
   /** --ServerApp.base_url; default "/". */
   baseUrl?: string;
@@ -40,7 +40,7 @@ export interface StartJupyterOptions {
  * (notebooks.example.com:8888), which Jupyter on 127.0.0.1 would otherwise refuse as a DNS-rebinding
  * attempt; its token still guards it. Allowed to run as root only when it is root (CI, containers).
  */
-export function jupyterArgs(port: number, rootDir: string, baseUrl = '/'): string[] {
+function jupyterArgs(port: number, rootDir: string, baseUrl = '/'): string[] {
   return [
     '--ServerApp.ip=127.0.0.1',
     `--ServerApp.port=${port}`,
@@ -63,10 +63,6 @@ let problem: string | null | undefined;
 export function jupyterProblem(): string | undefined {
   if (problem === undefined) problem = findProblem() ?? null;
   return problem ?? undefined;
-}
-
-export function hasJupyter(): boolean {
-  return jupyterProblem() === undefined;
 }
 
 /** Whether the classic notebook frontend (python3-nbclassic: /tree, /notebooks/...) is installed. */
@@ -198,7 +194,7 @@ async function stopGroup(child: ChildProcess, exited: Promise<number | null>): P
   }
 }
 
-export interface JupyterMessage {
+interface JupyterMessage {
   header: { msg_id: string; msg_type: string; [key: string]: unknown };
   parent_header: { msg_id?: string; [key: string]: unknown };
   metadata: Record<string, unknown>;

@@ -76,7 +76,7 @@ export interface StoredRun {
   modelOutputs?: { model_id: string; step: number }[];
 }
 
-export interface StoredModelVersion {
+interface StoredModelVersion {
   name: string;
   version: string;
   source: string;
@@ -89,7 +89,7 @@ export interface StoredModelVersion {
   tags?: Tag[];
 }
 
-export interface StoredModel {
+interface StoredModel {
   name: string;
   creation_timestamp: number;
   last_updated_timestamp: number;
@@ -101,7 +101,7 @@ export interface StoredModel {
   lastVersion: number;
 }
 
-export interface StoredLoggedModel {
+interface StoredLoggedModel {
   model_id: string;
   experiment_id: string;
   name: string;
@@ -115,7 +115,7 @@ export interface StoredLoggedModel {
 }
 
 /** An answer to one API call: MLflow's JSON, or Flask's HTML 404 for a route this version lacks. */
-export interface Answer {
+interface Answer {
   status: number;
   contentType: string;
   body: string;

@@ -88,7 +88,7 @@ fetch('ajax-api/2.0/mlflow/experiments/search', { method: 'POST', headers: { 'Co
 }
 
 /** version, requireJsonContentType, defaultExperiment: see TrackingStoreOptions. */
-export type UpstreamOptions = TrackingStoreOptions;
+type UpstreamOptions = TrackingStoreOptions;
 
 export async function startMlflowUpstream(options: UpstreamOptions = {}): Promise<MlflowUpstream> {
   const requests: ReceivedRequest[] = [];

@@ -6,9 +6,9 @@ import type { TestResponse } from './http-client.ts';
 import type { TestGateway } from './gateway.ts';
 import type { MlflowDirect } from './real-mlflow.ts';
 
-export type Tags = Record<string, string>;
+type Tags = Record<string, string>;
 
-export function tagMap(tags: unknown): Tags {
+function tagMap(tags: unknown): Tags {
   return Object.fromEntries(((tags as { key: string; value: string }[] | undefined) ?? []).map((t) => [t.key, t.value]));
 }
 
@@ -47,7 +47,7 @@ export function expectOk(res: TestResponse): TestResponse {
   return res;
 }
 
-export interface HeldRun {
+interface HeldRun {
   userId: string;
   status: string;
   lifecycle: string;

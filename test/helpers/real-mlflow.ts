@@ -10,14 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { request, type TestResponse } from './http-client.ts';
 import { freePort } from './tls.ts';
 
-export interface MlflowInstallation {
+interface MlflowInstallation {
   /** e.g. "2.17.2" */
   version: string;
   /** A Python interpreter that imports this MLflow (its `mlflow` command lives beside it). */
   python: string;
 }
 
-export interface MlflowDiscovery {
+interface MlflowDiscovery {
   installations: MlflowInstallation[];
   /** Why there are none (undefined when there are some): one line, naming how to provide one. */
   problem?: string;
@@ -80,7 +80,7 @@ function mlflowEnv(install: MlflowInstallation, extra: Record<string, string> = 
   };
 }
 
-export interface MlflowServerOptions {
+interface MlflowServerOptions {
   /** `--app-name basic-auth`: MLflow's own authentication app. */
   appName?: 'basic-auth';
   /** `--serve-artifacts` (default) or `--no-serve-artifacts` with a local default artifact root. */
@@ -203,16 +203,16 @@ async function stopProcessGroup(pid: number): Promise<void> {
   }
 }
 
-export const PYTHON_DIR = fileURLToPath(new URL('../mlflow/python/', import.meta.url));
+const PYTHON_DIR = fileURLToPath(new URL('../mlflow/python/', import.meta.url));
 
-export interface PythonRun<T> {
+interface PythonRun<T> {
   /** The JSON object the script printed on its last line. */
   result: T;
   stdout: string;
   stderr: string;
 }
 
-export interface MlflowClientEnv {
+interface MlflowClientEnv {
   /** MLFLOW_TRACKING_URI, e.g. the gateway's https URL. */
   trackingUri: string;
   /** MLFLOW_TRACKING_USERNAME / _PASSWORD */

@@ -11,7 +11,7 @@ export function pinnedAgent(ca: string, dialled = '127.0.0.1'): https.Agent {
   return new https.Agent({ ca, checkServerIdentity: (_host, cert) => tls.checkServerIdentity(dialled, cert) });
 }
 
-export interface RawExchange {
+interface RawExchange {
   /** Everything the gateway wrote back, as Latin-1 text. */
   text: string;
   /** The status code of every response in it, in order. */

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import tls, { type ConnectionOptions, type DetailedPeerCertificate } from 'node:tls';
 
-export interface TlsProbe {
+interface TlsProbe {
   protocol: string | null;
   fingerprint256: string;
   /** Subjects' CNs from the server's certificate up to the trusted root, as the client verified them. */
@@ -37,12 +37,12 @@ export function hasOpenssl(): boolean {
   return spawnSync('openssl', ['version'], { encoding: 'utf8' }).status === 0;
 }
 
-export function openssl(args: string[], cwd: string): void {
+function openssl(args: string[], cwd: string): void {
   const result = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`openssl ${args.join(' ')} failed:\n${result.stderr}`);
 }
 
-export interface CertificateChain {
+interface CertificateChain {
   root: string;
   /** The leaf followed by the intermediate, as a server presents them. */
   chain: string;

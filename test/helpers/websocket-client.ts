@@ -11,7 +11,7 @@ export interface UpgradeRefusal {
 }
 
 /** wss://127.0.0.1:<port><path> for a TLS gateway (ws:// without TLS). */
-export function webSocketUrl(target: Pick<TestGateway, 'url'>, path: string): string {
+function webSocketUrl(target: Pick<TestGateway, 'url'>, path: string): string {
   return target.url.replace(/^http/, 'ws') + path;
 }
 

@@ -1,0 +1,152 @@
+// The one way mlgate calls MLflow's REST API itself, rather than forwarding a user's request: the
+// authorization look-ups (resolver.ts) and grant management (grants-client.ts, for the grant CLI
+// and the permissions API). Both reach MLflow, fail and read tags alike through it.
+//
+// MLflow behind the gateway has no authentication of its own, so plain calls work. node:http(s),
+// not fetch, which refuses the spec's "bad ports" (6000, 6665-6669, ...) where someone may run MLflow.
+import http from 'node:http';
+import https from 'node:https';
+
+type Json = Record<string, unknown>;
+
+export interface Tag {
+  key: string;
+  value: string;
+}
+
+/** An experiment or registered model as MLflow describes it: what a permission decision reads. */
+export interface ResourceInfo {
+  /** The experiment id; registered models have none (they are known by name). */
+  id?: string;
+  name: string;
+  tags: readonly Tag[];
+}
+
+/**
+ * RESOURCE_DOES_NOT_EXIST and INVALID_PARAMETER_VALUE are MLflow's own error codes, passed on;
+ * UNREACHABLE and TIMED_OUT mean no answer came; UPSTREAM_ERROR is any other answer but a success.
+ */
+type MlflowErrorCode = 'RESOURCE_DOES_NOT_EXIST' | 'INVALID_PARAMETER_VALUE' | 'UNREACHABLE' | 'TIMED_OUT' | 'UPSTREAM_ERROR';
+
+/** Everything a call to MLflow throws; `message` says it for a person and names the upstream. */
+export class MlflowError extends Error {
+  constructor(readonly code: MlflowErrorCode, message: string, readonly upstreamStatus?: number) {
+    super(message);
+    this.name = 'MlflowError';
+  }
+}
+
+export interface MlflowAnswer {
+  status: number;
+  /** The body, if it is a JSON object (MLflow answers errors with one too). */
+  json: Json | undefined;
+  text: string;
+}
+
+interface MlflowClientOptions {
+  upstream: string | URL;
+  /** How long MLflow may stay silent during one call. */
+  timeoutMs: number;
+  /** Sent with the value `mlgate` (proxy.userHeader), so MLflow's logs tell mlgate's own calls apart. */
+  userHeader?: string;
+}
+
+export class MlflowClient {
+  /** The upstream's origin, as messages name it (the gateway forwards to the origin too). */
+  readonly origin: string;
+  private readonly transport: typeof http | typeof https;
+  private readonly agent: http.Agent;
+  private readonly headers: Record<string, string>;
+  private readonly timeoutMs: number;
+
+  constructor(options: MlflowClientOptions) {
+    const upstream = new URL(options.upstream);
+    this.origin = upstream.origin;
+    const secure = upstream.protocol === 'https:';
+    this.transport = secure ? https : http;
+    // Idle sockets are unref'd by the agent, so a CLI command still exits when it is done.
+    this.agent = new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 2000 });
+    this.timeoutMs = options.timeoutMs;
+    this.headers = { accept: 'application/json', ...(options.userHeader ? { [options.userHeader.toLowerCase()]: 'mlgate' } : {}) };
+  }
+
+  /**
+   * One call to `target` (path and query) with `body` as JSON. Resolves with whatever MLflow
+   * answered, any status; throws an MlflowError (UNREACHABLE or TIMED_OUT) when no answer came.
+   */
+  request(method: 'GET' | 'POST' | 'DELETE', target: string, body?: Json): Promise<MlflowAnswer> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers = payload === undefined ? this.headers : { ...this.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
+    return new Promise((resolve, reject) => {
+      const failed = (err: Error) => reject(err instanceof MlflowError ? err : this.unreachable(err));
+      const req = this.transport.request(new URL(target, this.origin), { method, agent: this.agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', failed);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: Json | undefined;
+          try {
+            json = jsonObject(JSON.parse(text));
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, json, text });
+        });
+      });
+      req.setTimeout(this.timeoutMs, () => req.destroy(new MlflowError('TIMED_OUT', `the MLflow tracking server at ${this.origin} did not answer within ${this.timeoutMs / 1000} s`)));
+      req.on('error', failed);
+      req.end(payload);
+    });
+  }
+
+  /** The JSON object of a successful answer; any other answer throws an MlflowError naming `what` was asked. */
+  objectOf(answer: MlflowAnswer, what: string): Json {
+    const success = answer.status >= 200 && answer.status < 300;
+    if (success && answer.json) return answer.json;
+    const server = `the MLflow tracking server at ${this.origin}`;
+    if (success) throw new MlflowError('UPSTREAM_ERROR', `${server} answered ${what} with something that is not a JSON object`, answer.status);
+    const code = errorCodeOf(answer);
+    const message = typeof answer.json?.message === 'string' ? answer.json.message : answer.text.slice(0, 200).trim();
+    const known = code === 'RESOURCE_DOES_NOT_EXIST' || code === 'INVALID_PARAMETER_VALUE' ? code : 'UPSTREAM_ERROR';
+    throw new MlflowError(known, `${server} answered ${what} with ${answer.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`, answer.status);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private unreachable(err: NodeJS.ErrnoException): MlflowError {
+    const reason = err.code ?? err.message;
+    const url = new URL(this.origin);
+    const hint = reason === 'ECONNREFUSED' || reason === 'ENOTFOUND' || reason === 'EHOSTUNREACH'
+      ? `; is it running? Start it with: mlflow server --host ${url.hostname} --port ${url.port || (url.protocol === 'https:' ? 443 : 80)}, or point --upstream at it`
+      : '';
+    return new MlflowError('UNREACHABLE', `cannot reach the MLflow tracking server at ${this.origin} (${reason})${hint}`);
+  }
+}
+
+/** MLflow's error_code of a failed answer (RESOURCE_DOES_NOT_EXIST, ...), if it gave one. */
+export function errorCodeOf(answer: MlflowAnswer): string | undefined {
+  const code = answer.json?.error_code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** The value if it is a JSON object (not null, not an array). */
+export function jsonObject(value: unknown): Json | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : undefined;
+}
+
+/**
+ * MLflow's `[{key, value}]` list of an experiment's or model's tags. MLflow always sends both as
+ * strings (a tag set to "" too), so any other entry is malformed and skipped.
+ */
+export function tagsFrom(value: unknown): Tag[] {
+  if (!Array.isArray(value)) return [];
+  const tags: Tag[] = [];
+  for (const entry of value) {
+    const tag = jsonObject(entry);
+    if (typeof tag?.key === 'string' && typeof tag.value === 'string') tags.push({ key: tag.key, value: tag.value });
+  }
+  return tags;
+}
