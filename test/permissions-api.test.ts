@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/auth/principal.ts';
 import { grantsFromTags } from '../src/authz/grant-tags.ts';
-import type { ResourceInfo } from '../src/authz/mlflow-client.ts';
+import type { TaggedResource } from '../src/authz/mlflow-client.ts';
 import { highestLevel, type PermissionLevel } from '../src/authz/levels.ts';
 import type { CarrierKind } from '../src/authz/route-rule.ts';
 import { spawnCli } from './helpers/cli.ts';
@@ -18,7 +18,7 @@ import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstr
 const GROUPS: Record<string, string[]> = { carol: ['viewers'], dave: ['team-a'] };
 
 /** admin: MANAGE; the owner: MANAGE; a user grant; the highest group grant; else READ. */
-function PERMISSION_LEVEL(principal: Principal, _kind: CarrierKind, info: ResourceInfo): PermissionLevel {
+function PERMISSION_LEVEL(principal: Principal, _kind: CarrierKind, info: TaggedResource): PermissionLevel {
   if (principal.user === 'admin') return 'MANAGE';
   const grants = grantsFromTags(info.tags);
   if (grants.owner === principal.user) return 'MANAGE';

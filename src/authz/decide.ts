@@ -24,6 +24,10 @@
 //     For callers that read an experiment or model from MLflow themselves (search results, the
 //     permissions API).
 //
+//   subjectOf(principal, policy): Subject      levelOf(subject, resource): { level, reason }
+//     The same decision with the admin flag and groups worked out once: the request path makes one
+//     subject per request, on the policy it found at authentication, and decides everything on it.
+//
 //   isAdmin(principal, policy): boolean
 //   groupsOf(principal, policy): readonly string[]
 //     The user's groups: those of the policy file that list them, and those their JWT carries.

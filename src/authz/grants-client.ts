@@ -4,18 +4,18 @@
 // host) and by the /-/api/permissions API. Routes and shapes: MLflow 2.17 and 3.x, /api/2.0 prefix.
 import { grantsFromTags, grantTagKey, grantTagKeysOf, MAX_TAG_KEY_LENGTH, type Grantee } from './grant-tags.ts';
 import type { PermissionLevel } from './levels.ts';
-import { errorCodeOf, jsonObject, MlflowClient, MlflowError, tagsFrom, type ResourceInfo } from './mlflow-client.ts';
+import { errorCodeOf, jsonObject, MlflowClient, MlflowError, tagsFrom, type TaggedResource } from './mlflow-client.ts';
 import type { CarrierKind } from './route-rule.ts';
 
 
-export interface ExperimentResource extends ResourceInfo {
+export interface ExperimentResource extends TaggedResource {
   kind: 'experiment';
   id: string;
   /** "active" or "deleted" */
   lifecycleStage?: string;
 }
 
-export interface ModelResource extends ResourceInfo {
+export interface ModelResource extends TaggedResource {
   kind: 'registered-model';
   id?: undefined;
 }

@@ -15,7 +15,7 @@ export interface Tag {
 }
 
 /** An experiment or registered model as MLflow describes it: what a permission decision reads. */
-export interface ResourceInfo {
+export interface TaggedResource {
   /** The experiment id; registered models have none (they are known by name). */
   id?: string;
   name: string;

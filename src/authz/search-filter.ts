@@ -17,10 +17,10 @@
 // Pure apart from the pager it is given: no state, no request or response streams.
 import { atLeast, type PermissionLevel } from './levels.ts';
 import type { CarrierKind, ResponseFilter } from './route-rule.ts';
-import { tagsFrom, type ResourceInfo } from './mlflow-client.ts';
+import { tagsFrom, type TaggedResource } from './mlflow-client.ts';
 
 /** The caller's level on an experiment or registered model from what a search entry says about it (id, name, tags). */
-export type LevelOf = (kind: CarrierKind, info: ResourceInfo) => PermissionLevel | Promise<PermissionLevel>;
+export type LevelOf = (kind: CarrierKind, info: TaggedResource) => PermissionLevel | Promise<PermissionLevel>;
 
 /** What the filter may ask about the caller. Bind the principal when building it (one per request). */
 export interface SearchAccess {
@@ -160,13 +160,13 @@ function stringField(entry: unknown, name: string): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
-function experimentInfo(entry: unknown): ResourceInfo | undefined {
+function experimentInfo(entry: unknown): TaggedResource | undefined {
   const id = stringField(entry, 'experiment_id');
   const name = stringField(entry, 'name');
   return id === undefined || name === undefined ? undefined : { id, name, tags: tagsFrom(field(entry, 'tags')) };
 }
 
-function modelInfo(entry: unknown): ResourceInfo | undefined {
+function modelInfo(entry: unknown): TaggedResource | undefined {
   const name = stringField(entry, 'name');
   return name === undefined ? undefined : { name, tags: tagsFrom(field(entry, 'tags')) };
 }

@@ -27,7 +27,7 @@ import {
   type PermissionsView,
 } from '../authz/grants-client.ts';
 import { atLeast, parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
-import { MlflowError, type ResourceInfo } from '../authz/mlflow-client.ts';
+import { MlflowError, type TaggedResource } from '../authz/mlflow-client.ts';
 import type { CarrierKind } from '../authz/route-rule.ts';
 import type { Logger } from '../log/logger.ts';
 import { readBodyLimited } from './form-body.ts';
@@ -38,7 +38,7 @@ const PERMISSIONS_API = '/-/api/permissions';
 const PERMISSIONS_PAGE = '/-/permissions';
 
 /** The principal's level on an experiment or registered model; the gateway's decision engine. */
-export type PrincipalLevelOf = (principal: Principal, kind: CarrierKind, info: ResourceInfo) => PermissionLevel | Promise<PermissionLevel>;
+export type PrincipalLevelOf = (principal: Principal, kind: CarrierKind, info: TaggedResource) => PermissionLevel | Promise<PermissionLevel>;
 
 /** What the routes need of MLflow (MlflowGrantsClient has it all). */
 export type GrantsStore = Pick<MlflowGrantsClient, 'origin' | 'find' | 'setGrant' | 'removeGrant' | 'experiments' | 'registeredModels'>;
