@@ -5,6 +5,7 @@ import { SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
 import { contextOf } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { registerSignInRoutes, type SignInDependencies } from './login.ts';
+import { messagePage, PAGE_HEADERS } from './pages.ts';
 import { registerPermissionRoutes, type PermissionsDependencies } from './permissions.ts';
 
 interface ControlDependencies {
@@ -49,6 +50,11 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
   app.get('/-/whoami', (c) => {
     const principal = contextOf(c.env.incoming)?.principal;
     if (!principal) return c.json({ error_code: 'UNAUTHENTICATED', message: 'not signed in' }, 401);
+    // A person who opens it in a browser gets a page; scripts and curl (no text/html) get JSON.
+    if (c.req.header('accept')?.includes('text/html')) {
+      const groups = principal.groups.length ? ` (groups: ${principal.groups.join(', ')})` : '';
+      return c.body(messagePage('Who am I', `Signed in as ${principal.user}${groups}, by ${principal.method}.`, { href: '/', text: 'Back to MLflow' }), 200, PAGE_HEADERS);
+    }
     return c.json({ user: principal.user, groups: principal.groups, method: principal.method });
   });
 

@@ -1,12 +1,16 @@
 import { millisecondsSince, type RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 
+const PROBES: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz']);
+
 /**
  * One line per request, written when its answer is finished or its connection cut; one per
  * WebSocket upgrade, written when the tunnel (or the refused upgrade's connection) closes.
  */
 export function logAccess(logger: Logger, ctx: RequestContext, method: string | undefined, status: number, aborted: boolean): void {
-  logger.info({
+  // A load balancer's probes every few seconds would bury the requests people make.
+  const level = PROBES.has(ctx.path) && status < 500 ? 'debug' : 'info';
+  logger[level]({
     reqId: ctx.id,
     ip: ctx.clientIp,
     method,

@@ -17,7 +17,7 @@ const TITLES: Record<number, string> = {
  * Answers in MLflow's JSON shape on the API paths of MLflow routes (and the gateway's own API), with
  * a small readable page for browsers elsewhere, JSON for other clients.
  */
-export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, ctx: Pick<RequestContext, 'id' | 'upstreamPath' | 'route' | 'pageIdentity'>): void {
+export function sendError(req: IncomingMessage, res: ServerResponse, error: GatewayError, ctx: Pick<RequestContext, 'id' | 'upstreamPath' | 'route' | 'pageIdentity' | 'bytesOut'>): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -34,7 +34,9 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
   });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  if (req.method === 'HEAD') return void res.end();
+  ctx.bytesOut += Buffer.byteLength(body);
+  res.end(body);
 }
 
 function acceptsHtml(req: IncomingMessage): boolean {

@@ -1,5 +1,6 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
+import { terminalDestination } from './terminal-lines.ts';
 
 export type { Logger };
 
@@ -13,8 +14,6 @@ export function createLogger(options: Config['log'], destination?: DestinationSt
   const base = { level: options.level, base: { pid: process.pid }, redact: { paths: REDACT, remove: true } };
   if (destination) return pino(base, destination);
   const pretty = options.format === 'pretty' || (options.format === 'auto' && process.stdout.isTTY === true);
-  if (pretty) {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } });
-  }
+  if (pretty) return pino(base, terminalDestination(process.stdout, process.stdout.isTTY === true));
   return pino(base, pino.destination({ dest: 1, sync: false }));
 }

@@ -255,8 +255,13 @@ export function createRequestPipeline(options: PipelineOptions) {
       case 'refuse':
         return refuseRequest(req, res, ctx, verdict.error);
       case 'redirect':
-        return redirect(req, res, verdict.status, verdict.location);
+        ctx.bytesOut += redirect(req, res, verdict.status, verdict.location);
+        return;
       case 'control':
+        // Hono frames the gateway's own answers with their length: that is what went out.
+        res.once('finish', () => {
+          if (req.method !== 'HEAD') ctx.bytesOut += Number(res.getHeader('content-length') ?? 0);
+        });
         return void control(req, res);
       case 'forward':
         if (res.destroyed) return; // the client left while its body was read
@@ -350,10 +355,21 @@ export function createRequestPipeline(options: PipelineOptions) {
   };
 }
 
-/** 308: the bare prefix of a stripped route, without a body; 302: the sign-in page, with a link for clients that do not follow. */
-function redirect(req: IncomingMessage, res: ServerResponse, status: 302 | 308, location: string): void {
-  if (status === 308) return void res.writeHead(308, { location, 'content-length': 0 }).end();
+/**
+ * 308: the bare prefix of a stripped route, without a body; 302: the sign-in page, with a link for
+ * clients that do not follow. Returns the body bytes written.
+ */
+function redirect(req: IncomingMessage, res: ServerResponse, status: 302 | 308, location: string): number {
+  if (status === 308) {
+    res.writeHead(308, { location, 'content-length': 0 }).end();
+    return 0;
+  }
   const body = `<!doctype html><meta charset="utf-8"><title>Sign in · mlgate</title><p><a href="${location.replace(/&/g, '&amp;')}">Sign in</a> to continue.</p>\n`;
   res.writeHead(302, { location, 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  if (req.method === 'HEAD') {
+    res.end();
+    return 0;
+  }
+  res.end(body);
+  return Buffer.byteLength(body);
 }
