@@ -2,14 +2,17 @@ import { defineConfig } from 'vitest/config';
 
 // Tests start real servers and processes; CI machines are small.
 const shared = { testTimeout: 60_000, hookTimeout: 60_000 };
+// Gives each run a directory where its test workers get the compiled CLI once (test/helpers/compiled-cli.ts).
+const CLI_BUILD = 'test/helpers/cli-build.ts';
 
 export default defineConfig({
   test: {
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default', ['json', { outputFile: '.test-results/results.json' }]],
+    // .ci/run reads the JSON; the last one names every skipped test and why.
+    reporters: ['default', ['json', { outputFile: '.test-results/results.json' }], './test/helpers/skipped-reporter.ts'],
     projects: [
-      { test: { ...shared, name: 'gateway', include: ['test/*.test.ts'] } },
+      { test: { ...shared, name: 'gateway', include: ['test/*.test.ts'], globalSetup: [CLI_BUILD] } },
       // Against the real MLflow server and Python client: the servers are started once per run, and
       // only when a file of this project runs.
       {
@@ -17,7 +20,7 @@ export default defineConfig({
           ...shared,
           name: 'mlflow',
           include: ['test/mlflow/**/*.test.ts'],
-          globalSetup: ['test/mlflow/global-setup.ts'],
+          globalSetup: ['test/mlflow/global-setup.ts', CLI_BUILD],
           testTimeout: 300_000,
           hookTimeout: 120_000,
         },

@@ -1,15 +1,17 @@
-// npm run bench -- [--cases a,b] [--targets direct,nginx,caddy,mlgate,mlgate-auto] [--rounds N] [--duration 3s] [--keep]
+// npm run bench -- [--cases a,b] [--targets direct,nginx,caddy,mlgate,mlgate-auto] [--rounds N] [--duration 3s] [--keep] [--baseline rev]
 //
 // Starts, on 127.0.0.1 only, an MLflow-shaped upstream, nginx and Caddy (where installed) set up as
 // users set them up, and mlgate from this checkout; runs each case against each target for a few
 // rounds; prints a table of medians and the goals as PASS/MISS; writes the same to
 // bench/results/<timestamp>.json. Everything it started is stopped by pid at the end, on Ctrl-C
-// and on errors, and its temporary directory removed.
+// and on errors, and its temporary directory removed. With --baseline, another revision's build runs
+// beside it as mlgate-baseline (lib/baseline.ts), from a git worktree removed at the end too.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ALL_CASES } from './cases/all-cases.ts';
-import type { CaseContext } from './cases/bench-case.ts';
+import { targetsOf, type CaseContext } from './cases/bench-case.ts';
 import { runCase } from './cases/run-case.ts';
+import { buildBaseline, removeBaseline, resolveBaseline, type Baseline } from './lib/baseline.ts';
 import { describeEnvironment, renderEnvironment } from './lib/environment.ts';
 import { parseOptions, USAGE, type Options } from './lib/options.ts';
 import { killAllNow, stopAll } from './lib/processes.ts';
@@ -37,6 +39,8 @@ let cleaning: Promise<void> | undefined;
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
     await stopAll(5000);
+    // Even with --keep: the repository's list of worktrees must not go on naming a temporary directory.
+    if (options.baseline && workspace) await removeBaseline(workspace);
     if (options.keep && workspace) process.stderr.write(`bench: kept ${workspace.dir}\n`);
     else await workspace?.remove();
   })();
@@ -68,6 +72,7 @@ async function main(opts: Options): Promise<void> {
   if (generator !== 'wrk') process.stdout.write(`note: ${generator === 'none' ? AUTOCANNON_NOTE : 'wrk not found: using autocannon in-process (lower numbers)'}\n`);
   if (!(await hasCommand('curl'))) process.stdout.write('note: curl not found: the stream cases will fail\n');
   const installed = { nginx: environment.nginx !== undefined, caddy: environment.caddy !== undefined };
+  const baselineCommit = opts.baseline === undefined ? undefined : await resolveBaseline(opts.baseline);
   const cases = opts.cases.map((name) => ALL_CASES[name]);
   process.stdout.write(`run       cases ${opts.cases.join(',')}; targets ${opts.targets.join(',')}; ${opts.rounds} rounds of ${opts.durationS}s; expect about ${Math.max(1, Math.round(estimateSeconds(opts) / 60))} min\n\n`);
 
@@ -75,10 +80,15 @@ async function main(opts: Options): Promise<void> {
   const build = await runToEnd('npm run build', 'npm', ['run', 'build', '--silent'], { cwd: REPO_ROOT, timeoutMs: 120_000 });
   if (build.code !== 0) throw new Error(`npm run build failed: ${build.output.trim().slice(-500)}`);
   workspace = await createWorkspace();
+  let baseline: Baseline | undefined;
+  if (baselineCommit) {
+    baseline = await buildBaseline(workspace, baselineCommit);
+    process.stdout.write(`baseline  ${baselineCommit} (--baseline ${opts.baseline}), built in a worktree: ${baseline.label} runs as mlgate does, in the same rounds\n`);
+  }
   const upstream = await startUpstream(workspace, installed.nginx);
   process.stdout.write(`upstream  ${upstream.kind}; users' hashes: bcrypt cost 12 via ${workspace.hashedWith}\n`);
   process.stdout.write('logging   mlgate log.level info (JSON access log to a file), nginx and Caddy access logs to files: every target pays for its log\n\n');
-  const targets = new Targets(workspace, upstream, installed);
+  const targets = new Targets(workspace, upstream, installed, baseline);
   const ctx: CaseContext = { ws: workspace, options: opts, targets, upstreamUrl: upstream.url, upstreamLookupLog: upstream.lookupLog, log };
 
   const rows: Row[] = [];
@@ -98,7 +108,7 @@ async function main(opts: Options): Promise<void> {
   if (goals.length) process.stdout.write(`\ngoals (medians of ${opts.rounds} round${opts.rounds === 1 ? '' : 's'}, ratios from this run)\n${renderGoals(goals)}\n`);
 
   const seconds = (Date.now() - started) / 1000;
-  const file = await writeResults({ startedAt: new Date(started).toISOString(), seconds, environment, options: opts, upstream: upstream.kind, rows, comparisons, goals });
+  const file = await writeResults({ startedAt: new Date(started).toISOString(), seconds, environment, options: opts, ...(baselineCommit ? { baselineCommit } : {}), upstream: upstream.kind, rows, comparisons, goals });
   process.stdout.write(`\nfinished in ${Math.round(seconds)} s; results in ${file}\n`);
   // The load average before any of the bench's own processes ran: other work on the machine.
   if (environment.loadAverage > 0.5) {
@@ -110,7 +120,7 @@ function stillNeeded(remaining: typeof ALL_CASES[keyof typeof ALL_CASES][], opts
   const keep = new Set<InstanceKey>();
   for (const benchCase of remaining) {
     if (benchCase.flavor === 'own') continue;
-    for (const target of benchCase.targets) {
+    for (const target of targetsOf(benchCase)) {
       const key = opts.targets.includes(target) ? instanceFor(target, benchCase.flavor) : undefined;
       if (key && key !== 'upstream') keep.add(key);
     }
@@ -128,7 +138,7 @@ function estimateSeconds(opts: Options): number {
   let total = 10; // start-up of the servers
   for (const name of opts.cases) {
     const benchCase = ALL_CASES[name];
-    const count = benchCase.targets.filter((t) => opts.targets.includes(t)).reduce((sum, t) => sum + (benchCase.variants?.(t)?.length ?? 1), 0);
+    const count = targetsOf(benchCase).filter((t) => opts.targets.includes(t)).reduce((sum, t) => sum + (benchCase.variants?.(t)?.length ?? 1), 0);
     total += count * opts.rounds * (perRun[name] ?? d);
   }
   return total;

@@ -1,13 +1,25 @@
 #!/usr/bin/env node
-// Installed with a build (npm run build, the Docker image): the compiled CLI.
-// From a checkout without one (npm link): the TypeScript source through tsx.
+// Installed with a build (npm run build, the Docker image, a service): the compiled CLI.
+// From a checkout without one: the TypeScript source through tsx, a dev dependency, when it is
+// installed; otherwise (npm ci --omit=dev) how to build.
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const compiled = new URL('../dist/cli/main.js', import.meta.url);
 if (existsSync(compiled)) {
   await import(compiled.href);
 } else {
-  const { register } = await import('tsx/esm/api');
-  register();
+  const tsx = await import('tsx/esm/api').catch((err) => {
+    if (err?.code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    // A checkout has its lock file; a copy installed from `npm pack` has neither it nor a build.
+    const how = existsSync(join(root, 'package-lock.json'))
+      ? `make one with: cd ${root} && npm ci && npm run build`
+      : 'build mlgate in its checkout (npm ci && npm run build) and run or install it from there';
+    process.stderr.write(`mlgate: no build in ${join(root, 'dist')}; ${how}\n`);
+    process.exit(1);
+  });
+  tsx.register();
   await import(new URL('../src/cli/main.ts', import.meta.url).href);
 }

@@ -1,8 +1,9 @@
 // API tokens for CI jobs: issued, listed and revoked with the real `mlgate token` command, then
 // used as MLFLOW_TRACKING_TOKEN (Authorization: Bearer mlg_...) against a running gateway.
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateToken } from '../src/auth/api-tokens.ts';
 import { runCli, type CliResult } from './helpers/cli.ts';
 import { startTestGateway, type TestGateway } from './helpers/gateway.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
@@ -165,7 +166,6 @@ describe('a malformed or unknown mlg_ token', () => {
     expect(mistyped.status).toBe(401);
     expect(challengeOf(mistyped.headers)).toContain('error_description="malformed mlgate token: its checksum does not match (was it mistyped?)"');
 
-    const { generateToken } = await import('../src/auth/api-tokens.ts');
     const never = await gw.request('/echo', { headers: bearer(generateToken()) });
     expect(challengeOf(never.headers)).toContain('error_description="unknown or revoked token"');
   });
@@ -195,6 +195,67 @@ describe('last used', () => {
       expect(rows.find((row) => row.includes(' used '))).toMatch(/\d\d:\d\dZ$/);
       expect(rows.find((row) => row.includes(' unused '))).toMatch(/never$/);
       expect(statSync(join(own.dir, 'tokens.last-used.json')).mode & 0o777).toBe(0o600);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
+describe('a token issued while the gateway runs', () => {
+  it('works on the very next request, however long watchInterval is; made-up tokens do not re-read the file', async () => {
+    // An hour: the file watch cannot be what makes the token work.
+    const own = await startTestGateway({ upstream: upstream.url, users: { erin: 'erin-password' }, config: { watchInterval: '1h' } });
+    try {
+      const mlgateToken = (...args: string[]) => runCli(['token', ...args, '--config', join(own.dir, 'mlgate.yaml')], { cwd: own.dir });
+      const reloads = () => own.logs.filter((line) => line.msg === 'tokens file reloaded').length;
+      expect((await own.request('/echo', { headers: bearer(generateToken()) })).status).toBe(401);
+
+      const first = mlgateToken('issue', 'erin', '--name', 'first');
+      expect(first.status, first.stderr).toBe(0);
+      expect((await own.request('/echo', { headers: bearer(first.stdout.trim()) })).status).toBe(200);
+      const second = mlgateToken('issue', 'erin', '--name', 'second');
+      expect((await own.request('/echo', { headers: bearer(second.stdout.trim()) })).status).toBe(200);
+      expect(reloads()).toBe(2);
+
+      // A flood of well-formed tokens nobody issued: each asks stat(), none re-reads an unchanged file.
+      for (let i = 0; i < 50; i++) {
+        const res = await own.request('/echo', { headers: bearer(generateToken()) });
+        expect(challengeOf(res.headers)).toContain('error_description="unknown or revoked token"');
+      }
+      expect(reloads()).toBe(2);
+      expect((await own.request('/echo', { headers: bearer(first.stdout.trim()) })).status).toBe(200);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('a tokens file with problems is read once per change, not once per unknown token', async () => {
+    const own = await startTestGateway({ upstream: upstream.url, users: { erin: 'erin-password' }, config: { watchInterval: '1h' } });
+    try {
+      writeFileSync(join(own.dir, 'tokens.json'), '{"version": 1, "tokens": [');
+      for (let i = 0; i < 5; i++) expect((await own.request('/echo', { headers: bearer(generateToken()) })).status).toBe(401);
+      expect(own.logs.filter((line) => String(line.msg).startsWith('tokens file: not valid JSON'))).toHaveLength(1);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
+describe('token list, asked about a user', () => {
+  it('says when there is no tokens file yet, when a user has none, and when the user exists nowhere', async () => {
+    const own = await startTestGateway({ upstream: upstream.url, users: { erin: 'erin-password', frank: 'frank-password' } });
+    try {
+      const mlgateToken = (...args: string[]) => runCli(['token', ...args, '--config', join(own.dir, 'mlgate.yaml')], { cwd: own.dir });
+      const file = join(own.dir, 'tokens.json');
+      expect(mlgateToken('list', '--user', 'erin')).toEqual({ status: 0, stdout: '', stderr: `no tokens: ${file} does not exist yet ("mlgate token issue USER" creates it)\n` });
+      expect(mlgateToken('issue', 'erin').status).toBe(0);
+      expect(mlgateToken('list', '--user', 'frank')).toEqual({ status: 0, stdout: '', stderr: `no tokens for "frank" in ${file}\n` });
+      expect(mlgateToken('list', '--user', 'nobody')).toEqual({
+        status: 1, stdout: '',
+        stderr: `mlgate: no tokens for "nobody" in ${file}, and no user "nobody" in ${own.htpasswdPath}; "mlgate user list" shows the users\n`,
+      });
+      expect(mlgateToken('list', '--user', 'erinn').stderr).toBe(`mlgate: no tokens for "erinn" in ${file}, and no user "erinn" in ${own.htpasswdPath} (did you mean erin?); "mlgate user list" shows the users\n`);
+      expect(mlgateToken('list', '--user', 'erin').stdout).toMatch(/^ID .*\n[0-9a-f]{12}\s+erin\s/);
     } finally {
       await own.close();
     }

@@ -1,7 +1,8 @@
 // `mlgate cert generate`, with the certificate read back by openssl rather than by our own code.
 import { spawnSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
@@ -9,6 +10,23 @@ import { runCli } from './helpers/cli.ts';
 let dir: string;
 beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'mlgate-cert-')); });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** This machine's non-loopback, non-link-local addresses, as openssl prints them (IPv6 as eight groups). */
+const ADDRESSES = [...new Set(Object.values(networkInterfaces()).flat()
+  .filter((nic) => nic && !nic.internal && !nic.address.toLowerCase().startsWith('fe80:') && !nic.address.startsWith('169.254.'))
+  .map((nic) => nic!.address))];
+function opensslAddress(address: string): string {
+  if (!address.includes(':')) return `IP Address:${address}`;
+  const [head, tail = ''] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = address.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `IP Address:${groups.map((group) => parseInt(group, 16).toString(16).toUpperCase()).join(':')}`;
+}
+
+function publicKeyOf(pem: string): Buffer {
+  return createPublicKey(pem).export({ type: 'spki', format: 'der' });
+}
 
 function subjectAltNames(certFile: string): string[] {
   const result = spawnSync('openssl', ['x509', '-noout', '-ext', 'subjectAltName', '-in', certFile], { encoding: 'utf8' });
@@ -24,12 +42,12 @@ describe('mlgate cert generate', () => {
     const cert = join(dir, 'certs', 'mlgate.crt');
     expect(result.stdout).toBe([
       'wrote certs/mlgate.crt (certificate) and certs/mlgate.key (private key, mode 0600)',
-      `names: localhost, 127.0.0.1, ::1, ${hostname()}, example.internal, 10.20.30.40`,
+      `names: ${['localhost', '127.0.0.1', '::1', hostname(), ...ADDRESSES, 'example.internal', '10.20.30.40'].join(', ')}`,
       `MLflow clients trust it with: export MLFLOW_TRACKING_SERVER_CERT_PATH=${cert}`,
       '',
     ].join('\n'));
     expect(subjectAltNames(cert)).toEqual([
-      'DNS:localhost', 'IP Address:127.0.0.1', 'IP Address:0:0:0:0:0:0:0:1', `DNS:${hostname()}`, 'DNS:example.internal', 'IP Address:10.20.30.40',
+      'DNS:localhost', 'IP Address:127.0.0.1', 'IP Address:0:0:0:0:0:0:0:1', `DNS:${hostname()}`, ...ADDRESSES.map(opensslAddress), 'DNS:example.internal', 'IP Address:10.20.30.40',
     ]);
     expect(statSync(join(dir, 'certs', 'mlgate.key')).mode & 0o777).toBe(0o600);
     const keyCheck = spawnSync('openssl', ['pkey', '-noout', '-in', join(dir, 'certs', 'mlgate.key')], { encoding: 'utf8' });
@@ -51,6 +69,25 @@ describe('mlgate cert generate', () => {
     expect(runCli(['cert', 'generate', '--host', 'new.example', '--force'], { cwd: dir }).status).toBe(0);
     expect(readFileSync(join(dir, 'certs', 'mlgate.crt'), 'utf8')).not.toBe(before);
     expect(subjectAltNames(join(dir, 'certs', 'mlgate.crt'))).toContain('DNS:new.example');
+  });
+
+  it('--force keeps the private key (same file, same public key) and the names added before, and adds the new one', () => {
+    expect(runCli(['cert', 'generate', '--host', 'first.example'], { cwd: dir }).status).toBe(0);
+    const certFile = join(dir, 'certs', 'mlgate.crt');
+    const keyFile = join(dir, 'certs', 'mlgate.key');
+    const key = readFileSync(keyFile, 'utf8');
+    const before = readFileSync(certFile, 'utf8');
+
+    const result = runCli(['cert', 'generate', '--host', 'x', '--force'], { cwd: dir });
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout.split('\n')[0]).toBe('wrote certs/mlgate.crt (certificate) for the existing private key certs/mlgate.key');
+    const after = readFileSync(certFile, 'utf8');
+    expect(after).not.toBe(before);
+    expect(readFileSync(keyFile, 'utf8')).toBe(key);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(publicKeyOf(after)).toEqual(publicKeyOf(before));
+    expect(new X509Certificate(after).checkPrivateKey(createPrivateKey(key))).toBe(true);
+    expect(subjectAltNames(certFile)).toEqual(expect.arrayContaining(['DNS:x', 'DNS:first.example', 'DNS:localhost']));
   });
 
   it('takes tls.selfSignedDir and tls.hosts from the configuration', () => {

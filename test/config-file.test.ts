@@ -227,8 +227,8 @@ describe('precedence: defaults < file < MLGATE_* environment < flags', () => {
     });
     expect(problems).toEqual([
       'mlgate.yaml:3: log.level: must be one of "trace", "debug", "info", "warn", "error", "fatal", "silent", got "loud"',
-      'MLGATE_PORTT (environment): unknown variable; did you mean MLGATE_PORT? (the variables are listed in README.md)',
-      'MLGATE_WHATEVER (environment): unknown variable (the variables are listed in README.md)',
+      'MLGATE_PORTT (environment): unknown variable; did you mean MLGATE_PORT? (the variables are listed in docs/configuration.md)',
+      'MLGATE_WHATEVER (environment): unknown variable (the variables are listed in docs/configuration.md)',
       'MLGATE_PORT (environment): port: must be a number, got "eighty"',
       'MLGATE_TLS_CERT (environment): tls.cert: is set without tls.key; set both (the certificate chain and its private key), or neither for a self-signed pair in tls.selfSignedDir',
       '--upstream (command line): upstream: must be an http:// or https:// URL without query, fragment or credentials, got "ftp://mlflow"',

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.ts';
 import { jsonLogLines, listeningUrl, spawnCli, stopCli, type RunningCli } from './helpers/cli.ts';
@@ -160,6 +161,26 @@ describe('first start with no configuration at all', () => {
     await expect(probeTls(port, {})).rejects.toThrow(/self[- ]signed/i);
   });
 
+  it("logs the names the certificate covers, this machine's addresses among them, and the command that adds one", () => {
+    const addresses = [...new Set(Object.values(networkInterfaces()).flat()
+      .filter((nic) => nic && !nic.internal && !/^fe80:|^169\.254\./i.test(nic.address)).map((nic) => nic!.address))];
+    const lines = jsonLogLines(cli.output().stdout);
+    const covers = lines.find((line) => line.msg === 'TLS certificate covers these names');
+    expect(covers).toMatchObject({ cert: 'certs/mlgate.crt', addNames: 'npm run mlgate -- cert generate --host NAME --force' });
+    expect(covers!.names).toEqual(['localhost', '127.0.0.1', '::1', hostname(), ...addresses]);
+    expect(lines.some((line) => String(line.msg).includes('does not cover'))).toBe(false);
+  });
+
+  it("is trusted as each of this machine's non-loopback addresses by a client that connects over 127.0.0.1", async () => {
+    const port = Number(new URL(url).port);
+    const addresses = Object.values(networkInterfaces()).flat().filter((nic) => nic && !nic.internal && !/^fe80:|^169\.254\./i.test(nic.address)).map((nic) => nic!.address);
+    for (const address of [...addresses, '203.0.113.77']) {
+      const seen = probeTls(port, { ca: firstCertificate, servername: '', checkServerIdentity: (_host, cert) => tls.checkServerIdentity(address, cert) });
+      if (address === '203.0.113.77') await expect(seen, 'an address of no machine').rejects.toThrow(/is not in the cert's list/);
+      else expect((await seen).fingerprint256, address).toBe(new X509Certificate(firstCertificate).fingerprint256);
+    }
+  });
+
   it('never serves without credentials, even on first start', async () => {
     const ca = firstCertificate;
     for (const path of ['/api/2.0/mlflow/experiments/search', '/', '/-/whoami', '/static-files/index.html']) {
@@ -282,3 +303,27 @@ if (!pythonRequests) {
     it.skip('skipped: python3 cannot "import requests" on this machine (pip install requests to run it)', () => {});
   });
 }
+
+describe('the first-start banner\'s "Change it with" command', () => {
+  it('names the htpasswd file when it is not the default one the CLI finds by itself', async () => {
+    const { changePasswordCommand } = await import('../src/auth/bootstrap-admin.ts');
+    // The tests run in a checkout: the CLI is `npm run mlgate --` there.
+    expect(changePasswordCommand('admin', 'config/htpasswd')).toBe('npm run mlgate -- user passwd admin');
+    expect(changePasswordCommand('admin', join(process.cwd(), 'config', 'htpasswd'))).toBe('npm run mlgate -- user passwd admin');
+    expect(changePasswordCommand('admin', '/srv/mlgate/htpasswd')).toBe('npm run mlgate -- user passwd admin --htpasswd /srv/mlgate/htpasswd');
+    expect(changePasswordCommand('admin', '/srv/my users/htpasswd')).toBe("npm run mlgate -- user passwd admin --htpasswd '/srv/my users/htpasswd'");
+  });
+
+  it('is the one the banner prints', async () => {
+    const { vi } = await import('vitest');
+    const { printAdminPassword } = await import('../src/server/gateway.ts');
+    const written: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => { written.push(String(chunk)); return true; });
+    try {
+      printAdminPassword('admin', 'not-a-real-password', '/srv/mlgate/htpasswd');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(written.join('')).toContain('Change it with: npm run mlgate -- user passwd admin --htpasswd /srv/mlgate/htpasswd\n');
+  });
+});

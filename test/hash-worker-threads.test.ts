@@ -1,24 +1,51 @@
 // Hash checks run in worker threads that exist only while there is work, keeping idle memory low.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HashWorkerPool } from '../src/auth/hash-worker-pool.ts';
 import { hashPassword, unmatchableBcryptHash } from '../src/auth/htpasswd-formats.ts';
 
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe('the hash worker threads', () => {
   it('start on the first check, share the work, and stop when idle', async () => {
-    // Idle after 1 s: long enough that neither thread is stopped while the other still works on a
-    // loaded machine, short enough to watch them stop.
-    const pool = new HashWorkerPool(2, 1000);
+    // The idle timers run on a fake clock: the threads' work is real, their idleness is counted
+    // exactly, and nobody waits for real seconds to pass.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const IDLE_MS = 60_000;
+    const pool = new HashWorkerPool(2, IDLE_MS);
     try {
       expect(pool.threadCount).toBe(0);
       const hash = await hashPassword('right', 4);
       const results = await Promise.all([pool.verify(hash, 'right'), pool.verify(hash, 'wrong'), pool.verify(hash, 'right')]);
       expect(results).toEqual([true, false, true]);
       expect(pool.threadCount).toBe(2);
-      const deadline = Date.now() + 10_000;
-      while (pool.threadCount > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+
+      vi.advanceTimersByTime(IDLE_MS - 1);
+      expect(pool.threadCount, 'no thread stops before it has been idle that long').toBe(2);
+      vi.advanceTimersByTime(1);
       expect(pool.threadCount).toBe(0);
+
       expect(await pool.verify(hash, 'right')).toBe(true); // starts again when needed
       expect(pool.threadCount).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a thread that gets work again is not stopped by its earlier idle timer', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const IDLE_MS = 60_000;
+    const pool = new HashWorkerPool(1, IDLE_MS);
+    try {
+      const hash = await hashPassword('right', 4);
+      expect(await pool.verify(hash, 'right')).toBe(true);
+      vi.advanceTimersByTime(IDLE_MS - 1);
+      expect(await pool.verify(hash, 'right')).toBe(true); // idle again from here
+      vi.advanceTimersByTime(IDLE_MS - 1);
+      expect(pool.threadCount).toBe(1);
+      vi.advanceTimersByTime(1);
+      expect(pool.threadCount).toBe(0);
     } finally {
       await pool.close();
     }
@@ -39,18 +66,23 @@ describe('the hash worker threads', () => {
 });
 
 describe('a queue of checks on one thread', () => {
-  it('answers them one after another, in order, not all at the end', async () => {
+  it('answers them one after another, in arrival order: a cheap check never overtakes a costly one', async () => {
     const pool = new HashWorkerPool(1);
     try {
-      const hash = await hashPassword('right', 10);
-      await pool.verify(hash, 'warm-up'); // the thread's start-up is not part of the queue
-      const started = performance.now();
-      const finishedAt: number[] = [];
-      await Promise.all(Array.from({ length: 4 }, (_, i) => pool.verify(hash, `guess-${i}`).then(() => (finishedAt[i] = performance.now() - started))));
-      // One after another: the first is done after about a quarter of the time all four take.
-      // Interleaved, every check would finish at the very end.
-      expect(finishedAt).toEqual([...finishedAt].sort((a, b) => a - b));
-      expect(finishedAt[0]!).toBeLessThan(finishedAt[3]! * 0.6);
+      // bcryptjs yields between rounds: checks run side by side would interleave, and the cheap
+      // ones (16 rounds) would be done long before the costly ones (4096 rounds) they follow, with
+      // the costly ones all finishing together at the end.
+      const [costly, cheap] = await Promise.all([hashPassword('right', 12), hashPassword('right', 4)]);
+      await pool.verify(cheap, 'warm-up'); // the thread's start-up is not part of the queue
+      const queue = [costly, cheap, costly, cheap];
+      const answered: number[] = [];
+      const pendingWhenAnswered: number[] = [];
+      await Promise.all(queue.map((hash, i) => pool.verify(hash, `guess-${i}`).then(() => {
+        answered.push(i);
+        pendingWhenAnswered.push(pool.pendingCount);
+      })));
+      expect(answered).toEqual([0, 1, 2, 3]);
+      expect(pendingWhenAnswered).toEqual([3, 2, 1, 0]);
     } finally {
       await pool.close();
     }

@@ -308,7 +308,7 @@ describe('routes in the configuration file', () => {
     expect(newline.join('\n')).not.toContain('abc');
   });
 
-  it('loads the notebook-host recipe (config/notebook-host.example.yaml) as the README describes it', () => {
+  it('loads the notebook-host recipe (config/notebook-host.example.yaml) as docs/jupyter.md describes it', () => {
     const configPath = fileURLToPath(new URL('../config/notebook-host.example.yaml', import.meta.url));
     const { config } = loadConfig({ configPath, env: { JUPYTER_TOKEN: 'abc123' }, cwd: dir });
     expect(compileRoutes(config).map(({ path, upstream, stripPrefix, mlflow, allow, headers }) => ({ path, upstream: upstream.origin, stripPrefix, mlflow, allow, headers }))).toEqual([

@@ -1,6 +1,7 @@
 // `mlgate grant|revoke|permissions` against an MLflow-shaped server, as an operator runs them on the
 // gateway host: grants are tags on the experiment or registered model in MLflow itself.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -202,5 +203,61 @@ describe('the grants client', () => {
     const experiments: string[] = [];
     for await (const experiment of client.experiments()) experiments.push(experiment.name);
     expect(experiments).toEqual(expect.arrayContaining(['Default', 'team-a/churn']));
+  });
+});
+
+describe('a grant to a name that no file of the gateway knows', () => {
+  let home: string;
+  let id: string;
+  beforeAll(() => {
+    // The gateway's own files, where the operator runs the command: who could sign in, and how.
+    home = mkdtempSync(join(tmpdir(), 'mlgate-grants-names-'));
+    mkdirSync(join(home, 'config'));
+    writeFileSync(join(home, 'config', 'htpasswd'), 'bob:$2y$04$abcdefghijklmnopqrstuu5qGZzTVIr2SJqQHVfPF3RPqmWZ9HaW\n');
+    writeFileSync(join(home, 'config', 'tokens.json'), JSON.stringify({ version: 1, tokens: [{ id: '0123456789ab', user: 'ci-bot', name: '', hash: `sha256:${'0'.repeat(64)}`, created: '2026-01-01T00:00:00Z', expires: null }] }));
+    writeFileSync(join(home, 'config', 'policy.yaml'), [
+      'groups:',
+      '  team-a: [carol]',
+      'admins: [root, "@platform"]',
+      'rules:',
+      '  - { experiment: "x/*", users: [dora], groups: [viewers], level: READ }',
+      '',
+    ].join('\n'));
+    id = upstream.store.addExperiment('names/checked').experiment_id;
+  });
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+
+  async function fromHome(args: string[]): Promise<CliResult> {
+    const cli = spawnCli([...args, '--upstream', upstream.url], { cwd: home });
+    cli.child.stdin.end();
+    const status = await cli.exited;
+    return { status, ...cli.output() };
+  }
+
+  it('is refused with a warning, the name probably meant and the command with --force; nothing is written', async () => {
+    const writes = () => upstream.requests.filter((r) => r.method !== 'GET').length;
+    const before = writes();
+    expect(failed(await fromHome(['grant', 'bobb', 'experiment', id, 'EDIT']))).toBe(
+      'mlgate: warning: no user "bobb" in config/htpasswd, config/tokens.json or config/policy.yaml (did you mean bob?); '
+      + `a user who signs in with a JWT may be in none of them. Nothing was changed; to grant anyway: mlgate grant bobb experiment ${id} EDIT --upstream ${upstream.url} --force\n`,
+    );
+    expect(failed(await fromHome(['grant', '@team-b', 'experiment', id, 'READ']))).toBe(
+      `mlgate: warning: no group "team-b" in config/policy.yaml (did you mean @team-a?); a JWT's groups claim may still name it. Nothing was changed; to grant anyway: mlgate grant @team-b experiment ${id} READ --upstream ${upstream.url} --force\n`,
+    );
+    expect(writes()).toBe(before);
+    expect(tagsOf(id)).toEqual({});
+  });
+
+  it('needs no --force for users of the htpasswd file, the tokens file or the policy, nor for the policy\'s groups', async () => {
+    for (const grantee of ['bob', 'ci-bot', 'carol', 'root', 'dora', '@team-a', '@platform', '@viewers']) ok(await fromHome(['grant', grantee, 'experiment', id, 'READ']));
+    expect(Object.keys(tagsOf(id)).sort()).toEqual([
+      'mlgate.grant.group.platform', 'mlgate.grant.group.team-a', 'mlgate.grant.group.viewers',
+      'mlgate.grant.user.bob', 'mlgate.grant.user.carol', 'mlgate.grant.user.ci-bot', 'mlgate.grant.user.dora', 'mlgate.grant.user.root',
+    ]);
+  });
+
+  it('--force grants to a name no file knows (a JWT user, say)', async () => {
+    expect(ok(await fromHome(['grant', 'sso-user@example.com', 'experiment', id, 'EDIT', '--force']))).toBe(`granted EDIT on experiment ${id} (names/checked) to user sso-user@example.com\n`);
+    expect(tagsOf(id)['mlgate.grant.user-enc.sso-user_40example.com']).toBe('EDIT');
   });
 });

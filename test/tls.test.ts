@@ -1,10 +1,10 @@
 // TLS termination as clients see it: chains, protocol floors, renewal without restarts, HSTS, the
 // plain-HTTP redirect port and --no-tls. Every client here verifies the certificate it is shown.
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { hostname, tmpdir } from 'node:os';
+import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -262,7 +262,8 @@ describe('self-signed certificate generation (certificate.ts)', () => {
     expect(cert.checkHost('other.example.org')).toBeUndefined();
     expect(cert.ca).toBe(true); // its own trust anchor when pinned
     expect(statSync(result.key).mode & 0o777).toBe(0o600);
-    expect(selfSignedNames(['[::1]', 'localhost'])).toEqual(['localhost', '127.0.0.1', '::1', hostname()]);
+    const addresses = Object.values(networkInterfaces()).flat().filter((nic) => nic && !nic.internal && !/^fe80:|^169\.254\./i.test(nic.address)).map((nic) => nic!.address);
+    expect(selfSignedNames(['[::1]', 'localhost', '[FD00:0:0:0:0:0:0:7]', 'fd00::7'])).toEqual(['localhost', '127.0.0.1', '::1', hostname(), ...new Set(addresses), 'fd00::7']);
   });
 
   it('reuses the pair while it fits, and replaces it when tls.hosts grows, the key is wrong or it expired', async () => {
@@ -285,6 +286,38 @@ describe('self-signed certificate generation (certificate.ts)', () => {
     await generateSelfSignedCertificate({ cert: first.cert, key: first.key }, selfSignedNames(['a.example.org']), 0);
     expect(await ensureCertificate(tlsConfig(dir, ['a.example.org']))).toMatchObject({ generated: true, reason: expect.stringMatching(/expired/) });
     expect(Date.parse(new X509Certificate(readFileSync(first.cert)).validTo)).toBeGreaterThan(Date.now());
+  });
+});
+
+describe('re-making the self-signed certificate at start-up', () => {
+  const tlsConfig = (dir: string, hosts: string[] = []) => ({
+    enabled: true, selfSignedDir: dir, hosts, minVersion: 'TLSv1.2' as const, hsts: 'max-age=1', cert: undefined, key: undefined, redirectHttpPort: undefined,
+  });
+
+  it('an expired one is re-made around the same key, keeping the names it had (added with cert generate --host)', async () => {
+    const dir = join(work, 'remake-expired');
+    const paths = { cert: join(dir, 'mlgate.crt'), key: join(dir, 'mlgate.key') };
+    await generateSelfSignedCertificate(paths, selfSignedNames(['added-by-hand.example']), 0);
+    const key = readFileSync(paths.key, 'utf8');
+    const result = await ensureCertificate(tlsConfig(dir));
+    expect(result).toMatchObject({ generated: true, keptKey: true, reason: expect.stringMatching(/expired/), missing: [] });
+    expect(readFileSync(paths.key, 'utf8')).toBe(key);
+    const cert = new X509Certificate(readFileSync(paths.cert));
+    expect(cert.checkPrivateKey(createPrivateKey(key))).toBe(true);
+    expect(cert.checkHost('added-by-hand.example')).toBe('added-by-hand.example');
+    expect(Date.parse(cert.validTo)).toBeGreaterThan(Date.now());
+  });
+
+  it('a missing key is made anew; an existing one of another kind (RSA) is kept', async () => {
+    const dir = join(work, 'remake-keys');
+    const paths = { cert: join(dir, 'mlgate.crt'), key: join(dir, 'mlgate.key') };
+    expect(await ensureCertificate(tlsConfig(dir))).toMatchObject({ generated: true, keptKey: false });
+
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    writeFileSync(paths.key, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const result = await ensureCertificate(tlsConfig(dir));
+    expect(result).toMatchObject({ generated: true, keptKey: true, reason: 'the key does not belong to the certificate' });
+    expect(new X509Certificate(readFileSync(paths.cert)).checkPrivateKey(privateKey)).toBe(true);
   });
 });
 

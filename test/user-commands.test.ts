@@ -1,6 +1,6 @@
 // `mlgate user ...` run as users run it, against a real htpasswd file that also holds lines
 // written by others: comments, other users, a `:comment` field. Those bytes must survive.
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -85,12 +85,33 @@ describe('mlgate user', () => {
     expect(read()).toBe(ORIGINAL);
   });
 
-  it('creates a missing file, and its directory, with mode 0600', async () => {
+  it('add creates a missing file, and its directory, with mode 0600, and says so', async () => {
     htpasswd = join(dir, 'new', 'dir', 'htpasswd');
-    expect(user(['list'])).toMatchObject({ status: 0, stdout: '', stderr: `no users in ${htpasswd}\n` });
-    expect(user(['add', 'bob'], 'pw\n').status).toBe(0);
+    expect(user(['add', 'bob'], 'pw\n')).toEqual({ status: 0, stdout: `added user "bob" to ${htpasswd}\n`, stderr: `note: ${htpasswd} did not exist; it was created (mode 0600)\n` });
     expect(statSync(htpasswd).mode & 0o777).toBe(0o600);
     expect(await (await passwordOf('bob')).check('pw')).toBe(true);
+    expect(user(['add', 'carl'], 'pw\n').stderr).toBe('');
+  });
+
+  it('list, passwd and remove on a file that does not exist say so, rather than "no users"', () => {
+    htpasswd = join(dir, 'htpaswd');
+    const missing = `${htpasswd} does not exist (check --htpasswd or auth.htpasswd; "mlgate user add NAME --htpasswd ${htpasswd}" creates it)`;
+    expect(user(['list'])).toEqual({ status: 1, stdout: '', stderr: `mlgate: ${missing}\n` });
+    expect(user(['passwd', 'carol'], 'pw\n')).toEqual({ status: 1, stdout: '', stderr: `mlgate: ${missing}; nothing was changed\n` });
+    expect(user(['remove', 'carol'])).toEqual({ status: 1, stdout: '', stderr: `mlgate: ${missing}; nothing was changed\n` });
+    expect(existsSync(htpasswd)).toBe(false);
+
+    // Before the first start, the default file is simply not there yet.
+    expect(runCli(['user', 'list'], { cwd: dir })).toEqual({
+      status: 1,
+      stdout: '',
+      stderr: 'mlgate: there is no htpasswd file at config/htpasswd yet: the first "mlgate serve" creates it with an "admin" user, or "mlgate user add NAME" creates it now\n',
+    });
+  });
+
+  it('list on an empty file says there are no users', () => {
+    writeFileSync(htpasswd, '# nobody yet\n');
+    expect(user(['list'])).toEqual({ status: 0, stdout: '', stderr: `no users in ${htpasswd}\n` });
   });
 
   it('takes the file and the bcrypt cost from --config; configuration problems exit 2', () => {

@@ -26,10 +26,9 @@ import { BENCH_RESOURCE, LOG_METRIC, METRIC_BODY, NON_API_LOG_METRIC } from '../
 import { request } from '../lib/net.ts';
 import type { TargetName } from '../lib/options.ts';
 import { sleep } from '../lib/processes.ts';
-import { median } from '../lib/stats.ts';
 import { runLoad } from '../load/http-load.ts';
 import { scriptPath } from '../load/wrk.ts';
-import { ratio, type Row } from '../report/rows.ts';
+import { describePaired, paired, ratio, type Row } from '../report/rows.ts';
 import { formatNumber, formatRatio } from '../report/table.ts';
 import type { Endpoint } from '../servers/targets.ts';
 import { requireSuccess, type BenchCase, type CaseContext, type Measurement, type Variant } from './bench-case.ts';
@@ -51,7 +50,7 @@ export const authzLogMetric: BenchCase = {
     + '"admin" (route and body checked, no resource look-up), "authz off" (the same POST to a path outside MLflow\'s API: there is no switch to turn it off); '
     + 'every answer must be a 200 (wrk and the access log)',
   flavor: 'auth',
-  targets: ['direct', 'mlgate', 'mlgate-auto'],
+  targets: ['direct', 'mlgate', 'mlgate-auto'], // and mlgate-baseline with --baseline (targetsOf)
   variants: (target) => (target === 'direct' ? undefined : VARIANTS),
   measure: (ctx, target, endpoint, variant) => measure(ctx, target, endpoint!, variant?.name as VariantName | undefined),
   notes(extra) {
@@ -228,11 +227,11 @@ function countLines(file: string): number {
 function compare(rows: Row[]): string[] {
   const lines: string[] = [];
   const direct = rows.find((row) => row.target === 'direct' && row.status === 'ok');
-  for (const target of ['mlgate', 'mlgate-auto'] as const) {
+  const show = (row: Row | undefined) => (row?.status === 'ok' ? `${formatNumber(row.value!)} req/s` : row ? row.status : 'not run');
+  for (const target of ['mlgate', 'mlgate-baseline', 'mlgate-auto'] as const) {
     const find = (variant: VariantName) => rows.find((row) => row.target === target && row.variant === variant);
     const [off, admin, on] = [find('off'), find('admin'), find('on')];
     if (!off && !admin && !on) continue;
-    const show = (row: Row | undefined) => (row?.status === 'ok' ? `${formatNumber(row.value!)} req/s` : row ? row.status : 'not run');
     const onOff = paired(on, off);
     const adminOff = paired(admin, off);
     const onAdmin = paired(on, admin);
@@ -245,29 +244,25 @@ function compare(rows: Row[]): string[] {
       admin.extra.vsOff = adminOff.median;
       admin.notes = [`${formatRatio(adminOff.median)} of off`, admin.notes].filter(Boolean).join('; ');
     }
-    lines.push(`${target.padEnd(11)} authz on ${show(on)}, off ${show(off)}: on/off ${describeRatio(onOff)};`
-      + ` admin ${show(admin)}: admin/off ${describeRatio(adminOff)}${direct?.value !== undefined ? `; direct ${formatNumber(direct.value)} req/s` : ''}`);
+    lines.push(`${target.padEnd(15)} authz on ${show(on)}, off ${show(off)}: on/off ${describePaired(onOff)};`
+      + ` admin ${show(admin)}: admin/off ${describePaired(adminOff)}${direct?.value !== undefined ? `; direct ${formatNumber(direct.value)} req/s` : ''}`);
   }
   if (lines.length) {
     lines.unshift('authz-log-metric: the same gateway with authorization in effect (non-admin, EDIT by a policy rule), as an admin, and bypassed (a path outside MLflow\'s API);'
       + ' req/s are medians, ratios the median of each round\'s (lowest-highest round):');
   }
-  return lines;
-}
-
-/** This row's value over the other's, round by round (the rounds both measured). */
-function paired(row: Row | undefined, base: Row | undefined): { median: number; min: number; max: number } | undefined {
-  if (row?.status !== 'ok' || base?.status !== 'ok') return undefined;
-  const ratios: number[] = [];
-  for (const [i, m] of row.rounds.entries()) {
-    const b = base.rounds[i];
-    if (!('error' in m) && b && !('error' in b)) ratios.push(ratio(m.value, b.value));
+  // --baseline: each way through this checkout's gateway against the same way through the baseline's, measured in the same rounds.
+  const against = (variant: VariantName) => {
+    const mine = rows.find((row) => row.target === 'mlgate' && row.variant === variant);
+    const base = rows.find((row) => row.target === 'mlgate-baseline' && row.variant === variant);
+    if (!base) return undefined;
+    const ofMedians = mine?.value !== undefined && base.value !== undefined ? ratio(mine.value, base.value) : undefined;
+    return `  ${VARIANTS.find((v) => v.name === variant)!.label}: ${show(mine)} vs ${show(base)} = ${formatRatio(ofMedians)} of baseline; by round ${describePaired(paired(mine, base))}`;
+  };
+  const baselineLines = (['on', 'admin', 'off'] as const).flatMap((variant) => against(variant) ?? []);
+  if (baselineLines.length) {
+    const label = rows.find((row) => row.target === 'mlgate-baseline')!.label.replace(/:.*/, '');
+    lines.push(`authz-log-metric, mlgate (this checkout) against ${label}, each way: medians, their ratio, and the median of each round's ratio (lowest-highest round):`, ...baselineLines);
   }
-  const mid = median(ratios);
-  return mid === undefined ? undefined : { median: mid, min: Math.min(...ratios), max: Math.max(...ratios) };
-}
-
-function describeRatio(r: ReturnType<typeof paired>): string {
-  if (!r) return '-';
-  return r.min === r.max ? formatRatio(r.median) : `${formatRatio(r.median)} (${formatRatio(r.min)}-${formatRatio(r.max)})`;
+  return lines;
 }

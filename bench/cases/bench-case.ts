@@ -60,6 +60,16 @@ export interface BenchCase {
 }
 
 /**
+ * The targets a case runs: its own, with mlgate-baseline (--baseline) right after mlgate wherever
+ * mlgate is one, so each round measures the two back to back. Not in cases that start their own
+ * gateways ("own"): those run this checkout's build only.
+ */
+export function targetsOf(benchCase: BenchCase): readonly TargetName[] {
+  if (benchCase.flavor === 'own') return benchCase.targets;
+  return benchCase.targets.flatMap((target): TargetName[] => (target === 'mlgate' ? ['mlgate', 'mlgate-baseline'] : [target]));
+}
+
+/**
  * Refuses a result made of error answers: 401s are fast, and would read as a great result. No
  * answer at all is a result, not an error (nginx checking bcrypt per request may answer none).
  */

@@ -5,11 +5,11 @@ import type { TargetName } from '../lib/options.ts';
 import { aggregate, skippedRow, type Row } from '../report/rows.ts';
 import { formatMs, formatNumber } from '../report/table.ts';
 import { Unavailable, type Endpoint } from '../servers/targets.ts';
-import type { BenchCase, CaseContext, Measurement, Variant } from './bench-case.ts';
+import { targetsOf, type BenchCase, type CaseContext, type Measurement, type Variant } from './bench-case.ts';
 
 export async function runCase(benchCase: BenchCase, ctx: CaseContext): Promise<Row[]> {
   const startedAt = Date.now();
-  const targets = benchCase.targets.filter((t) => ctx.options.targets.includes(t));
+  const targets = targetsOf(benchCase).filter((t) => ctx.options.targets.includes(t));
   // A row per target, or per target and variant for cases that measure several through one target.
   const variantsOf = (target: TargetName): readonly (Variant | undefined)[] => benchCase.variants?.(target) ?? [undefined];
   const skip = await benchCase.skipReason?.(ctx).catch((err: Error) => `could not tell whether it can run: ${err.message}`);

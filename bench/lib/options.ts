@@ -1,4 +1,4 @@
-// The command line: npm run bench -- [--cases a,b] [--targets x,y] [--rounds N] [--duration 5s]
+// The command line: npm run bench -- [--cases a,b] [--targets x,y] [--rounds N] [--duration 5s] [--baseline rev]
 import { parseArgs } from 'node:util';
 
 export const CASE_NAMES = [
@@ -7,7 +7,7 @@ export const CASE_NAMES = [
 ] as const;
 export type CaseName = (typeof CASE_NAMES)[number];
 
-export const TARGET_NAMES = ['direct', 'nginx', 'caddy', 'mlgate', 'mlgate-auto'] as const;
+export const TARGET_NAMES = ['direct', 'nginx', 'caddy', 'mlgate', 'mlgate-baseline', 'mlgate-auto'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 export interface Options {
@@ -18,14 +18,18 @@ export interface Options {
   durationS: number;
   /** Leave the temporary directory (configs, access logs, error logs) for inspection. */
   keep: boolean;
+  /** A git revision whose build runs as mlgate-baseline, next to this checkout's in the same run. */
+  baseline?: string;
 }
 
-export const USAGE = `usage: npm run bench -- [--cases a,b] [--targets t1,t2] [--rounds N] [--duration 2s] [--keep]
+export const USAGE = `usage: npm run bench -- [--cases a,b] [--targets t1,t2] [--rounds N] [--duration 2s] [--keep] [--baseline rev]
   --cases     ${CASE_NAMES.join(',')} (default: all)
-  --targets   ${TARGET_NAMES.join(',')} (default: all)
+  --targets   ${TARGET_NAMES.join(',')} (default: all; mlgate-baseline only with --baseline)
   --rounds    rounds per case and target; the table shows medians (default 3)
   --duration  length of each load run, e.g. 3s or 5 (default 2s)
-  --keep      keep the temporary directory (configs and logs of every server) and print its path`;
+  --keep      keep the temporary directory (configs and logs of every server) and print its path
+  --baseline  a git revision (e.g. HEAD~1, a commit) built in a temporary worktree and run as mlgate-baseline,
+              started as mlgate is, in the same rounds: a before/after in one run`;
 
 export function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -36,6 +40,7 @@ export function parseOptions(argv: string[]): Options {
       rounds: { type: 'string', default: '3' },
       duration: { type: 'string', default: '2s' },
       keep: { type: 'boolean', default: false },
+      baseline: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -49,13 +54,25 @@ export function parseOptions(argv: string[]): Options {
   const duration = /^(\d+(?:\.\d+)?)(s?)$/.exec(values.duration);
   const durationS = duration ? Number(duration[1]) : NaN;
   if (!(durationS >= 1 && durationS <= 60)) throw new Error(`--duration must be 1s to 60s, got ${values.duration}`);
+  const { baseline } = values;
+  // git would take it for an option.
+  if (baseline !== undefined && (baseline === '' || baseline.startsWith('-'))) throw new Error(`--baseline must be a git revision, got '${baseline}'`);
+  let targets = pickList(values.targets, TARGET_NAMES, '--targets');
+  if (baseline === undefined) {
+    if (values.targets !== undefined && targets.includes('mlgate-baseline')) throw new Error('--targets mlgate-baseline needs --baseline <git revision>: the build it runs');
+    targets = targets.filter((name) => name !== 'mlgate-baseline');
+  } else if (!targets.includes('mlgate-baseline')) {
+    // Nobody builds a baseline to leave it out; --targets mlgate --baseline X compares the two.
+    targets = TARGET_NAMES.filter((name) => name === 'mlgate-baseline' || targets.includes(name));
+  }
   return {
     cases: pickList(values.cases, CASE_NAMES, '--cases'),
-    targets: pickList(values.targets, TARGET_NAMES, '--targets'),
+    targets,
     rounds,
     // wrk takes whole seconds
     durationS: Math.round(durationS),
     keep: values.keep ?? false,
+    ...(baseline !== undefined ? { baseline } : {}),
   };
 }
 

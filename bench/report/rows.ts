@@ -1,9 +1,9 @@
 // One row per case and target: the rounds as measured, their medians, and the ratios to direct
-// and to nginx from the same run.
+// and to nginx from the same run (and mlgate's to --baseline's build).
 import type { BenchCase, Measurement } from '../cases/bench-case.ts';
 import type { CaseName, TargetName } from '../lib/options.ts';
 import { median } from '../lib/stats.ts';
-import { formatMs } from './table.ts';
+import { formatMs, formatRatio } from './table.ts';
 
 export interface Row {
   case: CaseName;
@@ -22,6 +22,8 @@ export interface Row {
   extra: Record<string, number>;
   vsDirect?: number;
   vsNginx?: number;
+  /** mlgate rows with --baseline: over mlgate-baseline's row of the same case and variant (round by round in the notes). */
+  vsBaseline?: number;
   /** p50 minus direct's p50 in the same case: the latency the proxy adds. */
   p50AddedMs?: number;
   notes: string;
@@ -62,6 +64,13 @@ export function addRatios(rows: Row[]): void {
     // A target that answered nothing in the window (nginx auth_basic can) makes the ratio infinite.
     if (direct?.value !== undefined) row.vsDirect = ratio(row.value, direct.value);
     if (nginx?.value !== undefined) row.vsNginx = ratio(row.value, nginx.value);
+    const baseline = row.target === 'mlgate' ? rows.find((r) => r.case === row.case && r.target === 'mlgate-baseline' && r.variant === row.variant && r.status === 'ok') : undefined;
+    if (baseline?.value !== undefined) {
+      row.vsBaseline = ratio(row.value, baseline.value);
+      // The two took turns within each round, so each round's ratio shares that round's drift: their spread shows what one run can tell.
+      const byRound = paired(row, baseline);
+      if (byRound) row.notes = [`vs baseline by round ${describePaired(byRound)}`, row.notes].filter(Boolean).join('; ');
+    }
     if (row.target !== 'direct' && row.p50Ms !== undefined && direct?.p50Ms !== undefined && Number.isFinite(row.p50Ms)) {
       row.p50AddedMs = row.p50Ms - direct.p50Ms;
       if (row.case === 'latency-1conn') row.notes = [`p50 ${row.p50AddedMs >= 0 ? '+' : '-'}${formatMs(Math.abs(row.p50AddedMs))} over direct`, row.notes].filter(Boolean).join('; ');
@@ -71,4 +80,26 @@ export function addRatios(rows: Row[]): void {
 
 export function ratio(value: number, base: number): number {
   return base === 0 ? (value === 0 ? 1 : Infinity) : value / base;
+}
+
+/**
+ * This row's value over the other's, round by round (the rounds both measured): the median, and the
+ * lowest and highest round for the spread. Rows measured back to back within each round share the
+ * round's drift on the machine, which a ratio of medians would not cancel.
+ */
+export function paired(row: Row | undefined, base: Row | undefined): { median: number; min: number; max: number } | undefined {
+  if (row?.status !== 'ok' || base?.status !== 'ok') return undefined;
+  const ratios: number[] = [];
+  for (const [i, m] of row.rounds.entries()) {
+    const b = base.rounds[i];
+    if (!('error' in m) && b && !('error' in b)) ratios.push(ratio(m.value, b.value));
+  }
+  const mid = median(ratios);
+  return mid === undefined ? undefined : { median: mid, min: Math.min(...ratios), max: Math.max(...ratios) };
+}
+
+/** A paired() ratio as "0.95x (0.80x-1.10x)": the median, then the lowest and highest round. */
+export function describePaired(r: ReturnType<typeof paired>): string {
+  if (!r) return '-';
+  return formatRatio(r.min) === formatRatio(r.max) ? formatRatio(r.median) : `${formatRatio(r.median)} (${formatRatio(r.min)}-${formatRatio(r.max)})`;
 }

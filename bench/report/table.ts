@@ -26,20 +26,23 @@ export function formatRatio(ratio: number | undefined): string {
 }
 
 export function renderTable(rows: Row[]): string {
-  const header = ['case', 'target', 'result (median)', 'p50', 'p99', 'vs direct', 'vs nginx', 'notes'];
+  // Only with --baseline: mlgate against the baseline's build, measured in the same rounds.
+  const withBaseline = rows.some((row) => row.target === 'mlgate-baseline');
+  const header = ['case', 'target', 'result (median)', 'p50', 'p99', 'vs direct', 'vs nginx', ...(withBaseline ? ['vs baseline'] : []), 'notes'];
   const cells = rows.map((row) => {
     if (row.status !== 'ok') {
       const what = row.status === 'skipped' ? `skipped: ${row.reason}` : `ERROR: ${row.reason}`;
-      return [row.case, row.label, row.status === 'skipped' ? 'skipped' : 'error', '', '', '', '', what];
+      return [row.case, row.label, row.status === 'skipped' ? 'skipped' : 'error', '', '', '', '', ...(withBaseline ? [''] : []), what];
     }
     return [
       row.case, row.label, `${formatNumber(row.value!)} ${row.unit}`, formatMs(row.p50Ms), formatMs(row.p99Ms),
-      formatRatio(row.vsDirect), formatRatio(row.vsNginx), row.notes,
+      formatRatio(row.vsDirect), formatRatio(row.vsNginx), ...(withBaseline ? [row.target === 'mlgate' ? formatRatio(row.vsBaseline) : ''] : []), row.notes,
     ];
   });
   // The notes column is last and left ragged, so long notes do not widen every row.
   const widths = header.slice(0, -1).map((title, i) => Math.max(title.length, ...cells.map((c) => c[i]!.length)));
-  const line = (values: string[]) => values.map((v, i) => (i < widths.length ? (i >= 2 && i <= 6 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)) : v)).join('  ').trimEnd();
+  // Numbers (result to the last ratio) right-aligned.
+  const line = (values: string[]) => values.map((v, i) => (i < widths.length ? (i >= 2 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)) : v)).join('  ').trimEnd();
   const out = [line(header), line(widths.map((w) => '-'.repeat(w)).concat('-----'))];
   let previous = '';
   for (const [i, c] of cells.entries()) {

@@ -1,5 +1,6 @@
 // The targets a case is run against, each started the first time a case needs it and stopped
 // once no later case does (an idle server still takes memory and wakes up for its timers).
+import type { Baseline } from '../lib/baseline.ts';
 import type { TargetName } from '../lib/options.ts';
 import { processTree, stopProcess } from '../lib/processes.ts';
 import type { Workspace } from '../lib/workspace.ts';
@@ -12,7 +13,7 @@ import { LOG_METRIC } from '../lib/mlflow-fixture.ts';
 
 /** Which set-up of a target a case measures. */
 export type Flavor = 'auth' | 'noauth' | 'stream' | 'tls';
-export type InstanceKey = 'nginx' | 'caddy' | 'mlgate' | 'mlgate-auto' | 'mlgate-tls' | 'mlgate-auto-tls';
+export type InstanceKey = 'nginx' | 'caddy' | 'mlgate' | 'mlgate-baseline' | 'mlgate-auto' | 'mlgate-tls' | 'mlgate-baseline-tls' | 'mlgate-auto-tls';
 
 export interface Endpoint {
   target: TargetName;
@@ -38,6 +39,7 @@ export function instanceFor(target: TargetName, flavor: Flavor): InstanceKey | '
     case 'nginx': return 'nginx';
     case 'caddy': return flavor === 'noauth' ? undefined : 'caddy';
     case 'mlgate': return flavor === 'tls' ? 'mlgate-tls' : 'mlgate';
+    case 'mlgate-baseline': return flavor === 'tls' ? 'mlgate-baseline-tls' : 'mlgate-baseline';
     case 'mlgate-auto': return flavor === 'tls' ? 'mlgate-auto-tls' : 'mlgate-auto';
   }
 }
@@ -61,6 +63,8 @@ export class Targets {
     private readonly ws: Workspace,
     private readonly upstream: Upstream,
     private readonly installed: { nginx: boolean; caddy: boolean },
+    /** --baseline's build, for mlgate-baseline. */
+    private readonly baseline?: Baseline,
   ) {}
 
   async endpoint(target: TargetName, flavor: Flavor): Promise<Endpoint> {
@@ -79,7 +83,7 @@ export class Targets {
     if ('tls' in instance) {
       return { target, label: flavor === 'tls' ? 'caddy TLS basicauth' : 'caddy basicauth', url: flavor === 'tls' ? instance.tls : instance.auth, pids: () => [instance.process.pid] };
     }
-    const label = `${target}${flavor === 'tls' ? ' TLS' : ''}`;
+    const label = `${target === 'mlgate-baseline' ? this.baseline!.label : target}${flavor === 'tls' ? ' TLS' : ''}`;
     return { target, label, url: instance.url, pids: () => processTree(instance.process.pid), mlgate: instance };
   }
 
@@ -115,8 +119,11 @@ export class Targets {
         return startCaddy(this.ws, upstreamUrl);
       default: {
         const workersAuto = key.startsWith('mlgate-auto');
+        // The same config and flags as mlgate; only the build differs.
+        const main = key.startsWith('mlgate-baseline') ? this.baseline?.main : undefined;
+        if (key.startsWith('mlgate-baseline') && !main) throw new Error('mlgate-baseline needs --baseline <git revision>');
         try {
-          const gateway = await startMlgate(this.ws, { name: key, upstreamUrl, tls: key.endsWith('-tls'), workersAuto });
+          const gateway = await startMlgate(this.ws, { name: key, upstreamUrl, tls: key.endsWith('-tls'), workersAuto, ...(main ? { main } : {}) });
           await warmUp(gateway.url, this.ws.authorization);
           return gateway;
         } catch (err) {

@@ -4,7 +4,7 @@
 // Only its SHA-256 is stored: for a 256-bit random secret a slow hash adds nothing, and a lookup by
 // hash keeps the request path at one hash and one map lookup.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { readFileText, ReloadingFile, type FileReading } from '../config/reloading-file.ts';
@@ -186,6 +186,17 @@ export async function readLastUsed(tokensFile: string): Promise<Record<string, s
 
 // ---- the gateway's view ---------------------------------------------------------------------
 
+/** What tells one version of the file from the next: writes are atomic renames, so a new inode each time. */
+function versionOf(path: string): string {
+  try {
+    // No exception for a missing file: those cost more than the stat, and a flood would pay each.
+    const stats = statSync(path, { throwIfNoEntry: false });
+    return stats ? `${stats.mtimeMs}:${stats.size}:${stats.ino}` : '';
+  } catch {
+    return 'unreadable';
+  }
+}
+
 interface ApiTokenStoreOptions {
   path: string;
   watchIntervalMs: number;
@@ -215,6 +226,8 @@ export class ApiTokenStore {
   private saving: Promise<void> = Promise.resolve();
   private readonly file: ReloadingFile<TokenRecord[] | 'removed'>;
   private timer: NodeJS.Timeout | undefined;
+  /** mtime, size and inode of the file as last read ('' when it was missing). */
+  private versionRead = '';
 
   constructor(private readonly options: ApiTokenStoreOptions, private readonly logger: Logger) {
     this.file = new ReloadingFile(options, { read: (initial) => this.read(initial), refused: REFUSED, apply: (records, initial) => this.apply(records, initial) }, logger);
@@ -231,10 +244,21 @@ export class ApiTokenStore {
     await this.saveLastUsed();
   }
 
-  /** Synchronous: one SHA-256 and a map lookup. */
+  /**
+   * Synchronous: one SHA-256 and a map lookup. A well-formed token not in the map may have been
+   * issued since the watch last looked (up to watchInterval ago), and a CI job uses its token the
+   * moment `token issue` returns: so a miss first asks stat() whether the file changed (a few
+   * microseconds, also under a flood of made-up tokens) and re-reads it only when it did.
+   */
   authenticate(token: string): BearerVerdict {
-    const active = this.byHash.get(hashToken(token));
-    if (!active) return { ok: false, reason: tokenFormatProblem(token) ?? 'unknown or revoked token' };
+    const hash = hashToken(token);
+    let active = this.byHash.get(hash);
+    if (!active) {
+      const malformed = tokenFormatProblem(token);
+      if (malformed) return { ok: false, reason: malformed };
+      if (this.fileChanged() && this.file.reload(false)) active = this.byHash.get(hash);
+      if (!active) return { ok: false, reason: 'unknown or revoked token' };
+    }
     const now = Date.now();
     if (now >= active.expiresAt) return { ok: false, reason: `the token expired at ${new Date(active.expiresAt).toISOString()}` };
     if (!this.options.userExists(active.principal.user)) return { ok: false, reason: "the token's user no longer exists" };
@@ -248,9 +272,16 @@ export class ApiTokenStore {
     this.file.reload(initial);
   }
 
+  private fileChanged(): boolean {
+    return versionOf(this.options.path) !== this.versionRead;
+  }
+
   /** A missing file holds no tokens ('removed'); an unreadable one keeps those in force. */
   private read(initial: boolean): FileReading<TokenRecord[] | 'removed'> | undefined {
     const file = this.options.path;
+    // Taken before the read: a change in between makes the next miss read again, never miss the change.
+    // Recorded whatever the outcome, so a file with problems is read (and logged) once per change.
+    this.versionRead = versionOf(file);
     const read = readFileText(file);
     if (read.text === undefined) {
       if (read.code === 'ENOENT') return { value: 'removed' };

@@ -242,16 +242,20 @@ interface PolicyStoreOptions {
  * so that a deleted file never silently widens access.
  */
 export class PolicyStore {
-  private policy: Policy;
+  private policy: Policy = builtinPolicy();
   private readonly file: ReloadingFile<Policy>;
   private readonly listeners = new Set<(policy: Policy) => void>();
   readonly label: string;
 
-  /** Reads the file now; throws PolicyError when it has problems (start-up stops with them). */
+  /**
+   * Reads the file now; throws PolicyError when it has problems (start-up stops with them). The
+   * read goes through the watched file, so that start() watches from the version read here and an
+   * edit made during the rest of start-up is still picked up.
+   */
   constructor(private readonly options: PolicyStoreOptions, private readonly logger?: Logger) {
     this.label = options.label ?? options.path;
-    this.policy = loadPolicy(options.path, this.label);
-    this.file = new ReloadingFile(options, { read: () => this.read(), apply: (next) => this.apply(next) }, logger);
+    this.file = new ReloadingFile(options, { read: (initial) => this.read(initial), apply: (next, initial) => this.apply(next, initial) }, logger);
+    this.file.reload(true);
   }
 
   current(): Policy {
@@ -278,7 +282,8 @@ export class PolicyStore {
   }
 
   /** Every problem goes in one log line, as start-up reports them in one message. */
-  private read(): FileReading<Policy> | undefined {
+  private read(initial: boolean): FileReading<Policy> | undefined {
+    if (initial) return { value: loadPolicy(this.options.path, this.label) };
     let next: Policy;
     try {
       next = loadPolicy(this.options.path, this.label);
@@ -294,8 +299,10 @@ export class PolicyStore {
     return { value: next };
   }
 
-  private apply(next: Policy): void {
+  private apply(next: Policy, initial: boolean): void {
     this.policy = next;
+    // Start-up describes the policy itself, and nobody has subscribed yet.
+    if (initial) return;
     this.logger?.info(describePolicy(next, this.label), 'policy loaded');
     for (const listener of this.listeners) listener(next);
   }

@@ -4,7 +4,7 @@ import { describePolicy, loadPolicy, PolicyError, type Policy } from '../authz/p
 import { effectiveConfigYaml } from '../config/effective-config.ts';
 import { displayPath } from '../config/load.ts';
 import { addConfigFlags } from './config-flags.ts';
-import { loadConfigOrExit } from './serve.ts';
+import { checkHtpasswdOrExit, loadConfigOrExit } from './serve.ts';
 
 /**
  * `mlgate config check`: the start-up validation on its own, for CI and before a restart: the
@@ -13,10 +13,11 @@ import { loadConfigOrExit } from './serve.ts';
  */
 export function registerConfigCheck(program: Command): void {
   const config = program.command('config').description('check the configuration: file, MLGATE_* variables and flags');
-  addConfigFlags(config.command('check'))
+  addConfigFlags(config.command('check'), 'all')
     .description('print every problem in the configuration and the policy file (exit 2), or the configuration in effect as YAML, secrets redacted, and the policy in force')
     .action((options: Record<string, unknown>) => {
       const { config: effective, file } = loadConfigOrExit(options, 'serve');
+      checkHtpasswdOrExit(effective, options, file);
       // The verdict on stderr, so stdout is YAML that can be saved and used as a config file.
       process.stderr.write(`configuration OK (${file ? displayPath(file) : 'defaults'})\n`);
       const label = displayPath(resolve(effective.authz.policyFile));

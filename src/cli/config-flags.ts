@@ -14,9 +14,15 @@ const FLAGS: { flag: string; description: string; path: string[] }[] = [
   { flag: '--log-level <level>', description: 'trace, debug, info, warn, error (log.level)', path: ['log', 'level'] },
 ];
 
-export function addConfigFlags(command: Command): Command {
+type FlagName = 'htpasswd' | 'upstream';
+
+/**
+ * --config, and of the other flags 'all' (serve, config check) or those the command uses: a flag it
+ * would take and ignore ("user list --port 9000") would only mislead, so it is refused instead.
+ */
+export function addConfigFlags(command: Command, flags: 'all' | readonly FlagName[]): Command {
   command.option('-c, --config <file>', 'YAML configuration file (default: config/mlgate.yaml if present, or $MLGATE_CONFIG)');
-  for (const { flag, description } of FLAGS) command.option(flag, description);
+  for (const { flag, description } of FLAGS) if (flags === 'all' || flags.some((name) => flag.startsWith(`--${name} `))) command.option(flag, description);
   return command;
 }
 

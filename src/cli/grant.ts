@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
+import { readTokenFile } from '../auth/api-tokens.ts';
+import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
 import {
   describeGrantee,
   describeResource,
@@ -10,7 +13,10 @@ import {
 } from '../authz/grants-client.ts';
 import type { Grantee } from '../authz/grant-tags.ts';
 import { parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
+import { loadPolicy, type Policy } from '../authz/policy.ts';
 import type { CarrierKind } from '../authz/route-rule.ts';
+import type { Config } from '../config/schema.ts';
+import { closestName } from '../config/suggest.ts';
 import { addConfigFlags } from './config-flags.ts';
 import { loadConfigOrExit } from './serve.ts';
 
@@ -29,13 +35,16 @@ export function registerGrant(program: Command): void {
     .argument('<grantee>', 'a user, or @group')
     .argument('<kind>', KINDS)
     .argument('<resource>', 'experiment id or name, or registered model name')
-    .argument('<level>', PERMISSION_LEVELS.join(', ')))
+    .argument('<level>', PERMISSION_LEVELS.join(', ')), ['htpasswd', 'upstream'])
     .description('give a user or group a level on one experiment or registered model (replaces their previous grant there)')
+    .option('--force', 'grant to a user or group that no file of this gateway names (e.g. one that signs in by JWT)')
     .action(async (granteeText: string, kindText: string, ref: string, levelText: string, options: Options) => {
       const grantee = granteeOf(granteeText);
       const kind = kindOf(kindText);
       const level = levelOf(levelText);
-      const { client, resource } = await target(options, kind, ref);
+      const { config } = loadConfigOrExit(options);
+      if (!options.force) await refuseUnknownGrantee(config, grantee);
+      const { client, resource } = await target(config, kind, ref);
       const before = currentLevel(resource, grantee);
       await client.setGrant(resource, grantee, level);
       console.log(`granted ${level} on ${describeResource(resource)} to ${describeGrantee(grantee)}${before && before !== level ? ` (was ${before})` : ''}`);
@@ -44,12 +53,12 @@ export function registerGrant(program: Command): void {
   addConfigFlags(program.command('revoke')
     .argument('<grantee>', 'a user, or @group')
     .argument('<kind>', KINDS)
-    .argument('<resource>', 'experiment id or name, or registered model name'))
+    .argument('<resource>', 'experiment id or name, or registered model name'), ['upstream'])
     .description('remove a user\'s or group\'s grant on one experiment or registered model')
     .action(async (granteeText: string, kindText: string, ref: string, options: Options) => {
       const grantee = granteeOf(granteeText);
       const kind = kindOf(kindText);
-      const { client, resource } = await target(options, kind, ref);
+      const { client, resource } = await target(loadConfigOrExit(options).config, kind, ref);
       const before = currentLevel(resource, grantee);
       if (!(await client.removeGrant(resource, grantee))) {
         throw new Error(`${describeGrantee(grantee)} has no grant on ${describeResource(resource)} ("mlgate permissions ${kindText} ${quoteArg(ref)}" lists them); nothing was changed`);
@@ -59,12 +68,12 @@ export function registerGrant(program: Command): void {
 
   addConfigFlags(program.command('permissions')
     .argument('<kind>', KINDS)
-    .argument('<resource>', 'experiment id or name, or registered model name'))
+    .argument('<resource>', 'experiment id or name, or registered model name'), ['upstream'])
     .description('show the owner of an experiment or registered model and every grant on it')
     .option('--json', 'print JSON (the shape of GET /-/api/permissions/...)')
     .action(async (kindText: string, ref: string, options: Options) => {
       const kind = kindOf(kindText);
-      const { resource } = await target(options, kind, ref);
+      const { resource } = await target(loadConfigOrExit(options).config, kind, ref);
       const view = permissionsView(resource);
       process.stdout.write(options.json ? `${JSON.stringify(view, null, 2)}\n` : describe(view, resource));
     });
@@ -89,8 +98,7 @@ function levelOf(text: string): PermissionLevel {
   return level;
 }
 
-async function target(options: Options, kind: CarrierKind, ref: string): Promise<{ client: MlflowGrantsClient; resource: MlflowResource }> {
-  const { config } = loadConfigOrExit(options);
+async function target(config: Config, kind: CarrierKind, ref: string): Promise<{ client: MlflowGrantsClient; resource: MlflowResource }> {
   const client = new MlflowGrantsClient(config.upstream, { timeoutMs: Math.min(config.proxy.timeout, 60_000) });
   const resource = await client.find(kind, ref);
   if (!resource) {
@@ -101,13 +109,56 @@ async function target(options: Options, kind: CarrierKind, ref: string): Promise
   return { client, resource };
 }
 
+/**
+ * A grant to a misspelt name is silent: it names nobody, and the person meant still lacks access.
+ * Users are known from the htpasswd file, the tokens file and the policy; groups from the policy.
+ * Users and groups of a JWT may be in none of them, so --force grants anyway. Where none of those
+ * files is here (the command run away from the gateway's host) there is nothing to check against.
+ */
+async function refuseUnknownGrantee(config: Config, grantee: Grantee): Promise<void> {
+  const files = [config.auth.htpasswd, config.tokens.file, config.authz.policyFile].filter((file) => existsSync(file));
+  if (files.length === 0) return;
+  const users = new Set([...await readHtpasswdUsers(config.auth.htpasswd), ...(await readTokenFile(config.tokens.file)).records.map((record) => record.user)]);
+  const groups = new Set<string>();
+  const policy = policyOrUndefined(config.authz.policyFile);
+  for (const [group, members] of policy?.groups ?? []) {
+    groups.add(group);
+    for (const member of members) users.add(member);
+  }
+  for (const user of policy?.admins.users ?? []) users.add(user);
+  for (const group of policy?.admins.groups ?? []) groups.add(group);
+  for (const rule of policy?.rules ?? []) {
+    rule.users.forEach((user) => users.add(user));
+    rule.groups.forEach((group) => groups.add(group));
+  }
+  const known = grantee.kind === 'user' ? users : groups;
+  if (known.has(grantee.name)) return;
+  const guess = closestName(grantee.name, known);
+  const where = grantee.kind === 'user' ? files.join(', ').replace(/, ([^,]*)$/, ' or $1')
+    : policy ? config.authz.policyFile : `a policy file (there is none at ${config.authz.policyFile})`;
+  const jwt = grantee.kind === 'user' ? 'a user who signs in with a JWT may be in none of them' : "a JWT's groups claim may still name it";
+  const again = ['mlgate', ...process.argv.slice(2), '--force'].map(quoteArg).join(' ');
+  throw new Error(`warning: no ${grantee.kind} "${grantee.name}" in ${where}${guess ? ` (did you mean ${grantee.kind === 'group' ? '@' : ''}${guess}?)` : ''}; `
+    + `${jwt}. Nothing was changed; to grant anyway: ${again}`);
+}
+
+/** A policy file with problems names nobody for certain; the gateway itself refuses to start with it. */
+function policyOrUndefined(path: string): Policy | undefined {
+  try {
+    const policy = loadPolicy(path);
+    return policy.source === undefined ? undefined : policy;
+  } catch {
+    return undefined;
+  }
+}
+
 function currentLevel(resource: MlflowResource, grantee: Grantee): PermissionLevel | undefined {
   const view = permissionsView(resource);
   return (grantee.kind === 'user' ? view.users : view.groups).find((grant) => grant.name === grantee.name)?.level;
 }
 
 function quoteArg(text: string): string {
-  return /^[\w./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+  return /^[\w./@=:-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 function describe(view: PermissionsView, resource: MlflowResource): string {

@@ -1,20 +1,32 @@
 import cluster from 'node:cluster';
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
+import { isDefaultHtpasswd, missingHtpasswdMessage } from '../auth/bootstrap-admin.ts';
 import { loadPolicy, PolicyError } from '../authz/policy.ts';
-import { ConfigError, loadConfig } from '../config/load.ts';
+import { ConfigError, displayPath, loadConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { closestName } from '../config/suggest.ts';
+import { readYamlFile } from '../config/yaml-file.ts';
 import { runPrimary, workerCount } from '../server/cluster.ts';
 import { startGateway } from '../server/gateway.ts';
+import { listenError, warnAtStartup } from '../server/startup-checks.ts';
 import { createLogger } from '../log/logger.ts';
 import { addConfigFlags, flagOverrides } from './config-flags.ts';
 
 export function registerServe(program: Command): void {
-  addConfigFlags(program.command('serve', { isDefault: true }).description('run the gateway (what "npm start" does)'))
-    .action(async (options: Record<string, unknown>) => {
-      const { config } = loadConfigOrExit(options, 'serve');
+  addConfigFlags(program.command('serve', { isDefault: true }).description('run the gateway (what "npm start" does)'), 'all')
+    // As the default command it receives whatever else was typed; the action says what was wrong with it.
+    .allowExcessArguments()
+    .allowUnknownOption()
+    .action(async (options: Record<string, unknown>, command: Command) => {
+      if (command.args.length) throw new Error(strayArguments(program, command));
+      const { config, file } = loadConfigOrExit(options, 'serve');
+      checkHtpasswdOrExit(config, options, file);
       checkPolicyOrExit(config.authz.policyFile);
       const workers = workerCount(config.workers);
       if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
-      const gateway = await startGateway(config);
+      const gateway = await startGateway(config).catch((err: unknown) => { throw listenError(err, config); });
+      void warnAtStartup(config, gateway.logger);
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
         // A terminal's Ctrl-C reaches cluster workers too; only the primary's second one is urgent.
@@ -24,7 +36,52 @@ export function registerServe(program: Command): void {
       };
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+      process.on('SIGHUP', () => gateway.reload());
     });
+}
+
+/**
+ * What else reached the default command: the name of a command mistyped ("mlgate usr list", also
+ * with that command's options: "mlgate tokn list --user bob"), an option serve does not take, or
+ * an argument to serve, which takes none.
+ */
+function strayArguments(program: Command, serve: Command): string {
+  const args = serve.args;
+  const names = program.commands.map((command) => command.name());
+  // A typo ("usr", "grnat") or the start ("tok") of a command's name.
+  const commandLike = (word: string) => guessName(word, names) ?? names.find((name) => name.startsWith(word));
+  const typed = program.args[0] === serve.name() ? undefined
+    : args.find((arg) => !arg.startsWith('-') && commandLike(arg)) ?? (args[0]!.startsWith('-') ? undefined : args[0]);
+  if (typed !== undefined) {
+    const guess = commandLike(typed);
+    return `unknown command '${typed}'${guess ? ` (did you mean ${guess}?)` : ''}; "mlgate --help" lists the commands`;
+  }
+  const option = args.find((arg) => arg.startsWith('-'));
+  if (option === undefined) return `serve takes no arguments, got '${args[0]}'; "mlgate serve --help" lists its options`;
+  const flag = option.split('=')[0]!;
+  const flags = serve.options.map((known) => known.long).filter((long): long is string => long !== undefined);
+  const guess = guessName(flag, flags);
+  return `unknown option '${flag}'${guess ? ` (did you mean ${guess}?)` : ''}; "mlgate serve --help" lists the options`;
+}
+
+/** closestName does not count a swap ("--prot", "grnat") as one edit; the same letters in another order are as likely meant. */
+function guessName(word: string, names: readonly string[]): string | undefined {
+  const letters = (text: string) => [...text].sort().join('');
+  return closestName(word, names) ?? names.find((name) => letters(name) === letters(word));
+}
+
+/**
+ * The first start creates only the default htpasswd file: any other path that does not exist is a
+ * mistake in the configuration, and stops start-up as one (status 2), naming where it was set.
+ */
+export function checkHtpasswdOrExit(config: Config, options: Record<string, unknown>, file: string | undefined): void {
+  const path = config.auth.htpasswd;
+  if (existsSync(path) || isDefaultHtpasswd(path)) return;
+  const origin = options.htpasswd !== undefined ? '--htpasswd (command line)'
+    : process.env.MLGATE_AUTH_HTPASSWD ? 'MLGATE_AUTH_HTPASSWD (environment)'
+    : `${displayPath(file!)}:${readYamlFile(file!).locate(['auth', 'htpasswd']).line}`; // only a default comes from nowhere
+  process.stderr.write(`mlgate: invalid configuration:\n  ${origin}: auth.htpasswd: ${missingHtpasswdMessage(path)}\n`);
+  process.exit(2);
 }
 
 /** A policy file with problems stops start-up (before any worker starts), like a bad configuration. */

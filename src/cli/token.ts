@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { issueToken, readLastUsed, readTokenFile, revokeToken, tokenNameProblem, type TokenRecord } from '../auth/api-tokens.ts';
 import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
 import { duration, formatDuration } from '../config/schema.ts';
+import { closestName } from '../config/suggest.ts';
 import { addConfigFlags } from './config-flags.ts';
 import { loadConfigOrExit } from './serve.ts';
 
@@ -13,7 +15,7 @@ const DEFAULT_TTL = '90d';
 export function registerToken(program: Command): void {
   const token = program.command('token').description('issue, list and revoke API tokens for MLFLOW_TRACKING_TOKEN (tokens.file)');
 
-  addConfigFlags(token.command('issue').argument('<user>', 'the htpasswd user the token acts as'))
+  addConfigFlags(token.command('issue').argument('<user>', 'the htpasswd user the token acts as'), ['htpasswd'])
     .description('issue a token and print it once on standard output')
     .option('--ttl <duration>', `how long the token is valid, e.g. 12h, 30d, or "never"`, DEFAULT_TTL)
     .option('--name <text>', 'what the token is for, shown by "token list" (e.g. ci-nightly)', '')
@@ -35,14 +37,26 @@ export function registerToken(program: Command): void {
       );
     });
 
-  addConfigFlags(token.command('list'))
+  addConfigFlags(token.command('list'), ['htpasswd'])
     .description('show every token: id, user, name, created, expires, last used (never the token itself)')
     .option('--user <name>', 'only this user\'s tokens')
     .action(async (options: Options) => {
-      const { tokens } = loadConfigOrExit(options).config;
+      const { auth, tokens } = loadConfigOrExit(options).config;
+      if (!existsSync(tokens.file)) {
+        process.stderr.write(`no tokens: ${tokens.file} does not exist yet ("mlgate token issue USER" creates it)\n`);
+        return;
+      }
       const { records, problems } = await readTokenFile(tokens.file);
       for (const problem of problems) process.stderr.write(`warning: ${tokens.file}: ${problem}\n`);
-      const shown = options.user === undefined ? records : records.filter((record) => record.user === options.user);
+      const user = options.user as string | undefined;
+      const shown = user === undefined ? records : records.filter((record) => record.user === user);
+      if (shown.length === 0 && user !== undefined) {
+        const users = await readHtpasswdUsers(auth.htpasswd);
+        if (users.includes(user)) return void process.stderr.write(`no tokens for "${user}" in ${tokens.file}\n`);
+        // Most likely a typo: say that the user is unknown too, and who was probably meant.
+        const guess = closestName(user, new Set([...users, ...records.map((record) => record.user)]));
+        throw new Error(`no tokens for "${user}" in ${tokens.file}, and no user "${user}" in ${auth.htpasswd}${guess ? ` (did you mean ${guess}?)` : ''}; "mlgate user list" shows the users`);
+      }
       if (shown.length === 0) {
         process.stderr.write(`no tokens in ${tokens.file}\n`);
         return;
@@ -51,7 +65,7 @@ export function registerToken(program: Command): void {
       process.stdout.write(table(shown, lastUsed, Date.now()));
     });
 
-  addConfigFlags(token.command('revoke').argument('<id>', 'the token id, as "token list" shows it'))
+  addConfigFlags(token.command('revoke').argument('<id>', 'the token id, as "token list" shows it'), [])
     .description('revoke a token; a running gateway refuses it within watchInterval')
     .action(async (id: string, options: Options) => {
       const { tokens } = loadConfigOrExit(options).config;

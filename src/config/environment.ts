@@ -39,7 +39,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv, schema: z.ZodType): { va
       continue;
     }
     const guess = closestName(name, [...known.keys(), CONFIG_FILE_VARIABLE]);
-    problems.push(`${name} (environment): unknown variable${guess ? `; did you mean ${guess}?` : ''} (the variables are listed in README.md)`);
+    problems.push(`${name} (environment): unknown variable${guess ? `; did you mean ${guess}?` : ''} (the variables are listed in docs/configuration.md)`);
   }
   return { values, problems };
 }

@@ -4,7 +4,7 @@
 // to fix. What the file means, and what "in force" is, stays with each store.
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../log/logger.ts';
-import { watchFileChanges } from './watch-file.ts';
+import { snapshotFile, watchFileChanges, type FileSnapshot } from './watch-file.ts';
 
 /** Something wrong in the file, on its line when that is known. */
 export interface FileProblem {
@@ -39,6 +39,8 @@ interface ReloadingFileOptions<T> {
 
 export class ReloadingFile<T> {
   private stopWatching: (() => void) | undefined;
+  /** The file's version as it was just before the last read: watching starts from it. */
+  private lastRead: FileSnapshot | undefined;
 
   constructor(private readonly watched: WatchedFile, private readonly options: ReloadingFileOptions<T>, private readonly logger?: Logger) {}
 
@@ -48,9 +50,12 @@ export class ReloadingFile<T> {
     this.watch();
   }
 
-  /** Follows the file's changes only: for a store that read it already. */
+  /**
+   * Follows the file's changes since the last reload(), however long ago that was (a store may read
+   * the file, do other start-up work, then watch): an edit in between is a change, not the baseline.
+   */
   watch(): void {
-    this.stopWatching ??= watchFileChanges(this.watched.path, this.watched.watchIntervalMs, () => this.reload(false));
+    this.stopWatching ??= watchFileChanges(this.watched.path, this.watched.watchIntervalMs, () => this.reload(false), this.lastRead);
   }
 
   stop(): void {
@@ -60,6 +65,8 @@ export class ReloadingFile<T> {
 
   /** True when a new reading is in force. */
   reload(initial: boolean): boolean {
+    // Before the read, so that a write right after it differs from what the watch compares with.
+    this.lastRead = snapshotFile(this.watched.path);
     const reading = this.options.read(initial);
     if (!reading) return false;
     const file = this.watched.path;

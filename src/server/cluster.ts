@@ -47,6 +47,10 @@ export async function runPrimary(config: Config, count: number, logger: Logger):
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // A service manager's reload reaches the primary only: each worker re-reads its files.
+  process.on('SIGHUP', () => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+  });
   for (let i = 0; i < count; i++) fork();
   logger.info({ workers: count }, 'mlgate primary started its workers');
 }

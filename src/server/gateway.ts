@@ -1,12 +1,10 @@
-import { existsSync } from 'node:fs';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { ApiTokenStore } from '../auth/api-tokens.ts';
 import { createAuthenticator, type Authenticator } from '../auth/authenticate.ts';
-import { bootstrapAdminIfMissing, BOOTSTRAP_USER } from '../auth/bootstrap-admin.ts';
+import { bootstrapAdminIfMissing, BOOTSTRAP_USER, changePasswordCommand } from '../auth/bootstrap-admin.ts';
 import { HashWorkerPool } from '../auth/hash-worker-pool.ts';
 import { unmatchableBcryptHash } from '../auth/htpasswd-formats.ts';
 import { HtpasswdStore } from '../auth/htpasswd-store.ts';
@@ -30,8 +28,9 @@ import { createForwarder } from '../proxy/forwarder.ts';
 import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import { compileRoutes, locationUnderPrefix, type UpstreamRoute } from '../context/upstream-routes.ts';
 import { BodyBudget } from '../authz/read-body.ts';
-import { ensureCertificate } from './certificate.ts';
+import { ensureCertificate, REMAKE_COMMAND } from './certificate.ts';
 import { createConnectionGuard } from './connection-guard.ts';
+import { probeUpstream } from './startup-checks.ts';
 import { createSlowRequestWatch } from './slow-requests.ts';
 import { createRequestPipeline } from './request-pipeline.ts';
 import { createHttpsRedirectServer, createListener } from './tls-server.ts';
@@ -47,6 +46,12 @@ export interface Gateway {
   authenticator: Authenticator;
   /** Per-user authorization: the policy in force, the upstream look-ups and their caches, the decision step. */
   authz: { policy: PolicyStore; resolver: Resolver; authorizer: Authorizer };
+  /**
+   * Re-reads the files it watches (users, tokens, policy, certificate) now: SIGHUP, as a service
+   * manager's reload sends it, instead of at the next change the watch sees. A file with problems
+   * keeps what is in force, as on any reload.
+   */
+  reload(): void;
   /** Stops accepting, lets in-flight requests finish within the grace period, then closes everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -104,7 +109,9 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   });
 
   const certificate = config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
-  if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
+  if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason, keptKey: certificate.keptKey }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
+  // Not re-made here: every client that pinned the file would need the new one, so the user decides.
+  if (certificate?.missing.length) logger.warn({ cert: certificate.cert, missing: certificate.missing, remake: REMAKE_COMMAND }, 'the self-signed TLS certificate does not cover every current name and address of this machine; re-make it (same key, so pinned clients need only the new certificate file)');
   const listener = createListener({
     certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval,
     headerTimeoutMs: config.limits.headerTimeout, keepAliveTimeoutMs: config.limits.keepAliveTimeout,
@@ -192,9 +199,13 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const redirect = certificate && config.tls.redirectHttpPort !== undefined ? createHttpsRedirectServer(port, listener) : undefined;
   if (redirect) await listen(redirect, config.tls.redirectHttpPort!, config.host);
 
+  const scheme = certificate ? 'https' : 'http';
   const displayHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const url = `${certificate ? 'https' : 'http'}://${displayHost.includes(':') ? `[${displayHost}]` : displayHost}:${port}`;
-  logger.info({ url, upstream: upstream.origin, users: store.userCount, tls: Boolean(certificate) }, 'mlgate listening');
+  const url = `${scheme}://${displayHost.includes(':') ? `[${displayHost}]` : displayHost}:${port}`;
+  const everywhere = config.host === '0.0.0.0' || config.host === '::';
+  // What a colleague on another machine opens: this machine's name (the certificate covers it).
+  const open = everywhere ? `${scheme}://${hostname()}:${port}` : url;
+  logger.info({ url, open, listen: `${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, upstream: upstream.origin, users: store.userCount, tls: Boolean(certificate) }, 'mlgate listening');
   // The log stream buffers 4 KiB; without this, "listening" (and the URL) shows only once traffic fills it.
   logger.flush();
 
@@ -206,6 +217,13 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     passwordChecker: checker,
     authenticator,
     authz: { policy, resolver, authorizer },
+    reload() {
+      logger.info('re-reading the users, tokens, policy and certificate files');
+      store.reload(false);
+      apiTokens?.reload(false);
+      policy.reload();
+      listener.reloadCertificate();
+    },
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
         pipeline.drain();
@@ -243,7 +261,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   };
 }
 
-function listen(server: http.Server, port: number, host: string): Promise<void> {
+function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -268,29 +286,11 @@ async function probeRoutes(mlflow: URL, routes: readonly UpstreamRoute[]): Promi
   };
 }
 
-/** Ready means the upstream answers HTTP at all; MLflow serves /health. */
-function probeUpstream(upstream: URL): Promise<{ ready: boolean; detail: string }> {
-  return new Promise((resolve) => {
-    const request = (upstream.protocol === 'https:' ? https : http).get(new URL('/health', upstream), { timeout: 2000, agent: false }, (response) => {
-      response.resume();
-      resolve({ ready: true, detail: `${upstream.origin} answered ${response.statusCode}` });
-    });
-    request.on('timeout', () => request.destroy(new Error('timed out')));
-    request.on('error', (err: NodeJS.ErrnoException) => resolve({ ready: false, detail: `${upstream.origin}: ${err.code ?? err.message}` }));
-  });
-}
-
-/** A checkout runs the CLI through npm scripts; a build (the Docker image) has no sources for them. */
-/** From a checkout (npm start) the CLI runs through npm; an installed copy or the image has `mlgate`. */
-function passwdCommand(user: string): string {
-  const checkout = existsSync(fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)));
-  return checkout ? `npm run mlgate -- user passwd ${user}` : `mlgate user passwd ${user}`;
-}
 
 export function printAdminPassword(user: string, password: string, htpasswdPath: string): void {
   process.stderr.write(
     `\n  mlgate created ${htpasswdPath} with one user.\n` +
     `    user:     ${user}\n    password: ${password}\n` +
-    `  This is shown once. Change it with: ${passwdCommand(user)}\n\n`,
+    `  This is shown once. Change it with: ${changePasswordCommand(user, htpasswdPath)}\n\n`,
   );
 }

@@ -4,13 +4,18 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureVersion } from 'node:tls';
+import { certificateName } from '../config/schema.ts';
 import { watchFileChanges } from '../config/watch-file.ts';
 import { GatewayRequest } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
-import type { CertificatePaths } from './certificate.ts';
+import { ADD_NAME_COMMAND, certificateNames, type CertificatePaths } from './certificate.ts';
+
+/** Distinct unmatched SNI names remembered (and warned about) per certificate: clients choose them freely. */
+const MAX_UNCOVERED_NAMES = 100;
 
 interface ListenerOptions {
-  certificate?: CertificatePaths;
+  /** selfSigned: the pair mlgate made, which `mlgate cert generate` can extend; otherwise the user's own. */
+  certificate?: CertificatePaths & { selfSigned?: boolean };
   minVersion: SecureVersion;
   watchIntervalMs: number;
   /** limits.headerTimeout: the TLS handshake and a request's headers must each be done within it. */
@@ -23,6 +28,8 @@ interface Listener {
   server: http.Server;
   /** Whether the certificate being served right now is valid for this host name or IP address. */
   covers(host: string): boolean;
+  /** Reads the certificate files now (SIGHUP), rather than at the next change the watch sees. */
+  reloadCertificate(): void;
   stopWatching(): void;
 }
 
@@ -77,11 +84,22 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
     // Each request object carries its context (src/context/request-context.ts).
     IncomingMessage: GatewayRequest,
   };
-  if (!options.certificate) return { server: http.createServer(common), covers: () => false, stopWatching: () => {} };
+  if (!options.certificate) return { server: http.createServer(common), covers: () => false, reloadCertificate: () => {}, stopWatching: () => {} };
   const paths = options.certificate;
   const { minVersion } = options;
   let current = readCertificate(paths, minVersion);
-  const server = https.createServer({ ...common, handshakeTimeout: options.headerTimeoutMs, cert: current.cert, key: current.key, minVersion });
+  const addNames = options.certificate.selfSigned ? ADD_NAME_COMMAND : 'a certificate that includes them (tls.cert, tls.key)';
+  logger.info({ cert: paths.cert, names: certificateNames(current.leaf), addNames }, 'TLS certificate covers these names');
+  const uncovered = uncoveredNameLog(logger, paths.cert, options.certificate.selfSigned === true);
+  const server = https.createServer({
+    ...common, handshakeTimeout: options.headerTimeoutMs, cert: current.cert, key: current.key, minVersion,
+    // Only watches: the callback leaves the context as it is. Asked before the certificate is sent,
+    // so a client that then rejects it (the case worth a line) is seen too.
+    SNICallback: (servername, done) => {
+      uncovered.check(servername, (name) => certificateCovers(current.leaf, name));
+      done(null, undefined);
+    },
+  });
   // A failed or timed-out handshake (limits.headerTimeout) must free the connection: left to Node,
   // a client that never sent a byte stayed connected after its handshake timeout.
   server.on('tlsClientError', (_err, socket) => socket.destroy());
@@ -92,7 +110,8 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
       if (next.cert.equals(current.cert) && next.key.equals(current.key)) return;
       server.setSecureContext({ cert: next.cert, key: next.key, minVersion });
       current = next;
-      logger.info({ cert: paths.cert, fingerprint256: next.leaf.fingerprint256, validTo: next.leaf.validTo }, 'TLS certificate reloaded');
+      uncovered.forget();
+      logger.info({ cert: paths.cert, fingerprint256: next.leaf.fingerprint256, validTo: next.leaf.validTo, names: certificateNames(next.leaf) }, 'TLS certificate reloaded');
     } catch (err) {
       // Mid-renewal the key and certificate can disagree for a moment; the next change fixes it.
       logger.error({ cert: paths.cert, err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous one');
@@ -102,7 +121,38 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
   return {
     server,
     covers: (host) => certificateCovers(current.leaf, host),
+    reloadCertificate: reload,
     stopWatching: () => stops.forEach((stop) => stop()),
+  };
+}
+
+/**
+ * One warning per SNI name the certificate does not cover, so a user who reaches the gateway by a
+ * name nobody added learns which name to add. Names that no certificate could hold are skipped: the
+ * log line suggests a shell command, and a client must not be able to write into it. Memory is
+ * bounded; a new certificate (which may cover them now) starts the count again.
+ */
+function uncoveredNameLog(logger: Logger, cert: string, selfSigned: boolean) {
+  const warned = new Set<string>();
+  let full = false;
+  return {
+    check(servername: string, covered: (name: string) => boolean): void {
+      const name = servername.toLowerCase().replace(/\.$/, '');
+      // Covered first: it is the common case, and it spares the name check on every handshake.
+      if (full || warned.has(name) || covered(name) || !certificateName.safeParse(name).success) return;
+      if (warned.size >= MAX_UNCOVERED_NAMES) {
+        full = true;
+        logger.warn({ cert, limit: MAX_UNCOVERED_NAMES }, 'TLS clients asked for more names the certificate does not cover; no more are logged until it changes');
+        return;
+      }
+      warned.add(name);
+      if (selfSigned) logger.warn({ cert, servername: name, add: ADD_NAME_COMMAND.replace('NAME', name) }, 'a TLS client asked for a name the certificate does not cover');
+      else logger.warn({ cert, servername: name, add: 'a certificate that includes it (tls.cert, tls.key)' }, 'a TLS client asked for a name the certificate does not cover');
+    },
+    forget(): void {
+      warned.clear();
+      full = false;
+    },
   };
 }
 

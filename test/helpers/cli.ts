@@ -2,10 +2,26 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { inject } from 'vitest';
+import { compiledCliMain } from './compiled-cli.ts';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+let cliArgs: string[] | undefined;
+
+/**
+ * The node arguments that start the CLI: compiled (test/helpers/compiled-cli.ts) under vitest,
+ * where the global setup gives each run a directory for it, else the TypeScript through tsx.
+ */
+function cliCommand(): string[] {
+  if (!cliArgs) {
+    const runDir = inject('cliBuildDir');
+    cliArgs = runDir ? [compiledCliMain(PROJECT_ROOT, runDir)] : ['--import', TSX, MAIN];
+  }
+  return cliArgs;
+}
 
 export interface CliResult {
   status: number | null;
@@ -14,7 +30,7 @@ export interface CliResult {
 }
 
 export function runCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; input?: string }): CliResult {
-  const result = spawnSync(process.execPath, ['--import', TSX, MAIN, ...args], {
+  const result = spawnSync(process.execPath, [...cliCommand(), ...args], {
     cwd: options.cwd,
     env: { ...cleanEnv(), ...options.env },
     input: options.input ?? '',
@@ -33,7 +49,7 @@ export interface RunningCli {
 }
 
 export function spawnCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): RunningCli {
-  return spawnNode(['--import', TSX, MAIN, ...args], options);
+  return spawnNode([...cliCommand(), ...args], options);
 }
 
 /** Any node command line, e.g. the compiled CLI: spawnNode(['dist/cli/main.js', 'serve'], ...). */

@@ -2,7 +2,7 @@
 // kinds x operations, run against `mlflow server --app-name basic-auth` (grants through its
 // permissions API) and against mlgate in front of the plain server (the same grants through mlgate's
 // permissions API), for each real MLflow version. Both matrices and the list of their differences are
-// pinned; each difference is a deliberate one named in README "How this differs from MLflow's
+// pinned; each difference is a deliberate one named in docs/access-control.md "How this differs from MLflow's
 // basic-auth app". Every cell is also read back from MLflow itself: an allowed call did what it said,
 // a refused one did nothing.
 //
@@ -84,7 +84,7 @@ const AFTER_RENAME: { authApp(version: string): AfterRename; mlgate: AfterRename
 };
 
 /**
- * Every difference between the two worlds, and where README "How this differs from MLflow's
+ * Every difference between the two worlds, and where docs/access-control.md "How this differs from MLflow's
  * basic-auth app" says it is deliberate (the first cell of that table's row).
  */
 function deliberate(version: string): { difference: string; readmeRow: string }[] {
@@ -398,8 +398,8 @@ function formatMatrix(version: string, app: WorldRun, gate: WorldRun): string {
   return lines.map((line) => line.trimEnd()).join('\n');
 }
 
-const README = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
-const HOW_THIS_DIFFERS = README.slice(README.indexOf("### How this differs from MLflow's basic-auth app"), README.indexOf('## Managing grants'));
+const ACCESS_CONTROL_DOC = readFileSync(fileURLToPath(new URL('../../docs/access-control.md', import.meta.url)), 'utf8');
+const HOW_THIS_DIFFERS = ACCESS_CONTROL_DOC.slice(ACCESS_CONTROL_DOC.indexOf("### How this differs from MLflow's basic-auth app"), ACCESS_CONTROL_DOC.indexOf('## Managing grants'));
 
 // ---- The tests --------------------------------------------------------------------------------
 
@@ -470,7 +470,7 @@ for (const server of servers) {
       expect(gate.afterRename).toEqual(AFTER_RENAME.mlgate);
     });
 
-    it('every difference is a deliberate one, listed in README "How this differs from MLflow\'s basic-auth app"', () => {
+    it('every difference is a deliberate one, listed in docs/access-control.md "How this differs from MLflow\'s basic-auth app"', () => {
       const expected = deliberate(server.version);
       expect(differences(app, gate)).toEqual(expected.map((d) => d.difference));
       for (const { readmeRow } of expected) expect(HOW_THIS_DIFFERS).toMatch(new RegExp(`^\\| ${readmeRow} \\|`, 'm'));
@@ -489,7 +489,7 @@ for (const server of servers) {
       expect(refused(gate)).toBe(denyCells(MLGATE));
     });
 
-    it('refuses in its own words: the auth app in plain text, mlgate in MLflow\'s JSON naming the levels (README row "Errors")', () => {
+    it('refuses in its own words: the auth app in plain text, mlgate in MLflow\'s JSON naming the levels (docs/access-control.md row "Errors")', () => {
       expect(app.refusal).toEqual({ status: 403, contentType: expect.stringMatching(/^text\/html/), body: 'Permission denied' });
       expect(gate.refusal.status).toBe(403);
       expect(gate.refusal.contentType).toMatch(/^application\/json/);

@@ -1,0 +1,79 @@
+// What start-up can tell about a set-up that runs but will surprise someone later: nobody able to
+// manage, MLflow not running yet, the port taken. Each says the command that fixes it.
+import cluster from 'node:cluster';
+import http from 'node:http';
+import https from 'node:https';
+import { BOOTSTRAP_USER, mlgateCommand, shellWord } from '../auth/bootstrap-admin.ts';
+import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
+import { loadPolicy } from '../authz/policy.ts';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log/logger.ts';
+
+const PROBE_TIMEOUT_MS = 2000;
+
+/**
+ * Logs a warning for each: no admin at all (an htpasswd file brought from elsewhere, without the
+ * "admin" the built-in policy trusts, and no policy file), and an upstream that does not answer.
+ * Neither stops the gateway. Call it once listening; it never throws. With `workers: N` only the
+ * first worker warns, so the lines are not repeated N times (nor at each restart).
+ */
+export async function warnAtStartup(config: Config, logger: Logger): Promise<void> {
+  if (cluster.isWorker && cluster.worker?.id !== 1) return;
+  try {
+    const noAdmin = await noAdminWarning(config);
+    if (noAdmin) logger.warn({ file: config.auth.htpasswd, policyFile: config.authz.policyFile }, noAdmin);
+    const upstreamDown = await upstreamWarning(new URL(config.upstream));
+    if (upstreamDown) logger.warn({ upstream: new URL(config.upstream).origin }, upstreamDown);
+  } catch (err) {
+    logger.debug({ err }, 'start-up checks failed');
+  }
+  logger.flush();
+}
+
+async function noAdminWarning(config: Config): Promise<string | undefined> {
+  if (loadPolicy(config.authz.policyFile).source !== undefined) return undefined;
+  const users = await readHtpasswdUsers(config.auth.htpasswd);
+  if (users.includes(BOOTSTRAP_USER)) return undefined;
+  const policyFile = shellWord(config.authz.policyFile);
+  if (users.length === 0) {
+    return `${config.auth.htpasswd} has no users, so nobody can sign in; add the admin with: ${mlgateCommand(`user add ${BOOTSTRAP_USER}`)}`;
+  }
+  // The built-in policy's default (READ for everyone) made explicit, so the file changes only who is admin.
+  return `nobody can manage permissions: there is no policy file (${config.authz.policyFile}) and no user "${BOOTSTRAP_USER}" in ${config.auth.htpasswd}, `
+    + `the admin the built-in policy trusts. Make ${users[0]} an admin with: printf 'admins: [${users[0]}]\\ndefault: READ\\n' > ${policyFile}`;
+}
+
+/** Ready means the upstream answers HTTP at all (any status); MLflow serves /health. `problem`: why not. */
+export function probeUpstream(upstream: URL): Promise<{ ready: boolean; detail: string; problem?: string }> {
+  return new Promise((resolve) => {
+    const request = (upstream.protocol === 'https:' ? https : http).get(new URL('/health', upstream), { timeout: PROBE_TIMEOUT_MS, agent: false }, (response) => {
+      response.resume();
+      resolve({ ready: true, detail: `${upstream.origin} answered ${response.statusCode}` });
+    });
+    request.on('timeout', () => request.destroy(new Error(`no answer within ${PROBE_TIMEOUT_MS / 1000} s`)));
+    request.on('error', (err: NodeJS.ErrnoException) => {
+      const problem = err.code ?? err.message;
+      resolve({ ready: false, detail: `${upstream.origin}: ${problem}`, problem });
+    });
+  });
+}
+
+async function upstreamWarning(upstream: URL): Promise<string | undefined> {
+  const probe = await probeUpstream(upstream);
+  if (probe.ready) return undefined;
+  return `the MLflow tracking server at ${upstream.origin} does not answer (${probe.problem}); requests get 502 until it does. `
+    + `Start it with: mlflow server --host ${upstream.hostname} --port ${upstream.port || (upstream.protocol === 'https:' ? 443 : 80)}`;
+}
+
+/**
+ * listen()'s EADDRINUSE as a sentence that says what to do; any other error as it was. The port is
+ * the gateway's (--port) or, with TLS, the one that redirects HTTP (tls.redirectHttpPort).
+ */
+export function listenError(err: unknown, config: Config): unknown {
+  const { code, port } = (err ?? {}) as NodeJS.ErrnoException & { port?: number };
+  if (code !== 'EADDRINUSE') return err;
+  const redirect = port !== undefined && port === config.tls.redirectHttpPort && port !== config.port;
+  const taken = port ?? config.port;
+  const fix = redirect ? 'change tls.redirectHttpPort in the configuration' : `choose another port with: ${mlgateCommand(`serve --port ${taken + 1}`)}`;
+  return new Error(`port ${taken} on ${config.host} is already in use (another mlgate, or another program); stop that, or ${fix}`);
+}
