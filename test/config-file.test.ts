@@ -190,7 +190,12 @@ describe('precedence: defaults < file < MLGATE_* environment < flags', () => {
     writeFileSync(join(dir, 'config', 'mlgate.yaml'), 'port: 2001\n');
     writeConfig('port: 2002\n', 'env.yaml');
     writeConfig('port: 2003\n', 'flag.yaml');
-    expect(loadConfig({ env: {}, cwd: dir })).toEqual({ config: { ...DEFAULTS, port: 2001 }, file: join(dir, 'config', 'mlgate.yaml') });
+    const { originOf, ...loaded } = loadConfig({ env: {}, cwd: dir });
+    expect(loaded).toEqual({ config: { ...DEFAULTS, port: 2001 }, file: join(dir, 'config', 'mlgate.yaml') });
+    // Where each value came from, as problems name it.
+    expect([originOf(['port']), originOf(['host'])]).toEqual([`${join('config', 'mlgate.yaml')}:1`, '(defaults)']);
+    const flagged = loadConfig({ env: { MLGATE_HOST: '127.0.0.1' }, cwd: dir, overrides: flags({ port: '2004' }) });
+    expect([flagged.originOf(['port']), flagged.originOf(['host'])]).toEqual(['--port (command line)', 'MLGATE_HOST (environment)']);
     expect(loadConfig({ env: { MLGATE_CONFIG: 'env.yaml' }, cwd: dir }).config.port).toBe(2002);
     expect(loadConfig({ configPath: 'flag.yaml', env: { MLGATE_CONFIG: 'env.yaml' }, cwd: dir }).config.port).toBe(2003);
   });
@@ -403,5 +408,59 @@ describe('mlgate config check', () => {
     const directory = runCli(['config', 'check'], { cwd: dir });
     expect(directory.status).toBe(2);
     expect(directory.stderr).toBe('configuration OK (defaults)\nmlgate: invalid policy file:\n  config/policy.yaml: is a directory, not a policy file\n');
+  });
+});
+
+describe('--dir and MLGATE_HOME: where relative paths resolve', () => {
+  /** A configuration directory elsewhere than the one the command runs in. */
+  function home(name: string, ...settings: string[]): string {
+    mkdirSync(join(dir, name, 'config'), { recursive: true });
+    writeFileSync(join(dir, name, 'config', 'mlgate.yaml'), lines(...settings));
+    return join(dir, name);
+  }
+  const checkedPort = (result: { stdout: string; stderr: string; status: number | null }) => {
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/^configuration OK \(config\/mlgate\.yaml\)\n/);
+    return (parseYaml(result.stdout) as { port: number }).port;
+  };
+
+  it('reads config/mlgate.yaml there, before or after the command; --dir wins over MLGATE_HOME', () => {
+    home('flag', 'port: 3001');
+    home('env', 'port: 3002');
+    expect(checkedPort(runCli(['--dir', 'flag', 'config', 'check'], { cwd: dir }))).toBe(3001);
+    expect(checkedPort(runCli(['config', 'check', '--dir', join(dir, 'flag')], { cwd: tmpdir() }))).toBe(3001);
+    expect(checkedPort(runCli(['config', 'check'], { cwd: dir, env: { MLGATE_HOME: 'env' } }))).toBe(3002);
+    expect(checkedPort(runCli(['config', 'check', '--dir', 'flag'], { cwd: dir, env: { MLGATE_HOME: 'env' } }))).toBe(3001);
+  });
+
+  it('makes the files the configuration names there, creating the directory and saying so', () => {
+    const added = runCli(['user', 'add', 'alice', '--dir', 'state/mlgate'], { cwd: dir, input: 'pw\n' });
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stderr).toContain(`mlgate: created ${join(dir, 'state', 'mlgate')} (named by --dir) for its configuration and files\n`);
+    expect(readFileSync(join(dir, 'state', 'mlgate', 'config', 'htpasswd'), 'utf8')).toMatch(/^alice:/);
+
+    // Existing now: used as it is, without a word about it; a relative htpasswd in its file resolves there too.
+    home('state/other', 'auth:', '  htpasswd: users/htpasswd');
+    const again = runCli(['user', 'add', 'bob'], { cwd: dir, env: { MLGATE_HOME: join(dir, 'state', 'other') }, input: 'pw\n' });
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain('mlgate: created');
+    expect(readFileSync(join(dir, 'state', 'other', 'users', 'htpasswd'), 'utf8')).toMatch(/^bob:/);
+  });
+
+  it('refuses a path that is not a directory, and an empty --dir', () => {
+    writeFileSync(join(dir, 'plain'), '');
+    const file = runCli(['config', 'check', '--dir', 'plain'], { cwd: dir });
+    expect(file.status).toBe(1);
+    expect(file.stderr).toBe(`mlgate: --dir names ${join(dir, 'plain')}, which is not a directory\n`);
+    const empty = runCli(['config', 'check', '--dir', ''], { cwd: dir });
+    expect(empty.status).toBe(1);
+    expect(empty.stderr).toBe('mlgate: --dir names no directory (the path is empty)\n');
+  });
+
+  it('MLGATE_HOME is not taken for an unknown key, and is suggested for a near miss', () => {
+    expect(problemsOf({ env: { MLGATE_HOME: 'somewhere' } })).toEqual([]);
+    expect(problemsOf({ env: { MLGATE_HOMR: 'somewhere' } })).toEqual([
+      'MLGATE_HOMR (environment): unknown variable; did you mean MLGATE_HOME? (the variables are listed in docs/configuration.md)',
+    ]);
   });
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HtpasswdStore } from '../src/auth/htpasswd-store.ts';
+import { SessionRevocations } from '../src/auth/session-revocations.ts';
 import { PolicyStore } from '../src/authz/policy.ts';
 import { readFileText, ReloadingFile } from '../src/config/reloading-file.ts';
 import { htpasswdLines } from './helpers/gateway.ts';
@@ -90,6 +91,25 @@ describe(`a write right after the read is applied (${ROUNDS} rounds each)`, () =
         await applied(round, () => store.hashOf('bob') !== undefined);
       } finally {
         store.stop();
+      }
+    }
+  });
+
+  it('session revocations: a sign-out another gateway writes just after start() read the file', async () => {
+    const file = join(dir, 'session-revocations.json');
+    const expiresAt = Math.floor(Date.now() / 1000) + 3600;
+    for (let round = 0; round < ROUNDS; round++) {
+      const signedOut = `session-${round}`;
+      writeFileSync(file, JSON.stringify({ revoked: { earlier: expiresAt } }));
+      afterRead.set(file, () => writeFileSync(file, JSON.stringify({ revoked: { earlier: expiresAt, [signedOut]: expiresAt } })));
+      const revocations = new SessionRevocations({ path: file, watchIntervalMs: INTERVAL_MS }, logger);
+      revocations.start();
+      try {
+        expect(afterRead.has(file), 'the read happened in start()').toBe(false);
+        expect(revocations.has('earlier')).toBe(true);
+        await applied(round, () => revocations.has(signedOut));
+      } finally {
+        revocations.stop();
       }
     }
   });

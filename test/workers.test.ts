@@ -1,5 +1,6 @@
 // `workers: auto` runs one gateway process per core on one port, like nginx's worker_processes.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,5 +51,27 @@ describe('several worker processes', () => {
     expect(await stopCli(cli)).toBe(0);
     const stopped = jsonLogLines(cli.output().stdout).filter((line) => line.msg === 'mlgate stopped');
     expect(stopped.length).toBe(3); // two workers and the primary
+  });
+});
+
+describe('workers that cannot start', () => {
+  it('stop the primary with the reason when the port is taken, instead of restarting them forever', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const blocked = spawnCli(['serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--no-tls', '--htpasswd', 'htpasswd', '--upstream', upstream.url], {
+      cwd: dir,
+      env: { MLGATE_AUTH_BCRYPT_COST: '4', MLGATE_AUTH_HASH_WORKERS: '1' },
+    });
+    try {
+      expect(await blocked.exited).toBe(1);
+      const output = blocked.output().stdout + blocked.output().stderr;
+      expect(output).toContain(`port ${port} on 127.0.0.1 is already in use`);
+      expect(output).toContain('a worker failed to start');
+      expect(output).not.toContain('worker died; starting another');
+    } finally {
+      if (blocked.child.exitCode === null) blocked.child.kill('SIGKILL');
+      taken.close();
+    }
   });
 });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { watchFileChanges } from '../config/watch-file.ts';
+import { snapshotFile, watchFileChanges } from '../config/watch-file.ts';
 import type { Logger } from '../log/logger.ts';
 
 interface SessionRevocationsOptions {
@@ -35,10 +35,12 @@ export class SessionRevocations {
   /** Reads the file now (a missing file is an empty list) and follows its changes. */
   start(): void {
     mkdirSync(dirname(this.options.path), { recursive: true, mode: 0o700 });
+    // Watched from the version read: a sign-out another gateway writes just after the read is news.
+    const read = snapshotFile(this.options.path);
     this.merge(this.readNow());
     this.stopWatching = watchFileChanges(this.options.path, this.options.watchIntervalMs, () => {
       void this.readLater().then((entries) => this.merge(entries));
-    });
+    }, read);
   }
 
   stop(): void {

@@ -16,8 +16,8 @@ export function registerConfigCheck(program: Command): void {
   addConfigFlags(config.command('check'), 'all')
     .description('print every problem in the configuration and the policy file (exit 2), or the configuration in effect as YAML, secrets redacted, and the policy in force')
     .action((options: Record<string, unknown>) => {
-      const { config: effective, file } = loadConfigOrExit(options, 'serve');
-      checkHtpasswdOrExit(effective, options, file);
+      const { config: effective, file, originOf } = loadConfigOrExit(options, 'serve');
+      checkHtpasswdOrExit(effective, originOf);
       // The verdict on stderr, so stdout is YAML that can be saved and used as a config file.
       process.stderr.write(`configuration OK (${file ? displayPath(file) : 'defaults'})\n`);
       const label = displayPath(resolve(effective.authz.policyFile));

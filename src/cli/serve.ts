@@ -3,10 +3,9 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { isDefaultHtpasswd, missingHtpasswdMessage } from '../auth/bootstrap-admin.ts';
 import { loadPolicy, PolicyError } from '../authz/policy.ts';
-import { ConfigError, displayPath, loadConfig } from '../config/load.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
-import { readYamlFile } from '../config/yaml-file.ts';
 import { runPrimary, workerCount } from '../server/cluster.ts';
 import { startGateway } from '../server/gateway.ts';
 import { listenError, warnAtStartup } from '../server/startup-checks.ts';
@@ -20,8 +19,8 @@ export function registerServe(program: Command): void {
     .allowUnknownOption()
     .action(async (options: Record<string, unknown>, command: Command) => {
       if (command.args.length) throw new Error(strayArguments(program, command));
-      const { config, file } = loadConfigOrExit(options, 'serve');
-      checkHtpasswdOrExit(config, options, file);
+      const { config, originOf } = loadConfigOrExit(options, 'serve');
+      checkHtpasswdOrExit(config, originOf);
       checkPolicyOrExit(config.authz.policyFile);
       const workers = workerCount(config.workers);
       if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
@@ -74,13 +73,10 @@ function guessName(word: string, names: readonly string[]): string | undefined {
  * The first start creates only the default htpasswd file: any other path that does not exist is a
  * mistake in the configuration, and stops start-up as one (status 2), naming where it was set.
  */
-export function checkHtpasswdOrExit(config: Config, options: Record<string, unknown>, file: string | undefined): void {
+export function checkHtpasswdOrExit(config: Config, originOf: (keyPath: readonly string[]) => string): void {
   const path = config.auth.htpasswd;
   if (existsSync(path) || isDefaultHtpasswd(path)) return;
-  const origin = options.htpasswd !== undefined ? '--htpasswd (command line)'
-    : process.env.MLGATE_AUTH_HTPASSWD ? 'MLGATE_AUTH_HTPASSWD (environment)'
-    : `${displayPath(file!)}:${readYamlFile(file!).locate(['auth', 'htpasswd']).line}`; // only a default comes from nowhere
-  process.stderr.write(`mlgate: invalid configuration:\n  ${origin}: auth.htpasswd: ${missingHtpasswdMessage(path)}\n`);
+  process.stderr.write(`mlgate: invalid configuration:\n  ${originOf(['auth', 'htpasswd'])}: auth.htpasswd: ${missingHtpasswdMessage(path)}\n`);
   process.exit(2);
 }
 

@@ -7,6 +7,10 @@ import { closestName } from './suggest.ts';
 
 const ENV_PREFIX = 'MLGATE_';
 export const CONFIG_FILE_VARIABLE = 'MLGATE_CONFIG';
+/** The directory relative paths resolve against, as `--dir` names it: not a key, so read apart. */
+export const HOME_VARIABLE = 'MLGATE_HOME';
+/** MLGATE_* names that choose where the configuration is rather than a value in it. */
+const LOCATION_VARIABLES = [CONFIG_FILE_VARIABLE, HOME_VARIABLE];
 
 interface EnvironmentValue {
   path: string[];
@@ -32,13 +36,13 @@ export function readEnvironment(env: NodeJS.ProcessEnv, schema: z.ZodType): { va
   for (const name of Object.keys(env).sort()) {
     const text = env[name];
     // As viper does for oauth2-proxy, an empty variable is unset: `NAME=` in compose files and units means "no value".
-    if (!name.startsWith(ENV_PREFIX) || name === CONFIG_FILE_VARIABLE || !text) continue;
+    if (!name.startsWith(ENV_PREFIX) || LOCATION_VARIABLES.includes(name) || !text) continue;
     const path = known.get(name);
     if (path) {
       values.push({ path, value: parseScalar(text), text, origin: `${name} (environment)` });
       continue;
     }
-    const guess = closestName(name, [...known.keys(), CONFIG_FILE_VARIABLE]);
+    const guess = closestName(name, [...known.keys(), ...LOCATION_VARIABLES]);
     problems.push(`${name} (environment): unknown variable${guess ? `; did you mean ${guess}?` : ''} (the variables are listed in docs/configuration.md)`);
   }
   return { values, problems };

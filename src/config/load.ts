@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { relative, resolve, isAbsolute } from 'node:path';
 import type { z } from 'zod';
-import { CONFIG_FILE_VARIABLE, readEnvironment, valueForKey, variableNames } from './environment.ts';
+import { CONFIG_FILE_VARIABLE, HOME_VARIABLE, readEnvironment, valueForKey, variableNames } from './environment.ts';
 import { describeIssue } from './issue-message.ts';
 import { secretPaths, shapeOf } from './schema-paths.ts';
 import { configSchema, type Config } from './schema.ts';
@@ -35,6 +35,8 @@ interface LoadedConfig {
   config: Config;
   /** The YAML file read, if any (absolute). */
   file?: string;
+  /** Where a key's value came from, as problems name it: `mlgate.yaml:3`, `MLGATE_PORT (environment)`, `--port (command line)`, `(defaults)`. */
+  originOf(keyPath: readonly (string | number)[]): string;
 }
 
 /** Every problem found, each as "where: key: what is wrong", so start-up can print them all. */
@@ -93,7 +95,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     if (result.success) {
       for (const { path, message } of expandRouteHeaders(result.data, env, options.routeVariables ?? 'required')) problems.push(locateProblem(path, message, overrides, yaml, label));
     }
-    if (result.success && problems.length === 0) return { config: result.data, file };
+    if (result.success && problems.length === 0) return { config: result.data, file, originOf: (keyPath) => originOf(keyPath, overrides, yaml, label) };
     for (const issue of result.error?.issues ?? []) {
       const paths = issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...issue.path, key]) : [issue.path];
       for (const path of paths.map(toKeyPath)) {
@@ -129,6 +131,20 @@ function expandRouteHeaders(config: Config, env: NodeJS.ProcessEnv, unset: 'requ
     }
   });
   return problems;
+}
+
+/**
+ * Where the command line works, for relative paths (the default config/mlgate.yaml, config/htpasswd,
+ * certs/, a --config typed as a relative path) to resolve against: --dir, else MLGATE_HOME, else
+ * undefined (the current directory). Absolute, so it names the same place once the CLI moves there.
+ */
+export function homeDirectory(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): { path: string; origin: string } | undefined {
+  // `--dir "$UNSET"` is a mistake; running in the current directory instead would hide it.
+  if (flag === '') throw new Error('--dir names no directory (the path is empty)');
+  if (flag !== undefined) return { path: resolve(flag), origin: '--dir' };
+  // An empty variable is unset, as for every MLGATE_* variable.
+  const named = env[HOME_VARIABLE];
+  return named ? { path: resolve(named), origin: HOME_VARIABLE } : undefined;
 }
 
 /** MLGATE_TLS_CERT -> ['tls', 'cert']: one variable per leaf of the schema. */
@@ -170,11 +186,25 @@ function toKeyPath(path: readonly PropertyKey[]): (string | number)[] {
 
 function locateProblem(keyPath: (string | number)[], message: string, overrides: RankedOverride[], yaml: YamlFile | undefined, label: string): Problem {
   const text = `${formatPath(keyPath) || '(top level)'}: ${message}`;
-  const override = [...overrides].reverse().find((o) => o.path.length <= keyPath.length && o.path.every((key, i) => key === String(keyPath[i])));
+  const override = overrideOf(keyPath, overrides);
   if (override) return { rank: override.rank, line: 0, col: 0, text: `${override.origin}: ${text}` };
   if (!yaml) return { rank: RANK.defaults, line: 0, col: 0, text: `(defaults): ${text}` };
   const { line, col } = yaml.locate(keyPath);
   return { rank: RANK.file, line, col, text: `${label}:${line}: ${text}` };
+}
+
+/** The last override that set the key: flags come after the environment. */
+function overrideOf(keyPath: readonly (string | number)[], overrides: RankedOverride[]): RankedOverride | undefined {
+  return [...overrides].reverse().find((o) => o.path.length <= keyPath.length && o.path.every((key, i) => key === String(keyPath[i])));
+}
+
+/** Where a valid configuration's value came from: an override, the file's line that sets it, or the defaults. */
+function originOf(keyPath: readonly (string | number)[], overrides: RankedOverride[], yaml: YamlFile | undefined, label: string): string {
+  const override = overrideOf(keyPath, overrides);
+  if (override) return override.origin;
+  let node: unknown = yaml?.value;
+  for (const key of keyPath) node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[String(key)] : undefined;
+  return yaml && node !== undefined ? `${label}:${yaml.locate(keyPath).line}` : '(defaults)';
 }
 
 function sortProblems(problems: Problem[]): string[] {

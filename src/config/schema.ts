@@ -152,6 +152,15 @@ export const configSchema = z.strictObject({
       .default('max-age=31536000'),
     redirectHttpPort: port.optional(),
   }).superRefine(certificateNeedsKey, { when: () => true }).prefault({}),
+  acme: z.strictObject({
+    domains: z.array(certificateName.refine((name) => isIP(name.replace(/^\[(.*)\]$/, '$1')) === 0 && !name.startsWith('*.'), 'must be a DNS name without a wildcard (neither HTTP-01 nor TLS-ALPN-01 can prove a wildcard or an IP address)')).default([]),
+    email: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
+    challenge: z.enum(['auto', 'http-01', 'tls-alpn-01']).default('auto'),
+    directory: z.string().refine((value) => URL.canParse(value) && new URL(value).protocol === 'https:', 'must be the https:// URL of an ACME directory').default('https://acme-v02.api.letsencrypt.org/directory'),
+    directoryCa: z.string().min(1).optional(),
+    renewBefore: duration.optional(),
+    checkInterval: duration.prefault('12h'),
+  }).superRefine(acmeIntervalsFit, { when: () => true }).prefault({}),
   auth: z.strictObject({
     realm: z.string().min(1).regex(/^[^"\\\r\n]*$/, 'must not contain quotes, backslashes or newlines').default('MLflow'),
     htpasswd: z.string().min(1).default('config/htpasswd'),
@@ -231,7 +240,7 @@ export const configSchema = z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     format: z.enum(['auto', 'json', 'pretty']).default('auto'),
   }).prefault({}),
-}).superRefine(mlflowRoutesUseTheUpstream, { when: () => true });
+}).superRefine(mlflowRoutesUseTheUpstream, { when: () => true }).superRefine(acmeFitsTls, { when: () => true });
 
 function routePathsUnique(routes: unknown, ctx: z.RefinementCtx): void {
   if (!Array.isArray(routes)) return;
@@ -281,6 +290,33 @@ function certificateNeedsKey(tls: { cert?: unknown; key?: unknown } | null, ctx:
     path: [given],
     message: `is set without tls.${missing}; set both (the certificate chain and its private key), or neither for a self-signed pair in tls.selfSignedDir`,
   });
+}
+
+/** A check every few milliseconds would hammer the ACME server; a renewal window of 0 would renew only after expiry. */
+function acmeIntervalsFit(acme: { checkInterval?: unknown; renewBefore?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof acme !== 'object' || acme === null) return;
+  if (typeof acme.checkInterval === 'number' && acme.checkInterval < 1000) ctx.addIssue({ code: 'custom', path: ['checkInterval'], message: 'must be at least 1s' });
+  if (acme.renewBefore === 0) ctx.addIssue({ code: 'custom', path: ['renewBefore'], message: 'must be more than 0' });
+}
+
+/**
+ * ACME replaces whatever certificate would be served, so a configured pair would be silently
+ * ignored; HTTP-01 is answered on the plain-HTTP port, TLS-ALPN-01 on the HTTPS one.
+ */
+function acmeFitsTls(config: { acme?: unknown; tls?: unknown; workers?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof config !== 'object' || config === null || typeof config.acme !== 'object' || config.acme === null) return;
+  const domains = (config.acme as { domains?: unknown }).domains;
+  if (!Array.isArray(domains) || domains.length === 0) return;
+  const tls = (typeof config.tls === 'object' && config.tls !== null ? config.tls : {}) as { enabled?: unknown; cert?: unknown; key?: unknown; redirectHttpPort?: unknown };
+  const path = ['acme', 'domains'];
+  if (tls.enabled === false) ctx.addIssue({ code: 'custom', path, message: 'needs TLS on (tls.enabled: true): the ACME certificate is what HTTPS serves' });
+  else if (tls.cert !== undefined || tls.key !== undefined) ctx.addIssue({ code: 'custom', path, message: 'is set together with tls.cert/tls.key; use one: ACME obtains the certificate itself, tls.cert serves one you manage' });
+  // Each worker process would order on its own, and the CA's check would reach whichever
+  // worker the port hands it to, which may not be the one that knows the challenge.
+  else if (config.workers !== undefined && config.workers !== 1) ctx.addIssue({ code: 'custom', path, message: 'needs workers: 1 (the default); ACME with several worker processes is not supported yet' });
+  else if ((config.acme as { challenge?: unknown }).challenge === 'http-01' && tls.redirectHttpPort === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['acme', 'challenge'], message: 'http-01 needs tls.redirectHttpPort (80 for a public CA): the challenge is answered on that plain-HTTP port' });
+  }
 }
 
 /**

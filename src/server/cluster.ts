@@ -26,13 +26,27 @@ export async function runPrimary(config: Config, count: number, logger: Logger):
   if (config.tls.enabled) await ensureCertificate(config.tls);
 
   let stopping = false;
+  let anyListened = false;
   const fork = () => cluster.fork();
+  cluster.on('listening', () => {
+    anyListened = true;
+  });
   cluster.on('exit', (worker, code, signal) => {
+    // A worker that dies before any worker ever listened (the port in use, a bad certificate) would
+    // die the same way each time it is restarted: stop instead, with its error above.
+    if (!anyListened && !stopping) {
+      stopping = true;
+      logger.error({ workerPid: worker.process.pid, code, signal }, 'a worker failed to start; stopping (its error is above)');
+      logger.flush();
+      for (const other of Object.values(cluster.workers ?? {})) other?.process.kill('SIGTERM');
+      process.exitCode = 1;
+      return;
+    }
     if (stopping) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
         logger.info('mlgate stopped');
         logger.flush();
-        process.exit(0);
+        process.exit(process.exitCode ?? 0);
       }
       return;
     }

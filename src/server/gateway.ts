@@ -28,6 +28,7 @@ import { createForwarder } from '../proxy/forwarder.ts';
 import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import { compileRoutes, locationUnderPrefix, type UpstreamRoute } from '../context/upstream-routes.ts';
 import { BodyBudget } from '../authz/read-body.ts';
+import { prepareAcme } from './acme.ts';
 import { ensureCertificate, REMAKE_COMMAND } from './certificate.ts';
 import { createConnectionGuard } from './connection-guard.ts';
 import { probeUpstream } from './startup-checks.ts';
@@ -108,13 +109,14 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     jwt,
   });
 
-  const certificate = config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
+  const acme = config.tls.enabled && config.acme.domains.length ? await prepareAcme(config, logger) : undefined;
+  const certificate = acme ? { ...acme.paths, generated: false, selfSigned: false, missing: [] } : config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
   if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason, keptKey: certificate.keptKey }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
   // Not re-made here: every client that pinned the file would need the new one, so the user decides.
   if (certificate?.missing.length) logger.warn({ cert: certificate.cert, missing: certificate.missing, remake: REMAKE_COMMAND }, 'the self-signed TLS certificate does not cover every current name and address of this machine; re-make it (same key, so pinned clients need only the new certificate file)');
   const listener = createListener({
     certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval,
-    headerTimeoutMs: config.limits.headerTimeout, keepAliveTimeoutMs: config.limits.keepAliveTimeout,
+    headerTimeoutMs: config.limits.headerTimeout, keepAliveTimeoutMs: config.limits.keepAliveTimeout, acmeAlpnChallenge: acme?.alpnChallenge,
   }, logger);
   const server = listener.server;
 
@@ -196,8 +198,10 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
 
   await listen(server, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
-  const redirect = certificate && config.tls.redirectHttpPort !== undefined ? createHttpsRedirectServer(port, listener) : undefined;
+  const redirect = certificate && config.tls.redirectHttpPort !== undefined ? createHttpsRedirectServer(port, listener, acme?.challengeResponse) : undefined;
   if (redirect) await listen(redirect, config.tls.redirectHttpPort!, config.host);
+  // Only now: the CA's HTTP-01 check reaches the redirect port, which must be listening.
+  acme?.start(() => listener.reloadCertificate());
 
   const scheme = certificate ? 'https' : 'http';
   const displayHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -227,6 +231,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
         pipeline.drain();
+        acme?.stop();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         redirect?.close();
         const deadline = Date.now() + graceMs;

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import { createSecureContext, type SecureVersion } from 'node:tls';
+import { createSecureContext, type SecureContext, type SecureVersion, type TLSSocket } from 'node:tls';
 import { certificateName } from '../config/schema.ts';
-import { watchFileChanges } from '../config/watch-file.ts';
+import { snapshotFile, watchFileChanges } from '../config/watch-file.ts';
 import { GatewayRequest } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { ADD_NAME_COMMAND, certificateNames, type CertificatePaths } from './certificate.ts';
@@ -22,7 +22,11 @@ interface ListenerOptions {
   headerTimeoutMs: number;
   /** limits.keepAliveTimeout: an idle keep-alive connection is closed after it. */
   keepAliveTimeoutMs: number;
+  /** ACME TLS-ALPN-01 (RFC 8737): the challenge certificate for a name being validated right now. */
+  acmeAlpnChallenge?: (servername: string) => SecureContext | undefined;
 }
+
+const ACME_TLS_ALPN = 'acme-tls/1';
 
 interface Listener {
   server: http.Server;
@@ -87,18 +91,39 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
   if (!options.certificate) return { server: http.createServer(common), covers: () => false, reloadCertificate: () => {}, stopWatching: () => {} };
   const paths = options.certificate;
   const { minVersion } = options;
+  // Before the read: a renewal landing between the read and the watch's start is still a change.
+  const since = { cert: snapshotFile(paths.cert), key: snapshotFile(paths.key) };
   let current = readCertificate(paths, minVersion);
   const addNames = options.certificate.selfSigned ? ADD_NAME_COMMAND : 'a certificate that includes them (tls.cert, tls.key)';
   logger.info({ cert: paths.cert, names: certificateNames(current.leaf), addNames }, 'TLS certificate covers these names');
   const uncovered = uncoveredNameLog(logger, paths.cert, options.certificate.selfSigned === true);
+  const challenge = options.acmeAlpnChallenge;
+  // Handshakes that chose acme-tls/1: the CA's validator, to be shown the challenge certificate.
+  const validators = new WeakSet<TLSSocket>();
   const server = https.createServer({
     ...common, handshakeTimeout: options.headerTimeoutMs, cert: current.cert, key: current.key, minVersion,
-    // Only watches: the callback leaves the context as it is. Asked before the certificate is sent,
-    // so a client that then rejects it (the case worth a line) is seen too.
-    SNICallback: (servername, done) => {
+    // Otherwise only watches: the callback leaves the context as it is. Asked before the
+    // certificate is sent, so a client that then rejects it (the case worth a line) is seen too.
+    // Node calls both callbacks as methods of the connection's socket.
+    SNICallback: function (this: TLSSocket, servername, done) {
+      if (challenge && validators.has(this)) return done(null, challenge(servername));
       uncovered.check(servername, (name) => certificateCovers(current.leaf, name));
       done(null, undefined);
     },
+    // Only with TLS-ALPN-01 on, since Node refuses a handshake whose ALPN the callback declines.
+    // In TLS 1.3 (what ACME validators speak) OpenSSL asks for ALPN before the certificate, so
+    // the choice here decides what the SNI callback above serves.
+    ...(challenge && {
+      ALPNCallback: function (this: TLSSocket, { servername, protocols }: { servername: string; protocols: string[] }) {
+        if (protocols.includes(ACME_TLS_ALPN)) {
+          if (!servername || !challenge(servername)) return undefined;
+          validators.add(this);
+          return ACME_TLS_ALPN;
+        }
+        // Browsers offer h2 too; this server speaks HTTP/1.1, as it did before ALPN was answered.
+        return protocols.find((protocol) => protocol === 'http/1.1' || protocol === 'http/1.0');
+      },
+    }),
   });
   // A failed or timed-out handshake (limits.headerTimeout) must free the connection: left to Node,
   // a client that never sent a byte stayed connected after its handshake timeout.
@@ -117,7 +142,7 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
       logger.error({ cert: paths.cert, err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous one');
     }
   };
-  const stops = [watchFileChanges(paths.cert, options.watchIntervalMs, reload), watchFileChanges(paths.key, options.watchIntervalMs, reload)];
+  const stops = [watchFileChanges(paths.cert, options.watchIntervalMs, reload, since.cert), watchFileChanges(paths.key, options.watchIntervalMs, reload, since.key)];
   return {
     server,
     covers: (host) => certificateCovers(current.leaf, host),
@@ -162,14 +187,24 @@ function certificateCovers(leaf: X509Certificate, host: string): boolean {
   return (isIP(bare) ? leaf.checkIP(bare) : leaf.checkHost(bare)) !== undefined;
 }
 
+const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+
 /**
  * A plain-HTTP port that only sends browsers and clients to the HTTPS one. The Host header is the
  * client's to choose, so it is kept only when the certificate covers it (any other name would fail
  * TLS anyway) or it is the very address the connection arrived on; otherwise that address is used.
  * Either way the redirect cannot point at a host this gateway does not answer for.
+ * With ACME on, it also answers the CA's HTTP-01 challenges (RFC 8555 8.3), which must be plain HTTP.
  */
-export function createHttpsRedirectServer(httpsPort: number, names: Pick<Listener, 'covers'>): http.Server {
+export function createHttpsRedirectServer(httpsPort: number, names: Pick<Listener, 'covers'>, acmeChallenge?: (token: string) => string | undefined): http.Server {
   const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 10_000 }, (req, res) => {
+    if (acmeChallenge && req.url?.startsWith(ACME_CHALLENGE_PREFIX) && (req.method === 'GET' || req.method === 'HEAD')) {
+      // Only tokens of an order under way are answered; any other path under it is a plain 404.
+      const answer = acmeChallenge(req.url.slice(ACME_CHALLENGE_PREFIX.length));
+      res.writeHead(answer === undefined ? 404 : 200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
+      res.end(req.method === 'HEAD' ? undefined : answer ?? 'no such ACME challenge\n');
+      return;
+    }
     const local = normalizeAddress(req.socket.localAddress ?? '127.0.0.1');
     const requested = parseHostHeader(req.headers.host);
     const host = requested && (names.covers(requested) || normalizeAddress(requested) === local) ? requested : local;
