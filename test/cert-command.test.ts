@@ -2,27 +2,15 @@
 import { spawnSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { hostname, networkInterfaces, tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.ts';
+import { MACHINE_ADDRESSES as ADDRESSES, opensslAddress } from './helpers/tls.ts';
 
 let dir: string;
 beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'mlgate-cert-')); });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-/** This machine's non-loopback, non-link-local addresses, as openssl prints them (IPv6 as eight groups). */
-const ADDRESSES = [...new Set(Object.values(networkInterfaces()).flat()
-  .filter((nic) => nic && !nic.internal && !nic.address.toLowerCase().startsWith('fe80:') && !nic.address.startsWith('169.254.'))
-  .map((nic) => nic!.address))];
-function opensslAddress(address: string): string {
-  if (!address.includes(':')) return `IP Address:${address}`;
-  const [head, tail = ''] = address.split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = address.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
-  return `IP Address:${groups.map((group) => parseInt(group, 16).toString(16).toUpperCase()).join(':')}`;
-}
 
 function publicKeyOf(pem: string): Buffer {
   return createPublicKey(pem).export({ type: 'spki', format: 'der' });

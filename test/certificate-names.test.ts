@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { hostname, networkInterfaces, tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,12 +12,8 @@ import { generateSelfSignedCertificate } from '../src/server/certificate.ts';
 import { jsonLogLines, listeningUrl, runCli, spawnCli, stopCli } from './helpers/cli.ts';
 import { startTestGateway, waitForLog, type TestGateway } from './helpers/gateway.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
-import { hasOpenssl } from './helpers/tls.ts';
+import { hasOpenssl, MACHINE_ADDRESSES as ADDRESSES, opensslAddress } from './helpers/tls.ts';
 
-/** Written out here rather than imported, so the test does not share a mistake with the code. */
-const ADDRESSES = [...new Set(Object.values(networkInterfaces()).flat()
-  .filter((nic) => nic && !nic.internal && !nic.address.toLowerCase().startsWith('fe80:') && !nic.address.startsWith('169.254.'))
-  .map((nic) => nic!.address))];
 /** TEST-NET-3: on no machine, so a client checking against it must refuse the certificate. */
 const FOREIGN_ADDRESS = '203.0.113.77';
 const pythonRequests = spawnSync('python3', ['-c', 'import requests'], { encoding: 'utf8' }).status === 0;
@@ -60,15 +56,6 @@ function handshake(port: number, ca: string, as: string): Promise<string | undef
   });
 }
 
-/** What openssl prints for an address in subjectAltName: IPv6 as eight upper-case groups. */
-function opensslAddress(address: string): string {
-  if (!address.includes(':')) return `IP Address:${address}`;
-  const [head, tail = ''] = address.split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = address.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
-  return `IP Address:${groups.map((group) => parseInt(group, 16).toString(16).toUpperCase()).join(':')}`;
-}
 
 describe.skipIf(ADDRESSES.length === 0)("this machine's addresses", () => {
   it('a certificate made here lists every non-loopback, non-link-local address of os.networkInterfaces()', () => {

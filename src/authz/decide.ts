@@ -66,10 +66,15 @@ export function groupsOf(principal: Principal, policy: Policy): readonly string[
 }
 
 export function isAdmin(principal: Principal, policy: Policy): boolean {
+  return isAdminWith(principal, policy, () => groupsOf(principal, policy));
+}
+
+/** `groups` is asked for only when the policy names admin groups. */
+function isAdminWith(principal: Principal, policy: Policy, groups: () => readonly string[]): boolean {
   const { admins } = policy;
   if (admins.users.has(principal.user) && !(admins.htpasswdOnly && principal.external)) return true;
   if (admins.groups.size === 0) return false;
-  for (const group of groupsOf(principal, policy)) if (admins.groups.has(group)) return true;
+  for (const group of groups()) if (admins.groups.has(group)) return true;
   return false;
 }
 
@@ -85,7 +90,8 @@ export interface Subject {
 }
 
 export function subjectOf(principal: Principal, policy: Policy): Subject {
-  return { principal, policy, admin: isAdmin(principal, policy), groups: groupsOf(principal, policy) };
+  const groups = groupsOf(principal, policy);
+  return { principal, policy, admin: isAdminWith(principal, policy, () => groups), groups };
 }
 
 export function effectiveLevel(principal: Principal, resource: ResourceInfo, policy: Policy): LevelDecision {

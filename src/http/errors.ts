@@ -28,14 +28,15 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: Gate
   const body = wantsJson
     ? JSON.stringify({ error_code: error.code, message: error.message })
     : errorPage(error, requestId, ctx.pageIdentity);
+  const length = Buffer.byteLength(body);
   res.writeHead(error.status, {
     ...error.headers,
     'content-type': wantsJson ? 'application/json' : 'text/html; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
+    'content-length': length,
     'cache-control': 'no-store',
   });
   if (req.method === 'HEAD') return void res.end();
-  ctx.bytesOut += Buffer.byteLength(body);
+  ctx.bytesOut += length;
   res.end(body);
 }
 

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import tls, { type ConnectionOptions, type DetailedPeerCertificate } from 'node:tls';
 
@@ -88,4 +89,22 @@ export function isListening(port: number, host = '127.0.0.1'): Promise<boolean> 
     socket.once('connect', () => { socket.destroy(); resolve(true); });
     socket.once('error', () => resolve(false));
   });
+}
+
+/**
+ * The machine's addresses a self-signed certificate must cover: every interface address that is not
+ * loopback or link-local. Written out here rather than taken from src/, so the tests check the rule.
+ */
+export const MACHINE_ADDRESSES: readonly string[] = [...new Set(Object.values(networkInterfaces()).flat()
+  .filter((nic) => nic && !nic.internal && !nic.address.toLowerCase().startsWith('fe80:') && !nic.address.startsWith('169.254.'))
+  .map((nic) => nic!.address))];
+
+/** What openssl prints for an address in subjectAltName: IPv6 as eight upper-case groups. */
+export function opensslAddress(address: string): string {
+  if (!address.includes(':')) return `IP Address:${address}`;
+  const [head, tail = ''] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = address.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `IP Address:${groups.map((group) => parseInt(group, 16).toString(16).toUpperCase()).join(':')}`;
 }
