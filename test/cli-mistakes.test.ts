@@ -44,9 +44,9 @@ describe('each command takes only the flags it uses', () => {
     }
     expect(optionsOf(['token', 'list'])).toEqual(['--config', '--help', '--htpasswd', '--user']);
     expect(optionsOf(['token', 'revoke'])).toEqual(['--config', '--help']);
-    expect(optionsOf(['grant'])).toEqual(['--config', '--force', '--help', '--htpasswd', '--upstream']);
-    expect(optionsOf(['revoke'])).toEqual(['--config', '--help', '--upstream']);
-    expect(optionsOf(['permissions'])).toEqual(['--config', '--help', '--json', '--upstream']);
+    expect(optionsOf(['grant'])).toEqual(['--config', '--force', '--help', '--htpasswd', '--upstream', '--workspace']);
+    expect(optionsOf(['revoke'])).toEqual(['--config', '--help', '--upstream', '--workspace']);
+    expect(optionsOf(['permissions'])).toEqual(['--config', '--help', '--json', '--upstream', '--workspace']);
     expect(optionsOf(['serve'])).toEqual(expect.arrayContaining(['--port', '--host', '--upstream', '--htpasswd', '--tls-cert', '--no-tls', '--workers', '--log-level']));
     expect(optionsOf(['config', 'check'])).toEqual(optionsOf(['serve']));
   });

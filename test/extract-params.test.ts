@@ -14,6 +14,8 @@ const RUN_B = 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';
 interface Call {
   body?: unknown;
   headers?: Record<string, string | string[]>;
+  /** The request's MLflow workspace (default: the default one). */
+  workspace?: string;
 }
 
 /** Runs a request through canonicalisation, matching and extraction, reading the body only when asked to. */
@@ -29,7 +31,7 @@ function extract(method: string, target: string, call: Call = {}): ExtractedReso
     if (!parsed.ok) return parsed;
     body = parsed.value;
   }
-  return extractResources(match.rule, { query, body, pathParams: match.params, headers: call.headers });
+  return extractResources(match.rule, { query, body, pathParams: match.params, headers: call.headers, workspace: call.workspace ?? 'default' });
 }
 
 function refs(result: ExtractedResources | ExtractionError): [ResourceRef, string][] {
@@ -108,7 +110,7 @@ describe('POST, PUT, PATCH, DELETE: the JSON body, never the query string', () =
 
   it('the lead must hand over the body when the rule reads it', () => {
     const { rule, params } = matchRule('POST', '/api/2.0/mlflow/runs/log-metric')!;
-    expect(() => extractResources(rule, { query: new URLSearchParams(), body: undefined, pathParams: params })).toThrow(/reads the JSON body/);
+    expect(() => extractResources(rule, { query: new URLSearchParams(), body: undefined, pathParams: params, workspace: 'default' })).toThrow(/reads the JSON body/);
   });
 });
 
@@ -284,8 +286,21 @@ describe('artifact paths', () => {
   it('refuse what does not start with an experiment id, or names the experiment directory itself', () => {
     expect(refusal(extract('PUT', `${ART}/team-a/${RUN_A}/x`))).toMatch(/experiment id/);
     expect(refusal(extract('PUT', `${ART}/01/${RUN_A}/x`))).toMatch(/experiment id/);
-    expect(refusal(extract('PUT', `${ART}/workspaces/ws/1/x`))).toMatch(/experiment id/);
     expect(refusal(extract('PUT', `${ART}/12`))).toMatch(/experiment directory/);
+  });
+
+  it('with MLflow workspaces: workspaces/<name>/ is taken off in its own workspace and refused in any other', () => {
+    // MLflow roots a non-default workspace's paths at workspaces/<name>/ and refuses another's prefix.
+    expect(refs(extract('PUT', `${ART}/workspaces/team-a/12/${RUN_A}/x`, { workspace: 'team-a' }))).toEqual([[expect.objectContaining({ experimentId: '12' }), 'EDIT']]);
+    expect(refs(extract('PUT', `${ART}/12/${RUN_A}/x`, { workspace: 'team-a' }))).toEqual([[expect.objectContaining({ experimentId: '12' }), 'EDIT']]);
+    expect(refs(extract('PUT', `${ART}/workspaces/default/12/${RUN_A}/x`))).toEqual([[expect.objectContaining({ experimentId: '12' }), 'EDIT']]);
+    expect(refs(extract('GET', `${ART}?path=workspaces%2Fteam-a%2F12`, { workspace: 'team-a' }))).toEqual([[expect.objectContaining({ experimentId: '12' }), 'READ']]);
+    expect(refusal(extract('PUT', `${ART}/workspaces/team-b/12/${RUN_A}/x`, { workspace: 'team-a' }))).toMatch(/in workspace "team-b", not in the request's workspace team-a/);
+    expect(refusal(extract('PUT', `${ART}/workspaces/team-a/12/${RUN_A}/x`))).toMatch(/in workspace "team-a", not in the request's workspace default \(name it in X-MLFLOW-WORKSPACE\)/);
+    expect(refusal(extract('GET', `${ART}?path=workspaces%2Fteam-a`, { workspace: 'team-a' }))).toMatch(/experiment id/);
+    expect(refusal(extract('GET', `${ART}?path=workspaces`, { workspace: 'team-a' }))).toMatch(/in workspace ""/);
+    expect(refusal(extract('POST', '/api/2.0/mlflow/model-versions/create', { body: { name: 'm', source: `mlflow-artifacts:/workspaces/team-b/12/${RUN_A}/artifacts/model` }, workspace: 'team-a' }))).toMatch(/in workspace "team-b"/);
+    expect(refs(extract('POST', '/api/2.0/mlflow/model-versions/create', { body: { name: 'm', source: `mlflow-artifacts:/workspaces/team-a/12/${RUN_A}/artifacts/model` }, workspace: 'team-a' }))).toContainEqual([expect.objectContaining({ kind: 'artifact-path', experimentId: '12' }), 'READ']);
   });
 
   it('take the listing path from the message, with the same rules after the query parser decodes it', () => {

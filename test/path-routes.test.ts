@@ -128,6 +128,7 @@ describe('readiness with routes', () => {
       status: 'ready', upstreams: 2, answering: 2,
       upstream: `${mlflow.url} answered 200`,
       routes: { '/mlflow': `${mlflow.url} answered 200`, '/app': `${app.url} answered 200`, '/': `${app.url} answered 200` },
+      mlflow: { version: '3.11.1', workspaces: false, newestKnown: '3.16' },
     });
     const halfDown = await startTestGateway({ upstream: mlflow.url, users: USERS, config: { routes: [{ path: '/mlflow', mlflow: true, stripPrefix: true }, { path: '/', upstream: 'http://127.0.0.1:1' }] } });
     try {

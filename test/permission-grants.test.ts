@@ -59,7 +59,7 @@ describe('grant, permissions, revoke', () => {
       `experiment ${churn} (team-a/churn)\nowner: alice\nGRANTEE  LEVEL\nbob      EDIT\n@team-a  READ\n`,
     );
     const json = JSON.parse(ok(await mlgate(['permissions', 'experiment', churn, '--json'])));
-    expect(json).toEqual({ kind: 'experiment', id: churn, name: 'team-a/churn', owner: 'alice', users: [{ name: 'bob', level: 'EDIT' }], groups: [{ name: 'team-a', level: 'READ' }] });
+    expect(json).toEqual({ kind: 'experiment', workspace: 'default', id: churn, name: 'team-a/churn', owner: 'alice', users: [{ name: 'bob', level: 'EDIT' }], groups: [{ name: 'team-a', level: 'READ' }] });
 
     expect(ok(await mlgate(['grant', 'bob', 'experiment', churn, 'MANAGE']))).toContain('to user bob (was EDIT)');
     expect(ok(await mlgate(['revoke', 'bob', 'experiment', 'team-a/churn']))).toBe(`revoked user bob's MANAGE on experiment ${churn} (team-a/churn)\n`);
@@ -178,6 +178,56 @@ describe('refusals', () => {
 
   it('revoking a grant that does not exist says so and changes nothing', async () => {
     expect(failed(await mlgate(['revoke', 'nobody', 'experiment', churn]))).toContain(`user nobody has no grant on experiment ${churn} (team-a/churn)`);
+  });
+});
+
+describe('--workspace (the fake MLflow models no workspaces: test/mlflow/workspace-grants.test.ts has the real ones)', () => {
+  let spaces: MlflowUpstream;
+  beforeAll(async () => {
+    // Says it has workspaces on (server-info), acts in the default one whatever the header says.
+    spaces = await startMlflowUpstream({ version: '3.11.1', requireJsonContentType: true, defaultExperiment: true, workspacesEnabled: true });
+    spaces.store.addModel('ws-model');
+  });
+  afterAll(async () => {
+    await spaces?.close();
+  });
+  const apiCalls = (target: MlflowUpstream) => target.requests.filter((r) => r.url.startsWith('/api/2.0/'));
+
+  it('every look-up and write names the workspace to MLflow; messages and --json name it too', async () => {
+    const before = apiCalls(spaces).length;
+    expect(ok(await mlgate(['grant', 'bob', 'model', 'ws-model', 'EDIT', '--workspace', 'team-a'], spaces))).toBe('granted EDIT on registered model ws-model in workspace team-a to user bob\n');
+    expect(ok(await mlgate(['permissions', 'model', 'ws-model', '--workspace', 'team-a'], spaces))).toBe('registered model ws-model in workspace team-a\nowner: (none recorded)\nGRANTEE  LEVEL\nbob      EDIT\n');
+    expect(JSON.parse(ok(await mlgate(['permissions', 'model', 'ws-model', '--workspace', 'team-a', '--json'], spaces)))).toEqual({ kind: 'registered-model', workspace: 'team-a', name: 'ws-model', owner: null, users: [{ name: 'bob', level: 'EDIT' }], groups: [] });
+    expect(ok(await mlgate(['revoke', 'bob', 'model', 'ws-model', '--workspace', 'team-a'], spaces))).toBe("revoked user bob's EDIT on registered model ws-model in workspace team-a\n");
+    expect(failed(await mlgate(['revoke', 'bob', 'model', 'ws-model', '--workspace', 'team-a'], spaces))).toContain('("mlgate permissions model ws-model --workspace team-a" lists them)');
+    const calls = apiCalls(spaces).slice(before);
+    expect(calls.length).toBeGreaterThan(5);
+    for (const call of calls) expect(call.headers['x-mlflow-workspace'], `${call.method} ${call.url}`).toBe('team-a');
+  });
+
+  it('without it, or naming the default workspace, MLflow gets no header (as before workspaces)', async () => {
+    const before = apiCalls(spaces).length;
+    ok(await mlgate(['permissions', 'model', 'ws-model'], spaces));
+    ok(await mlgate(['permissions', 'model', 'ws-model', '--workspace', 'default'], spaces));
+    expect(apiCalls(spaces).slice(before).every((call) => call.headers['x-mlflow-workspace'] === undefined)).toBe(true);
+  });
+
+  it('a name MLflow would refuse is a mistake at the command line; MLflow is not asked', async () => {
+    const before = spaces.requests.length;
+    expect(failed(await mlgate(['grant', 'bob', 'model', 'ws-model', 'READ', '--workspace', 'Team_A'], spaces))).toBe('mlgate: --workspace "Team_A" is not a workspace name: 2-63 lowercase letters, digits and inner hyphens; nothing was changed\n');
+    expect(failed(await mlgate(['permissions', 'model', 'ws-model', '--workspace', 'a'], spaces))).toContain('--workspace "a" is not a workspace name');
+    expect(spaces.requests.length).toBe(before);
+  });
+
+  it('on a server without workspaces (which would act in the default one) it is refused, and nothing is written', async () => {
+    const writes = () => upstream.requests.filter((r) => r.method !== 'GET').length;
+    const before = writes();
+    expect(failed(await mlgate(['grant', 'bob', 'model', 'churn-model', 'READ', '--workspace', 'team-a']))).toBe(
+      `mlgate: the MLflow tracking server at ${upstream.url} has no workspaces (that takes MLflow 3.10 or later, started with mlflow server --enable-workspaces), so workspace team-a cannot be used\n`,
+    );
+    expect(failed(await mlgate(['permissions', 'experiment', churn, '--workspace', 'team-a'], legacy))).toContain('has no workspaces');
+    expect(writes()).toBe(before);
+    expect(modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
   });
 });
 

@@ -69,14 +69,14 @@ describe('reading who has what', () => {
   });
 
   it('answers the owner and every grant to a MANAGE holder, by id or by (percent-encoded) name', async () => {
-    const expected = { kind: 'experiment', id: churn, name: 'team-a/churn', owner: 'alice', users: [{ name: 'bob', level: 'EDIT' }], groups: [] };
+    const expected = { kind: 'experiment', workspace: 'default', id: churn, name: 'team-a/churn', owner: 'alice', users: [{ name: 'bob', level: 'EDIT' }], groups: [] };
     const byId = await call('alice', 'GET', `${API}/experiments/${churn}`);
     expect(byId.status, byId.text).toBe(200);
     expect(byId.json()).toEqual(expected);
     expect((await call('alice', 'GET', `${API}/experiments/team-a%2Fchurn`)).json()).toEqual(expected);
     expect((await call('admin', 'GET', `${API}/experiments/team-a%2Fchurn`)).json()).toEqual(expected);
     const model = await call('alice', 'GET', `${API}/models/churn-model`);
-    expect(model.json()).toEqual({ kind: 'registered-model', name: 'churn-model', owner: 'alice', users: [], groups: [] });
+    expect(model.json()).toEqual({ kind: 'registered-model', workspace: 'default', name: 'churn-model', owner: 'alice', users: [], groups: [] });
   });
 
   it('refuses those below MANAGE in MLflow\'s JSON, naming their level', async () => {
@@ -101,10 +101,10 @@ describe('reading who has what', () => {
     const alice = (await call('alice', 'GET', `${API}/mine`)).json<{ experiments: { name: string }[]; registered_models: { name: string; owner: string }[]; truncated: boolean; user: string }>();
     expect(alice.user).toBe('alice');
     expect(alice.experiments.map((e) => e.name).sort()).toEqual(['secret', 'team-a/churn']);
-    expect(alice.registered_models).toEqual([{ kind: 'registered-model', name: 'churn-model', owner: 'alice', users: [], groups: [] }]);
+    expect(alice.registered_models).toEqual([{ kind: 'registered-model', workspace: 'default', name: 'churn-model', owner: 'alice', users: [], groups: [] }]);
     expect(alice.truncated).toBe(false);
     const carol = (await call('carol', 'GET', `${API}/mine`)).json();
-    expect(carol).toEqual({ user: 'carol', experiments: [], registered_models: [], truncated: false });
+    expect(carol).toEqual({ user: 'carol', workspace: 'default', experiments: [], registered_models: [], truncated: false });
     const admin = (await call('admin', 'GET', `${API}/mine`)).json<{ experiments: { name: string }[]; registered_models: unknown[] }>();
     expect(admin.experiments.map((e) => e.name)).toEqual(expect.arrayContaining(['Default', 'secret', 'team-a/churn']));
     expect(admin.registered_models).toHaveLength(2);
@@ -174,6 +174,66 @@ describe('granting and revoking through the API', () => {
     expect(huge.status).toBe(400);
     expect(huge.json()).toMatchObject({ error_code: 'INVALID_PARAMETER_VALUE', message: expect.stringContaining('larger than') });
     expect(Object.keys(tagsOf(churn)).some((key) => key.includes('eve'))).toBe(false);
+  });
+});
+
+describe('workspaces (the fake MLflow has none: the real ones are in test/mlflow/workspace-grants.test.ts)', () => {
+  // What MLflow was asked about resources (not the gateway's probe of its version and workspaces).
+  const mlflowCalls = () => upstream.requests.filter((r) => !/^\/(?:version|api\/3\.0\/mlflow\/server-info)(?:\?|$)/.test(r.url)).length;
+
+  it('the default workspace, named or not, answers as without a name', async () => {
+    const plain = await call('alice', 'GET', `${API}/experiments/${churn}`);
+    for (const [query, headers] of [['?workspace=default', {}], ['', { 'x-mlflow-workspace': 'default' }], ['?workspace=%20', { 'x-mlflow-workspace': ' default ' }]] as const) {
+      const res = await gw.request(`${API}/experiments/${churn}${query}`, { auth: as('alice'), headers });
+      expect(res.status, `${query} ${JSON.stringify(headers)}`).toBe(200);
+      expect(res.json()).toEqual(plain.json());
+    }
+    expect(plain.json()).toMatchObject({ workspace: 'default' });
+    expect((await call('alice', 'GET', `${API}/mine?workspace=default`)).json()).toMatchObject({ user: 'alice', workspace: 'default' });
+  });
+
+  it('a name MLflow would refuse, several, or a parameter and header that disagree: 400 before MLflow is asked', async () => {
+    const before = mlflowCalls();
+    const cases: [string, Record<string, string>][] = [
+      ['?workspace=Team_A', {}],
+      ['?workspace=team-a&workspace=team-b', {}],
+      ['?workspace=team-a', { 'x-mlflow-workspace': 'team-b' }],
+      ['?workspace=team-a', { 'x-mlflow-workspace': 'default' }],
+      ['', { 'x-mlflow-workspace': 'team-a,team-b' }],
+      ['', { x_mlflow_workspace: 'team-a' }],
+    ];
+    for (const [query, headers] of cases) {
+      const res = await gw.request(`${API}/models/churn-model${query}`, { auth: as('admin'), headers });
+      expect(res.status, `${query} ${JSON.stringify(headers)}`).toBe(400);
+      expect(res.json()).toMatchObject({ error_code: 'INVALID_PARAMETER_VALUE' });
+    }
+    expect((await call('admin', 'GET', `${API}/models/churn-model?workspace=Team_A`)).json<{ message: string }>().message).toBe('workspace "Team_A" is not a workspace name: 2-63 lowercase letters, digits and inner hyphens');
+    expect(mlflowCalls()).toBe(before);
+  });
+
+  it('a workspace the caller may not use answers as a resource that does not exist, and MLflow is not asked', async () => {
+    const before = mlflowCalls();
+    const inTeam = await call('alice', 'GET', `${API}/models/churn-model?workspace=team-b`);
+    expect(inTeam.status).toBe(404);
+    expect(inTeam.json()).toEqual({ error_code: 'RESOURCE_DOES_NOT_EXIST', message: 'registered model "churn-model" in workspace team-b does not exist, or user alice cannot read it' });
+    const byHeader = await gw.request(`${API}/models/churn-model`, { auth: as('alice'), headers: { 'x-mlflow-workspace': 'team-b' } });
+    expect(byHeader.text).toBe(inTeam.text);
+    const write = await gw.request(`${API}/models/churn-model/grants/users/bob?workspace=team-b`, { method: 'PUT', auth: as('alice'), headers: JSON_HEADERS, body: '{"level":"READ"}' });
+    expect(write.text).toBe(inTeam.text);
+    const mine = await call('alice', 'GET', `${API}/mine?workspace=team-b`);
+    expect(mine.status).toBe(404);
+    expect(mine.json()).toEqual({ error_code: 'RESOURCE_DOES_NOT_EXIST', message: 'workspace team-b does not exist, or user alice may not use it' });
+    expect(mlflowCalls()).toBe(before);
+    expect(modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
+  });
+
+  it('on a server without workspaces, one that may use any workspace is told so, and nothing is written', async () => {
+    const res = await call('admin', 'PUT', `${API}/models/churn-model/grants/users/bob?workspace=team-a`, { level: 'READ' });
+    expect(res.status).toBe(400);
+    expect(res.json()).toEqual({ error_code: 'INVALID_PARAMETER_VALUE', message: `the MLflow tracking server at ${upstream.url} has no workspaces (that takes MLflow 3.10 or later, started with mlflow server --enable-workspaces), so workspace team-a cannot be used` });
+    // Not the default workspace's model of that name: MLflow 2.x would ignore the header.
+    expect(upstream.requests.some((r) => r.headers['x-mlflow-workspace'] !== undefined)).toBe(false);
+    expect(modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
   });
 });
 
@@ -264,6 +324,23 @@ describe('the /-/permissions page', () => {
     expect(modelTags('other-model')).toEqual([{ key: 'mlgate.owner', value: 'dave' }]);
   });
 
+  it('on a server without workspaces has no workspace field; a workspace named anyway is shown, a bad name refused', async () => {
+    const page = await gw.request('/-/permissions', { auth: as('alice') });
+    expect(page.text).not.toContain('name="workspace"');
+    expect(page.text).not.toContain('Workspace');
+    const bad = await gw.request('/-/permissions?workspace=Team_A', { auth: as('alice') });
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('role="alert">Workspace &#34;Team_A&#34; is not a workspace name');
+    const other = await gw.request('/-/permissions?workspace=team-b', { auth: as('alice') });
+    expect(other.status).toBe(404);
+    expect(other.text).toContain('role="alert">workspace team-b does not exist, or user alice may not use it');
+    expect(other.text).toMatch(/<input id="workspace" name="workspace" value="team-b"/);
+    const form = await gw.request('/-/permissions', { method: 'POST', auth: as('alice'), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: gw.url }, body: new URLSearchParams({ action: 'grant', kind: 'registered-model', resource: 'churn-model', workspace: 'team-b', grantee: 'bob', level: 'MANAGE' }).toString() });
+    expect(form.status).toBe(404);
+    expect(form.text).toContain('role="alert">Registered model &#34;churn-model&#34; in workspace team-b does not exist, or user alice cannot read it.');
+    expect(modelTags('churn-model')).toEqual([{ key: 'mlgate.owner', value: 'alice' }]);
+  });
+
   it('refuses a form sent from another site, or from nowhere', async () => {
     for (const headers of [{ origin: 'https://evil.example' }, {}, { referer: 'https://evil.example/page' }] as Record<string, string>[]) {
       const res = await gw.request('/-/permissions', form({ action: 'grant', kind: 'experiment', resource: churn, grantee: 'mallory', level: 'MANAGE' }, headers));
@@ -308,7 +385,7 @@ describe('users named by e-mail addresses, with the gateway\'s own decisions', (
     const put = await mailCall('carol@example.com', 'PUT', `${API}/experiments/${id}/grants/users/bob%40example.com`, { level: 'EDIT' });
     expect(put.status, put.text).toBe(200);
     expect(put.json()).toEqual({
-      kind: 'experiment', id, name: 'mail/churn', owner: 'alice@example.com',
+      kind: 'experiment', workspace: 'default', id, name: 'mail/churn', owner: 'alice@example.com',
       users: [{ name: 'bob@example.com', level: 'EDIT' }, { name: 'carol@example.com', level: 'MANAGE' }], groups: [],
     });
     expect(tagsOf(id)['mlgate.grant.user-enc.bob_40example.com']).toBe('EDIT');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/auth/principal.ts';
-import { effectiveLevel, groupsOf, isAdmin, resourceInfoFromTags, type ResourceInfo } from '../src/authz/decide.ts';
+import { effectiveLevel, groupsOf, isAdmin, mayUseWorkspace, resourceInfoFromTags, subjectOf, type ResourceInfo } from '../src/authz/decide.ts';
 import { builtinPolicy, globToRegExp, loadPolicy, parsePolicy, PolicyError, PolicyStore, type Policy } from '../src/authz/policy.ts';
 import { captureLogs, startTestGateway, waitForLog } from './helpers/gateway.ts';
 import { runCli } from './helpers/cli.ts';
@@ -74,7 +74,7 @@ describe('reading the policy file', () => {
       'policy.yaml:6: rules[1]: needs exactly one of experiment: or model: (a name glob)',
       'policy.yaml:7: rules[2]: needs users: or groups: (who the rule is for; users: ["*"] for everyone)',
       'policy.yaml:8: rules[3].level: is required',
-      'policy.yaml:8: rules[3].levle: unknown key (known: experiment, model, users, groups, level)',
+      'policy.yaml:8: rules[3].levle: unknown key (known: workspace, experiment, model, users, groups, level)',
       'policy.yaml:9: defualt: unknown key (did you mean default?)',
     ]);
   });
@@ -159,7 +159,7 @@ describe('the decision: where a level comes from, most specific first', () => {
     'default: NO_PERMISSIONS',
   ), 'policy.yaml');
   const who = (user: string, groups: string[] = [], external = false): Principal => ({ user, method: 'basic', groups, ...(external ? { external } : {}) });
-  const experiment = (name: string, tags: { key: string; value: string }[] = []): ResourceInfo => resourceInfoFromTags('experiment', { id: '7', name, tags });
+  const experiment = (name: string, tags: { key: string; value: string }[] = []): ResourceInfo => resourceInfoFromTags('experiment', 'default', { id: '7', name, tags });
 
   it('1. admins (users or @groups, a JWT group included) have MANAGE', () => {
     expect(effectiveLevel(who('root'), experiment('team-a/x'), policy)).toEqual({ level: 'MANAGE', reason: 'admin' });
@@ -186,9 +186,9 @@ describe('the decision: where a level comes from, most specific first', () => {
     expect(effectiveLevel(who('victor'), experiment('team-a/churn'), policy)).toEqual({ level: 'NO_PERMISSIONS', reason: 'rule 2 (experiment team-a/*)' });
     expect(effectiveLevel(who('victor'), experiment('team-b/x'), policy)).toEqual({ level: 'READ', reason: 'rule 3 (experiment *)' });
     expect(effectiveLevel(who('bob'), experiment('team-b/x'), policy)).toEqual({ level: 'NO_PERMISSIONS', reason: 'default' });
-    expect(effectiveLevel(who('bob'), resourceInfoFromTags('registered-model', { name: 'm' }), policy)).toEqual({ level: 'MANAGE', reason: 'rule 4 (model *)' });
+    expect(effectiveLevel(who('bob'), resourceInfoFromTags('registered-model', 'default', { name: 'm' }), policy)).toEqual({ level: 'MANAGE', reason: 'rule 4 (model *)' });
     // An experiment known only by id (it does not exist) has no name for rules to match.
-    expect(effectiveLevel(who('victor'), { kind: 'experiment', id: '9', exists: false, grants: { users: new Map(), groups: new Map() } }, policy).reason).toBe('default');
+    expect(effectiveLevel(who('victor'), { kind: 'experiment', workspace: 'default', id: '9', exists: false, grants: { users: new Map(), groups: new Map() } }, policy).reason).toBe('default');
   });
 
   it('the built-in policy\'s admin is the htpasswd user: a JWT naming "admin" is not an admin', () => {
@@ -197,5 +197,77 @@ describe('the decision: where a level comes from, most specific first', () => {
     expect(isAdmin({ user: 'admin', method: 'session', groups: [] }, builtin)).toBe(true);
     expect(isAdmin(who('admin', [], true), builtin)).toBe(false);
     expect(effectiveLevel(who('alice'), experiment('x'), builtin)).toEqual({ level: 'READ', reason: 'default' });
+  });
+});
+
+describe('workspaces in the policy (MLflow --enable-workspaces)', () => {
+  const policy = parsePolicy(lines(
+    'groups:',
+    '  team-a: [alice]',
+    'admins: [root]',
+    'workspaces:',
+    '  team-a: { admins: [carol, "@leads"] }',
+    '  team-b: { default: READ }',
+    '  team-c:',
+    'rules:',
+    '  - { experiment: "*", users: [bob], level: EDIT }',
+    '  - { workspace: team-a, experiment: "*", groups: [team-a], level: EDIT }',
+    '  - { workspace: "team-*", model: "shared-*", users: ["*"], level: READ }',
+    'default: READ',
+  ), 'policy.yaml');
+  const who = (user: string, groups: string[] = []): Principal => ({ user, method: 'basic', groups });
+  const inWorkspace = (workspace: string, name: string, kind: 'experiment' | 'registered-model' = 'experiment') => resourceInfoFromTags(kind, workspace, { id: kind === 'experiment' ? '7' : undefined, name });
+  const subject = (user: string, groups: string[] = []) => subjectOf(who(user, groups), policy);
+
+  it('a rule without workspace: is the default workspace\'s; one with it matches only its workspaces (a glob)', () => {
+    expect(effectiveLevel(who('bob'), inWorkspace('default', 'x'), policy)).toEqual({ level: 'EDIT', reason: 'rule 1 (experiment *)' });
+    expect(effectiveLevel(who('bob'), inWorkspace('team-a', 'x'), policy)).toEqual({ level: 'NO_PERMISSIONS', reason: 'default' });
+    expect(effectiveLevel(who('alice'), inWorkspace('team-a', 'x'), policy)).toEqual({ level: 'EDIT', reason: 'rule 2 (experiment * in workspace team-a)' });
+    expect(effectiveLevel(who('alice'), inWorkspace('default', 'x'), policy)).toEqual({ level: 'READ', reason: 'default' });
+    expect(effectiveLevel(who('dave'), inWorkspace('team-z', 'shared-churn', 'registered-model'), policy).reason).toBe('rule 3 (model shared-* in workspace team-z)');
+  });
+
+  it('the top-level default is the default workspace\'s; another\'s is its own default:, NO_PERMISSIONS unless set', () => {
+    expect(effectiveLevel(who('dave'), inWorkspace('default', 'x'), policy).level).toBe('READ');
+    expect(effectiveLevel(who('dave'), inWorkspace('team-b', 'x'), policy).level).toBe('READ');
+    expect(effectiveLevel(who('dave'), inWorkspace('team-c', 'x'), policy).level).toBe('NO_PERMISSIONS');
+    expect(effectiveLevel(who('dave'), inWorkspace('not-listed', 'x'), policy).level).toBe('NO_PERMISSIONS');
+  });
+
+  it('workspace admins (users or @groups) have MANAGE in their workspace only; admins everywhere', () => {
+    expect(effectiveLevel(who('carol'), inWorkspace('team-a', 'x'), policy)).toEqual({ level: 'MANAGE', reason: 'workspace admin' });
+    expect(effectiveLevel(who('lee', ['leads']), inWorkspace('team-a', 'x'), policy).reason).toBe('workspace admin');
+    expect(effectiveLevel(who('carol'), inWorkspace('team-b', 'x'), policy).level).toBe('READ');
+    expect(isAdmin(who('carol'), policy)).toBe(false);
+    expect(effectiveLevel(who('root'), inWorkspace('team-c', 'x'), policy).reason).toBe('admin');
+  });
+
+  it('who may use a workspace: everyone the default one; another its admins, users a rule there gives READ, everyone when its default does', () => {
+    expect(mayUseWorkspace(subject('dave'), 'default')).toBe(true);
+    expect(mayUseWorkspace(subject('alice'), 'team-a')).toBe(true);
+    expect(mayUseWorkspace(subject('carol'), 'team-a')).toBe(true);
+    expect(mayUseWorkspace(subject('bob'), 'team-a')).toBe(true); // rule 3: shared-* models in team-*, for everyone
+    expect(mayUseWorkspace(subject('dave'), 'team-b')).toBe(true);
+    expect(mayUseWorkspace(subject('dave'), 'other')).toBe(false);
+    expect(mayUseWorkspace(subject('root'), 'other')).toBe(true);
+    const narrow = parsePolicy(lines('workspaces: { team-a: { admins: [carol] } }', 'rules:', '  - { workspace: team-a, experiment: "*", users: [alice], level: NO_PERMISSIONS }'), 'policy.yaml');
+    expect(mayUseWorkspace(subjectOf(who('alice'), narrow), 'team-a')).toBe(false);
+    expect(mayUseWorkspace(subjectOf(who('carol'), narrow), 'team-b')).toBe(false);
+  });
+
+  it('names each problem with file, line and key', () => {
+    expect(problems(lines(
+      'workspaces:',
+      '  Team_A: { admins: [carol] }',
+      '  team-b: { admin: [carol] }',
+      '  default: { default: EDIT }',
+      'rules:',
+      '  - { workspace: "Team A", experiment: "*", users: [bob], level: READ }',
+    ))).toEqual([
+      expect.stringMatching(/^policy\.yaml:2: workspaces\.Team_A: .*must be an MLflow workspace name/),
+      'policy.yaml:3: workspaces.team-b.admin: unknown key (did you mean admins?)',
+      expect.stringMatching(/^policy\.yaml:4: workspaces\.default\.default: the default workspace's level is the top-level default:/),
+      expect.stringMatching(/^policy\.yaml:6: rules\[0\]\.workspace: must be a workspace name, or a glob/),
+    ]);
   });
 });

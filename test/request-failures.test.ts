@@ -116,6 +116,7 @@ describe('a bug in the request path costs that one request a 500 (pipeline with 
     const authorizer = createAuthorizer({
       policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, maxLookupsPerRequest: config.authz.maxLookupsPerRequest,
       maxDecompressedBody: config.authz.maxDecompressedBody, bodyBudget: new BodyBudget(config.limits.checkedBodyBudget), logger,
+      workspacesEnabled: async () => false,
     });
     const control = createControlApp({ upstreamReady: async () => ({ ready: true, detail: upstream.url }), version: VERSION, logger });
     const userHeader = config.proxy.userHeader.toLowerCase();

@@ -18,6 +18,7 @@ function access(overrides: Partial<SearchAccess> = {}): SearchAccess {
     levelOf: bobLevel,
     levelOfModel: async () => 'NO_PERMISSIONS',
     levelOfExperiment: async () => 'NO_PERMISSIONS',
+    levelOfWorkspace: async () => 'NO_PERMISSIONS',
     ...overrides,
   };
 }

@@ -1,8 +1,12 @@
 // Artifact paths carry no resource id the gateway can look up, only a place in a tree: the
 // experiment is the first segment of a proxied path (mlflow-artifacts:/<experiment_id>/...), and
 // every other artifact path is relative to a run, model version or trace already checked.
+// With MLflow's workspaces a proxied path may start `workspaces/<workspace>/`, which MLflow takes
+// only for the request's own workspace (it puts every other workspace's paths there itself).
 // MLflow's validate_path_is_safe decodes a path up to ten times before use, so anything that
 // could still decode, or step out of its directory, is refused here instead of guessed at.
+
+import { DEFAULT_WORKSPACE } from './workspace.ts';
 
 /** Experiment ids of MLflow's stores are integers; Python's int() would also take "+1", " 1" or "1_0". */
 export const EXPERIMENT_ID = /^(?:0|[1-9][0-9]{0,18})$/;
@@ -32,13 +36,24 @@ export function relativePathProblem(path: string): string | undefined {
 type ArtifactExperiment = { ok: true; experimentId: string } | { ok: false; reason: string };
 
 /**
- * The experiment a proxied artifact path lives in. `wholeExperiment` allows the bare `<id>` (listing
- * an experiment's root); reading or writing needs a file below it, so that no one writes a file in
- * place of an experiment's directory.
+ * The experiment a proxied artifact path lives in, for a request in `workspace`. `wholeExperiment`
+ * allows the bare `<id>` (listing an experiment's root); reading or writing needs a file below it,
+ * so that no one writes a file in place of an experiment's directory.
  */
-export function experimentOfArtifactPath(path: string, wholeExperiment: boolean): ArtifactExperiment {
-  const problem = relativePathProblem(path);
+export function experimentOfArtifactPath(whole: string, wholeExperiment: boolean, workspace: string): ArtifactExperiment {
+  const problem = relativePathProblem(whole);
   if (problem) return { ok: false, reason: `artifact path ${problem}` };
+  // MLflow (_get_workspace_scoped_repo_path_if_enabled) serves `workspaces/<w>/...` only in <w>,
+  // and roots every other path of a non-default workspace there: either way the rest of the path
+  // is the request's workspace's, and starts with one of its experiments.
+  let path = whole;
+  if (path === 'workspaces' || path.startsWith('workspaces/')) {
+    const [, named = '', ...rest] = path.split('/');
+    if (named !== workspace) {
+      return { ok: false, reason: `artifact path is in workspace ${JSON.stringify(named.slice(0, 100))}, not in the request's workspace ${workspace}${workspace === DEFAULT_WORKSPACE ? ' (name it in X-MLFLOW-WORKSPACE)' : ''}` };
+    }
+    path = rest.join('/');
+  }
   const slash = path.indexOf('/');
   const first = slash === -1 ? path : path.slice(0, slash);
   if (!EXPERIMENT_ID.test(first)) return { ok: false, reason: 'artifact path does not start with an experiment id (<digits>/...)' };

@@ -1,6 +1,7 @@
 // The authorization step of the request path: after authentication, before forwarding.
 //
-//   canonical target (400 if ambiguous) -> route rule (unknown API route: 403 unless admin or
+//   canonical target (400 if ambiguous) -> the workspace (X-MLFLOW-WORKSPACE as MLflow reads it; 400
+//   if MLflow would refuse it, 403 if the user may not use it) -> route rule (unknown API route: 403 unless admin or
 //   authz.allowUnknownRoutes) -> admin-only / blocked -> read the JSON body if the check needs it
 //   (authz.maxCheckedBody, 413 beyond) -> the resources it names (400 as MLflow would) -> reserved
 //   tags (mlgate.*, mlflow.user) -> each resource resolved through the upstream and decided
@@ -16,7 +17,7 @@ import type { RequestContext } from '../context/request-context.ts';
 import type { GatewayError } from '../http/gateway-error.ts';
 import type { Logger } from '../log/logger.ts';
 import { canonicalizeTarget, type CanonicalTarget } from './canonical-path.ts';
-import { effectiveLevel, levelOf, resourceInfoFromTags, type LevelDecision, type ResourceInfo, type Subject } from './decide.ts';
+import { levelOf, mayUseWorkspace, resourceInfoFromTags, type LevelDecision, type ResourceInfo, type Subject } from './decide.ts';
 import { extractResources, hasQueryParams, MAX_IDS_PER_REQUEST, parseRequestJson, type ExtractedResources, type ResourceCheck } from './extract-params.ts';
 import { filterSearchResponseBytes, type SearchAccess } from './search-filter.ts';
 import { isReservedTag, OWNER_TAG } from './grant-tags.ts';
@@ -31,6 +32,7 @@ import { LookupBoundError, LookupBudget, missingExperiment, type Resolver } from
 import { RUN_USER_TAG, type RouteRule } from './route-rule.ts';
 import { matchRule, needsRequestBody } from './route-table.ts';
 import { assessmentTraceIds } from './routes-traces.ts';
+import { DEFAULT_WORKSPACE, requestWorkspace } from './workspace.ts';
 
 interface AuthorizerOptions {
   /** The policy in force (a PolicyStore). */
@@ -46,6 +48,12 @@ interface AuthorizerOptions {
   maxLookupsPerRequest?: number;
   /** Memory for bodies read whole to check them, across requests (limits.checkedBodyBudget). */
   bodyBudget: BodyBudget;
+  /**
+   * Whether the upstream MLflow acts in the workspace a request names (server-info's
+   * workspaces_enabled; undefined: cannot tell now). MLflow 2.x ignores the header, so a request
+   * naming a workspace would be decided in one and carried out in the default one.
+   */
+  workspacesEnabled(): Promise<boolean | undefined>;
   logger: Logger;
 }
 
@@ -59,9 +67,6 @@ export type AccessDecision =
   | { ok: false; error: GatewayError }
   | { ok: false; clientLeft: true };
 
-/** What the permissions API and CLI ask: a principal's level on one experiment or model. */
-export type ResourceQuery = { kind: 'experiment'; id: string } | { kind: 'experiment'; name: string } | { kind: 'registered-model'; name: string };
-
 export interface Authorizer {
   /**
    * Decides a request on an MLflow route that passed authentication (ctx.subject set). Sets
@@ -70,8 +75,12 @@ export interface Authorizer {
   authorize(req: IncomingMessage, ctx: RequestContext): Promise<AccessDecision>;
   /** WebSocket upgrades: MLflow has none, so MLflow's routes take no upgrade but from admins. */
   authorizeUpgrade(ctx: RequestContext): GatewayError | undefined;
-  /** A principal's level on one resource, and the resource as the upstream describes it. */
-  levelOn(principal: Principal, query: ResourceQuery): Promise<LevelDecision & { resource: ResourceInfo }>;
+  /**
+   * Whether the subject may use the workspace: the policy says so (decide.ts mayUseWorkspace), or
+   * they own or hold a grant on something there (looked up, cached). Throws MlflowError when the
+   * look-up fails.
+   */
+  mayUseWorkspace(subject: Subject, workspace: string): Promise<boolean>;
 }
 
 /**
@@ -93,25 +102,6 @@ function isInside(uri: string, root: string): boolean {
 function maxResultsOf(value: unknown): number | undefined {
   const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : NaN;
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
-}
-
-/**
- * The workspace a request names other than MLflow's default one (MLflow 3.10+ acts in the workspace
- * of the X-MLFLOW-WORKSPACE header, trimmed; none or empty is the default). The gateway's own
- * look-ups do not follow workspaces yet, so such requests are for admins only. The underscore
- * spelling counts too (a WSGI server may read it as the same header), and two values (which Node
- * joins with a comma) never read as the default.
- */
-function otherWorkspaceNamed(req: IncomingMessage, query: string): string | undefined {
-  const values: (string | string[] | undefined)[] = [req.headers['x-mlflow-workspace'], req.headers.x_mlflow_workspace];
-  // No route of MLflow 3.11 reads a workspace from the query, but newer ones may (and the UI's URLs carry one).
-  if (query.includes('workspace')) values.push(new URLSearchParams(query).getAll('workspace'));
-  for (const value of values) {
-    if (value === undefined) continue;
-    const named = (Array.isArray(value) ? value.join(', ') : value).trim();
-    if (named !== '' && named !== 'default') return named;
-  }
-  return undefined;
 }
 
 interface CheckOutcome {
@@ -154,8 +144,11 @@ function badRequest(message: string): AccessDecision {
 export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   const { resolver, logger } = options;
 
-  function resolveExperiment(id: string): Promise<ResourceInfo> {
-    return resolver.experiment(id);
+  /** Authorizer.mayUseWorkspace. A server without workspaces holds no grants in any (and would refuse the search). */
+  async function mayUse(subject: Subject, workspace: string): Promise<boolean> {
+    if (mayUseWorkspace(subject, workspace)) return true;
+    if (workspace === DEFAULT_WORKSPACE || await options.workspacesEnabled() !== true) return false;
+    return resolver.inWorkspace(workspace).holdsGrant(subject.principal.user, subject.groups);
   }
 
   /**
@@ -188,6 +181,11 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         const decision = levelOf(subject, info);
         return { decision, label: `experiment ${JSON.stringify(ref.name)}`, logName: info.id !== undefined ? `experiment:${info.id}` : `experiment-name:${ref.name}` };
       }
+      case 'workspace': {
+        // The same words whether it exists or not: whether the user may use it is the policy's to say.
+        const decision: LevelDecision = await mayUse(subject, ref.name) ? { level: 'READ', reason: 'may use it' } : { level: 'NO_PERMISSIONS', reason: 'may not use it' };
+        return { decision, label: `workspace ${ref.name}`, logName: `workspace:${ref.name}` };
+      }
       case 'registered-model': {
         const decision = levelOf(subject, await resolver.registeredModel(ref.name));
         return { decision, label: `registered model ${JSON.stringify(ref.name)}`, logName: `model:${ref.name}` };
@@ -201,7 +199,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         const what = `${ref.kind === 'logged-model' ? 'logged model' : ref.kind} ${ref.id}`;
         // A create's own id (StartTraceV3, OTLP spans) that names nothing yet: nothing to check.
         if (experimentId === undefined && check.ifExists) return { decision: NEW_ID, label: what, logName: `${ref.kind}:${ref.id}` };
-        const info = experimentId === undefined ? missingExperiment() : await resolveExperiment(experimentId);
+        const info = experimentId === undefined ? missingExperiment(resolver.workspace) : await resolveExperiment(experimentId);
         const decision = levelByIdOf(subject, info);
         // Below READ the message names what the request named, so it reads the same whether the
         // thing exists or not (and does not tell which experiment holds it).
@@ -220,12 +218,12 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
           return { decision, label: `${label} (${decision.reason})`, logName: 'location' };
         }
         const experimentId = owner.kind === 'run' ? await resolver.experimentOfRun(owner.id) : await resolver.experimentOfLoggedModel(owner.id);
-        const info = experimentId === undefined ? missingExperiment() : await resolveExperiment(experimentId);
+        const info = experimentId === undefined ? missingExperiment(resolver.workspace) : await resolveExperiment(experimentId);
         return { decision: levelByIdOf(subject, info), label, logName: experimentId !== undefined ? `experiment:${experimentId}` : 'location' };
       }
       case 'dataset': {
         const ids = await resolver.experimentsOfDataset(ref.id);
-        const infos = ids && ids.length ? await Promise.all(ids.map(resolveExperiment)) : [missingExperiment()];
+        const infos = ids && ids.length ? await Promise.all(ids.map(resolveExperiment)) : [missingExperiment(resolver.workspace)];
         // A dataset linked to several experiments: what the user may do on every one of them.
         let decision: LevelDecision | undefined;
         for (const info of infos) {
@@ -273,7 +271,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   }
 
   /** Writes that change what the cached experiments and models say: dropped now and once the write is done. */
-  function invalidation(rule: RouteRule, extracted: ExtractedResources): (() => void) | undefined {
+  function invalidation(rule: RouteRule, extracted: ExtractedResources, resolver: Resolver): (() => void) | undefined {
     const changes = (kind: 'experiment' | 'registered-model') => rule.creates === kind || rule.renames?.on === kind || rule.writesTags?.on === kind || rule.invalidates?.includes(kind) === true;
     const experimentWrite = changes('experiment');
     const modelWrite = changes('registered-model');
@@ -337,7 +335,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     return { traceIds: found.traceIds, raw: read.bytes };
   }
 
-  async function decideRule(req: IncomingMessage, ctx: RequestContext, target: CanonicalTarget, rule: RouteRule, params: Readonly<Record<string, string>>, subject: Subject): Promise<AccessDecision> {
+  async function decideRule(req: IncomingMessage, ctx: RequestContext, target: CanonicalTarget, rule: RouteRule, params: Readonly<Record<string, string>>, subject: Subject, workspace: string): Promise<AccessDecision> {
     const { principal, admin } = subject;
     const query = new URLSearchParams(target.query);
     let raw: Buffer | undefined;
@@ -356,7 +354,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       const problem = messageProblem(message, body !== undefined ? { body } : { query });
       if (problem) return badRequest(`MLflow's parser would not read this request whole, so mlgate refuses it: ${problem}`);
     }
-    const extracted = extractResources(rule, { query, body, pathParams: params, headers: req.headers });
+    const extracted = extractResources(rule, { query, body, pathParams: params, headers: req.headers, workspace });
     if (!extracted.ok) return { ok: false, error: { status: extracted.status, code: extracted.code, message: extracted.message } };
     if (rule.namesTraces) {
       // Trace ids a create body or an OTLP payload names beyond the table's fields (routes-traces.ts).
@@ -385,7 +383,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (!admin && extracted.checks.length > 0) {
       // A few at a time, in order; the first denial stops the rest, and the request starts at most
       // authz.maxLookupsPerRequest look-ups (LookupBoundError: a 400, see authorize).
-      const lookups = resolver.forRequest(new LookupBudget(options.maxLookupsPerRequest ?? 100));
+      const lookups = resolver.forRequest(new LookupBudget(options.maxLookupsPerRequest ?? 100), workspace);
       // An OTLP export may name hundreds of traces: asked about together, not one by one.
       if (rule.namesTraces === 'otlp') await lookups.primeTraces(extracted.checks.flatMap((check) => (check.ref.kind === 'trace' ? [check.ref.id] : [])));
       const logNames: string[] = [];
@@ -415,7 +413,8 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     }
 
     const forward = rebuiltBody(rule, body, principal, admin) ?? raw;
-    const invalidate = invalidation(rule, extracted);
+    const inWorkspace = resolver.inWorkspace(workspace);
+    const invalidate = invalidation(rule, extracted, inWorkspace);
     if (invalidate) {
       invalidate();
       ctx.atEnd.push(invalidate);
@@ -424,7 +423,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     // MLflow makes it now, so forget that now and once MLflow has answered.
     const created = extracted.checks.flatMap((check) => (check.ifExists && 'id' in check.ref ? [`${check.ref.kind}:${check.ref.id}`] : []));
     if (created.length > 0) {
-      const forget = () => resolver.forgetMissing(created);
+      const forget = () => inWorkspace.forgetMissing(created);
       forget();
       ctx.atEnd.push(forget);
     }
@@ -437,20 +436,44 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         return [key, values.length === 1 ? values[0] : values];
       }));
       const method = rule.method === 'POST' ? 'POST' : 'GET';
-      const nextPage = (pageToken: string, maxResults: number) => resolver.searchPage(method, target.path, { ...message, page_token: pageToken, max_results: maxResults });
-      const access = searchAccess(subject);
+      const nextPage = (pageToken: string, maxResults: number) => inWorkspace.searchPage(method, target.path, { ...message, page_token: pageToken, max_results: maxResults });
+      const access = searchAccess(subject, inWorkspace);
       filterResponse = (answer: Buffer) => filterSearchResponseBytes(filter, answer, access, maxResultsOf(message.max_results), nextPage);
     }
     return { ok: true, ...(forward ? { body: forward } : {}), ...(filterResponse ? { filterResponse } : {}) };
   }
 
   /** What the search filter (search-filter.ts) asks about the user, answered like every other check. */
-  function searchAccess(subject: Subject): SearchAccess {
+  function searchAccess(subject: Subject, resolver: Resolver): SearchAccess {
     return {
-      levelOf: (kind, info) => levelOf(subject, resourceInfoFromTags(kind, info)).level,
+      levelOf: (kind, info) => levelOf(subject, resourceInfoFromTags(kind, resolver.workspace, info)).level,
       levelOfModel: async (name) => levelOf(subject, await resolver.registeredModel(name)).level,
-      levelOfExperiment: async (id) => levelByIdOf(subject, await resolveExperiment(id)).level,
+      levelOfExperiment: async (id) => levelByIdOf(subject, await resolver.experiment(id)).level,
+      levelOfWorkspace: async (name) => (await mayUse(subject, name) ? 'READ' : 'NO_PERMISSIONS'),
     };
+  }
+
+  /**
+   * Why a request naming a workspace other than the default is refused, if it is: the upstream
+   * has no workspaces (MLflow 2.x would act in its only one, whatever the policy said about the
+   * named one), or the user may not use it (the same words whether it exists or not).
+   */
+  async function workspaceRefusal(ctx: RequestContext, subject: Subject, workspace: string): Promise<AccessDecision | undefined> {
+    const enabled = await options.workspacesEnabled();
+    if (enabled === undefined) {
+      return { ok: false, error: { status: 503, code: 'TEMPORARILY_UNAVAILABLE', message: 'mlgate cannot tell whether the MLflow tracking server has workspaces on (it does not answer); retry shortly', headers: { 'retry-after': '2' } } };
+    }
+    if (!enabled) {
+      return { ok: false, error: { status: 400, code: 'FEATURE_DISABLED', message: 'the MLflow tracking server has no workspaces (start it with mlflow server --enable-workspaces); leave out the X-MLFLOW-WORKSPACE header' } };
+    }
+    try {
+      if (!await mayUse(subject, workspace)) return denied(`user ${subject.principal.user} may not use workspace ${workspace} (or it does not exist)`);
+    } catch (err) {
+      if (!(err instanceof MlflowError)) throw err;
+      logger.warn({ reqId: ctx.id, err: err.message }, 'authorization look-up failed');
+      return { ok: false, error: { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: err.message } };
+    }
+    return undefined;
   }
 
   async function authorize(req: IncomingMessage, ctx: RequestContext): Promise<AccessDecision> {
@@ -458,11 +481,13 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     const target = canonicalizeTarget(ctx.upstreamTarget);
     if (!target.ok) return badRequest(`mlgate refuses this request target: ${target.reason}`);
     const { admin } = subject;
-    if (!admin) {
-      const workspace = otherWorkspaceNamed(req, target.query);
-      if (workspace !== undefined) {
-        return denied(`workspaces are not yet supported for non-admins: this request names workspace ${JSON.stringify(workspace.slice(0, 100))}; leave out the X-MLFLOW-WORKSPACE header to work in the default workspace`);
-      }
+    const named = requestWorkspace(req.headers);
+    if (!named.ok) return badRequest(named.reason);
+    const { workspace } = named;
+    ctx.workspace = workspace;
+    if (workspace !== DEFAULT_WORKSPACE) {
+      const refusal = await workspaceRefusal(ctx, subject, workspace);
+      if (refusal) return refusal;
     }
     const method = req.method ?? 'GET';
     const match = matchRule(method, target.path);
@@ -481,7 +506,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         return admin ? ALLOWED : denied(`only admins may call ${rule.name}: mlgate cannot tell whose resources it touches`);
       default:
         try {
-          return await decideRule(req, ctx, target, rule, match.params, subject);
+          return await decideRule(req, ctx, target, rule, match.params, subject, workspace);
         } catch (err) {
           if (err instanceof LookupBoundError) {
             logger.warn({ reqId: ctx.id, user: subject.principal.user, bound: err.bound }, 'request refused: too many look-ups');
@@ -503,15 +528,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     return mlflowRoute ? { status: 403, code: 'PERMISSION_DENIED', message: `MLflow takes no WebSocket upgrades on ${target.path}; only admins may send them` } : undefined;
   }
 
-  async function levelOn(principal: Principal, query: ResourceQuery): Promise<LevelDecision & { resource: ResourceInfo }> {
-    const policy = options.policy.current();
-    const resource = query.kind === 'registered-model' ? await resolver.registeredModel(query.name)
-      : 'id' in query ? await resolver.experiment(query.id)
-      : await resolver.experimentByName(query.name);
-    return { ...effectiveLevel(principal, resource, policy), resource };
-  }
-
-  return { authorize, authorizeUpgrade, levelOn };
+  return { authorize, authorizeUpgrade, mayUseWorkspace: mayUse };
 }
 
 function plainLogName(check: ResourceCheck): string {
@@ -521,6 +538,8 @@ function plainLogName(check: ResourceCheck): string {
       return `experiment:${ref.experimentId}`;
     case 'registered-model':
       return `model:${ref.name}`;
+    case 'workspace':
+      return `workspace:${ref.name}`;
     case 'experiment-name':
       return `experiment-name:${ref.name}`;
     case 'location':

@@ -10,12 +10,13 @@ import {
   type ExtractionError, type JsonObject, type Read,
 } from './mlflow-message.ts';
 import type { PathCheck, RefKind, ResourceSpec, RouteRule } from './route-rule.ts';
+import { DEFAULT_WORKSPACE, WORKSPACE_NAME } from './workspace.ts';
 
 export { hasQueryParams, parseRequestJson, type ExtractionError } from './mlflow-message.ts';
 
 export type ResourceRef =
   | { kind: 'experiment' | 'run' | 'logged-model' | 'trace' | 'dataset'; id: string }
-  | { kind: 'experiment-name' | 'registered-model'; name: string }
+  | { kind: 'experiment-name' | 'registered-model' | 'workspace'; name: string }
   | { kind: 'artifact-path'; experimentId: string; path: string }
   /**
    * A location in no scheme the gateway can map to a resource (s3://, https://, file:, a path...):
@@ -49,6 +50,8 @@ interface RequestParams {
   body: unknown;
   pathParams: Readonly<Record<string, string>>;
   headers?: Readonly<Record<string, string | string[] | undefined>>;
+  /** The MLflow workspace the request acts in (artifact paths may name it). */
+  workspace: string;
 }
 
 /** Enough for the UI's widest comparisons; more would be a flood of upstream look-ups. */
@@ -99,7 +102,7 @@ function whereOf(from: ResourceSpec['from'], message: Message): string {
 
 const PLACE: Readonly<Record<string, string>> = { body: 'the JSON body', query: 'the query string', path: 'the path', header: 'the request headers' };
 
-function refFor(kind: RefKind, value: string, spec: ResourceSpec): ResourceRef | ExtractionError {
+function refFor(kind: RefKind, value: string, spec: ResourceSpec, workspace: string): ResourceRef | ExtractionError {
   const bad = (what: string) => invalid(`'${plainField(spec.field)}' is not ${what}: ${JSON.stringify(value.slice(0, 100))}`);
   switch (kind) {
     case 'experiment':
@@ -113,8 +116,10 @@ function refFor(kind: RefKind, value: string, spec: ResourceSpec): ResourceRef |
     case 'experiment-name':
     case 'registered-model':
       return NAME.test(value) ? { kind, name: value } : bad('a name');
+    case 'workspace':
+      return value === DEFAULT_WORKSPACE || WORKSPACE_NAME.test(value) ? { kind, name: value } : bad('a workspace name');
     case 'artifact-path': {
-      const found = experimentOfArtifactPath(value, spec.from !== 'path');
+      const found = experimentOfArtifactPath(value, spec.from !== 'path', workspace);
       return found.ok ? { kind, experimentId: found.experimentId, path: value } : invalid(found.reason);
     }
     case 'model-source':
@@ -154,7 +159,7 @@ interface SourceOwners {
  * differently than the gateway (a query, a fragment, leading blanks, control characters, `..`) is
  * refused.
  */
-function refsOfModelSource(source: string, field = 'source', owners: SourceOwners = {}): ResourceRef[] | ExtractionError {
+function refsOfModelSource(source: string, workspace: string, field = 'source', owners: SourceOwners = {}): ResourceRef[] | ExtractionError {
   const bad = (why: string) => invalid(`'${field}' ${why}: ${JSON.stringify(source.slice(0, 100))}`);
   // urlsplit drops leading blanks and control characters, and tabs and newlines anywhere.
   if (/^[\u0000-\u0020]/.test(source) || /[\t\r\n]/.test(source)) return bad('starts with a blank or holds a tab or newline');
@@ -174,7 +179,7 @@ function refsOfModelSource(source: string, field = 'source', owners: SourceOwner
     case 'mlflow-artifacts': {
       // The proxy drops one leading slash of the path (_get_proxied_run_artifact_destination_path).
       const relative = path.startsWith('/') ? path.slice(1) : path;
-      const found = experimentOfArtifactPath(relative, true);
+      const found = experimentOfArtifactPath(relative, true, workspace);
       return found.ok ? [{ kind: 'artifact-path', experimentId: found.experimentId, path: relative }] : bad(found.reason.replace(/^artifact path/, 'is an artifact path that'));
     }
     case 'runs': {
@@ -241,12 +246,12 @@ function checksOf(spec: ResourceSpec, message: Message, request: RequestParams):
   const checks: ResourceCheck[] = [];
   for (const value of read.values) {
     if (spec.ref === 'model-source') {
-      const refs = refsOfModelSource(value, plainField(field), sourceOwners(message));
+      const refs = refsOfModelSource(value, request.workspace, plainField(field), sourceOwners(message));
       if (!Array.isArray(refs)) return refs;
       for (const ref of refs) checks.push({ ref, level: spec.level, source });
       continue;
     }
-    const ref = refFor(spec.ref, value, spec);
+    const ref = refFor(spec.ref, value, spec, request.workspace);
     if ('ok' in ref) return ref;
     checks.push({ ref, level: spec.level, source, ...(spec.ifExists ? { ifExists: true } : {}) });
   }

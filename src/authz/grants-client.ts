@@ -2,14 +2,25 @@
 // experiment (by id or name) or a registered model (by name), read its tags, set and delete tags.
 // Used by `mlgate grant|revoke|permissions` (which talk to config.upstream directly, from the gateway
 // host) and by the /-/api/permissions API. Routes and shapes: MLflow 2.17 and 3.x, /api/2.0 prefix.
+//
+// With MLflow's workspaces (3.10+, --enable-workspaces) every look-up and tag write is made in one
+// workspace (the X-MLFLOW-WORKSPACE header; the default workspace without it), and every resource
+// found carries its workspace, so a grant is written where it was looked up. Names are unique only
+// within a workspace. A server that ignores the header (MLflow 2.x, 3.x before 3.10) would find and
+// change the default workspace's resource of that name instead: another workspace is used only once
+// the server says it has workspaces on.
 import { grantsFromTags, grantTagKey, grantTagKeysOf, MAX_TAG_KEY_LENGTH, type Grantee } from './grant-tags.ts';
 import type { PermissionLevel } from './levels.ts';
 import { errorCodeOf, jsonObject, MlflowClient, MlflowError, tagsFrom, type TaggedResource } from './mlflow-client.ts';
+import { MlflowServerInfo } from './mlflow-server-info.ts';
 import type { CarrierKind } from './route-rule.ts';
+import { DEFAULT_WORKSPACE, WORKSPACE_NAME } from './workspace.ts';
 
 
 export interface ExperimentResource extends TaggedResource {
   kind: 'experiment';
+  /** The MLflow workspace it was found in (the default one on a server without workspaces). */
+  workspace: string;
   id: string;
   /** "active" or "deleted" */
   lifecycleStage?: string;
@@ -17,6 +28,7 @@ export interface ExperimentResource extends TaggedResource {
 
 export interface ModelResource extends TaggedResource {
   kind: 'registered-model';
+  workspace: string;
   id?: undefined;
 }
 
@@ -25,6 +37,8 @@ export type MlflowResource = ExperimentResource | ModelResource;
 /** Owner and grants of one resource, as the API answers and the CLI prints them. */
 export interface PermissionsView {
   kind: CarrierKind;
+  /** The MLflow workspace the resource is in ("default" on a server without workspaces). */
+  workspace: string;
   id?: string;
   name: string;
   owner: string | null;
@@ -74,9 +88,28 @@ export function describeGrantee(grantee: Grantee): string {
   return `${grantee.kind} ${grantee.name}`;
 }
 
-/** "experiment 12 (team-a/churn)" or "registered model churn" */
+/**
+ * The workspace a person named (`mlgate grant --workspace`, the API's `workspace` parameter, the
+ * page's field), by MLflow's rule for workspace names: trimmed; empty is the default workspace.
+ */
+export function parseWorkspace(text: string): { workspace: string } | { problem: string } {
+  const name = text.trim();
+  if (name === '' || name === DEFAULT_WORKSPACE) return { workspace: DEFAULT_WORKSPACE };
+  if (!WORKSPACE_NAME.test(name)) {
+    return { problem: `${JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}...` : name)} is not a workspace name: 2-63 lowercase letters, digits and inner hyphens` };
+  }
+  return { workspace: name };
+}
+
+/** " in workspace team-a", or nothing for the default workspace (all there is without workspaces). */
+export function inWorkspaceWords(workspace: string): string {
+  return workspace === DEFAULT_WORKSPACE ? '' : ` in workspace ${workspace}`;
+}
+
+/** "experiment 12 (team-a/churn)" or "registered model churn", then " in workspace team-a" outside the default one */
 export function describeResource(resource: MlflowResource): string {
-  return resource.kind === 'experiment' ? `experiment ${resource.id} (${resource.name})` : `registered model ${resource.name}`;
+  const what = resource.kind === 'experiment' ? `experiment ${resource.id} (${resource.name})` : `registered model ${resource.name}`;
+  return what + inWorkspaceWords(resource.workspace);
 }
 
 export function permissionsView(resource: MlflowResource): PermissionsView {
@@ -85,6 +118,7 @@ export function permissionsView(resource: MlflowResource): PermissionsView {
     [...levels].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, level]) => ({ name, level }));
   return {
     kind: resource.kind,
+    workspace: resource.workspace,
     ...(resource.kind === 'experiment' ? { id: resource.id } : {}),
     name: resource.name,
     owner: grants.owner ?? null,
@@ -98,9 +132,12 @@ type Json = Record<string, unknown>;
 /** Throws MlflowError, whose `code` says what went wrong and whose `message` says it for a person. */
 export class MlflowGrantsClient {
   private readonly mlflow: MlflowClient;
+  private readonly serverInfo: MlflowServerInfo;
 
   constructor(upstream: string | URL, options: GrantsClientOptions = {}) {
-    this.mlflow = new MlflowClient({ upstream, timeoutMs: options.timeoutMs ?? 30_000 });
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    this.mlflow = new MlflowClient({ upstream, timeoutMs });
+    this.serverInfo = new MlflowServerInfo({ upstream: new URL(upstream), timeoutMs: Math.min(timeoutMs, 5_000) });
   }
 
   /** The upstream's origin, as messages name it (the gateway forwards to the origin too). */
@@ -108,45 +145,59 @@ export class MlflowGrantsClient {
     return this.mlflow.origin;
   }
 
-  /** The experiment with this id, or undefined. */
-  async getExperiment(id: string): Promise<ExperimentResource | undefined> {
-    const answer = await this.call('GET', 'experiments/get', { query: { experiment_id: id }, missingOk: true });
-    return answer && experimentFrom(answer.experiment);
+  /** Whether the MLflow server has workspaces on (MLflow's server-info, re-asked every 30 s); undefined when it cannot tell. */
+  async workspacesEnabled(): Promise<boolean | undefined> {
+    return (await this.serverInfo.facts()).workspacesEnabled;
   }
 
-  async getExperimentByName(name: string): Promise<ExperimentResource | undefined> {
-    const answer = await this.call('GET', 'experiments/get-by-name', { query: { experiment_name: name }, missingOk: true });
-    return answer && experimentFrom(answer.experiment);
+  /**
+   * The experiment (by id, or by name: see findExperiment) or registered model (by name) in the
+   * workspace, or undefined when there is none there (or no such workspace). Another workspace than
+   * the default one on a server without workspaces throws INVALID_PARAMETER_VALUE.
+   */
+  async find(kind: CarrierKind, ref: string, workspace = DEFAULT_WORKSPACE): Promise<MlflowResource | undefined> {
+    await this.checkWorkspaces(workspace);
+    return kind === 'experiment' ? this.findExperiment(ref, workspace) : this.getRegisteredModel(ref, workspace);
   }
 
   /** An id if the text is all digits and such an experiment exists, otherwise a name. */
-  async findExperiment(idOrName: string): Promise<ExperimentResource | undefined> {
+  async findExperiment(idOrName: string, workspace = DEFAULT_WORKSPACE): Promise<ExperimentResource | undefined> {
+    await this.checkWorkspaces(workspace);
     if (/^\d+$/.test(idOrName)) {
       let byId: ExperimentResource | undefined;
       try {
-        byId = await this.getExperiment(idOrName);
+        byId = await this.getExperiment(idOrName, workspace);
       } catch (err) {
         // e.g. a number too large for the store's id column: not an id, so perhaps a name.
         if (!(err instanceof MlflowError) || err.code !== 'INVALID_PARAMETER_VALUE') throw err;
       }
       if (byId) return byId;
     }
-    return idOrName === '' ? undefined : this.getExperimentByName(idOrName);
+    return idOrName === '' ? undefined : this.getExperimentByName(idOrName, workspace);
   }
 
-  async getRegisteredModel(name: string): Promise<ModelResource | undefined> {
+  /** The experiment with this id, or undefined. */
+  private async getExperiment(id: string, workspace: string): Promise<ExperimentResource | undefined> {
+    const answer = await this.call('GET', 'experiments/get', { query: { experiment_id: id }, missingOk: true, workspace });
+    return answer && experimentFrom(answer.experiment, workspace);
+  }
+
+  private async getExperimentByName(name: string, workspace: string): Promise<ExperimentResource | undefined> {
+    const answer = await this.call('GET', 'experiments/get-by-name', { query: { experiment_name: name }, missingOk: true, workspace });
+    return answer && experimentFrom(answer.experiment, workspace);
+  }
+
+  private async getRegisteredModel(name: string, workspace: string): Promise<ModelResource | undefined> {
     if (name === '') return undefined;
-    const answer = await this.call('GET', 'registered-models/get', { query: { name }, missingOk: true });
-    return answer && modelFrom(answer.registered_model);
+    const answer = await this.call('GET', 'registered-models/get', { query: { name }, missingOk: true, workspace });
+    return answer && modelFrom(answer.registered_model, workspace);
   }
 
-  find(kind: CarrierKind, ref: string): Promise<MlflowResource | undefined> {
-    return kind === 'experiment' ? this.findExperiment(ref) : this.getRegisteredModel(ref);
-  }
-
+  /** In the resource's own workspace, like every write below. */
   async setTag(resource: MlflowResource, key: string, value: string): Promise<void> {
-    if (resource.kind === 'experiment') await this.call('POST', 'experiments/set-experiment-tag', { body: { experiment_id: resource.id, key, value } });
-    else await this.call('POST', 'registered-models/set-tag', { body: { name: resource.name, key, value } });
+    const { workspace } = resource;
+    if (resource.kind === 'experiment') await this.call('POST', 'experiments/set-experiment-tag', { body: { experiment_id: resource.id, key, value }, workspace });
+    else await this.call('POST', 'registered-models/set-tag', { body: { name: resource.name, key, value }, workspace });
   }
 
   /**
@@ -154,12 +205,13 @@ export class MlflowGrantsClient {
    * set to the empty string instead, which grantsFromTags reads as "no grant".
    */
   async deleteTag(resource: MlflowResource, key: string): Promise<void> {
+    const { workspace } = resource;
     if (resource.kind === 'registered-model') {
-      await this.call('DELETE', 'registered-models/delete-tag', { body: { name: resource.name, key }, missingOk: true });
+      await this.call('DELETE', 'registered-models/delete-tag', { body: { name: resource.name, key }, missingOk: true, workspace });
       return;
     }
     try {
-      await this.call('POST', 'experiments/delete-experiment-tag', { body: { experiment_id: resource.id, key }, missingOk: true });
+      await this.call('POST', 'experiments/delete-experiment-tag', { body: { experiment_id: resource.id, key }, missingOk: true, workspace });
     } catch (err) {
       if (!(err instanceof MlflowError) || err.code !== 'UPSTREAM_ERROR' || err.upstreamStatus !== 404) throw err;
       await this.setTag(resource, key, '');
@@ -181,30 +233,32 @@ export class MlflowGrantsClient {
     return true;
   }
 
-  /** Every active experiment, page by page. */
-  async *experiments(): AsyncGenerator<ExperimentResource> {
+  /** Every active experiment of the workspace, page by page. */
+  async *experiments(workspace = DEFAULT_WORKSPACE): AsyncGenerator<ExperimentResource> {
+    await this.checkWorkspaces(workspace);
     let pageToken: string | undefined;
     do {
       const body: Json = { max_results: EXPERIMENT_PAGE, view_type: 'ACTIVE_ONLY' };
       if (pageToken) body.page_token = pageToken;
-      const answer = (await this.call('POST', 'experiments/search', { body }))!;
+      const answer = (await this.call('POST', 'experiments/search', { body, workspace }))!;
       for (const entry of arrayField(answer, 'experiments')) {
-        const experiment = experimentFrom(entry);
+        const experiment = experimentFrom(entry, workspace);
         if (experiment) yield experiment;
       }
       pageToken = nextToken(answer);
     } while (pageToken);
   }
 
-  /** Every registered model, page by page. */
-  async *registeredModels(): AsyncGenerator<ModelResource> {
+  /** Every registered model of the workspace, page by page. */
+  async *registeredModels(workspace = DEFAULT_WORKSPACE): AsyncGenerator<ModelResource> {
+    await this.checkWorkspaces(workspace);
     let pageToken: string | undefined;
     do {
       const query: Record<string, string> = { max_results: String(MODEL_PAGE) };
       if (pageToken) query.page_token = pageToken;
-      const answer = (await this.call('GET', 'registered-models/search', { query }))!;
+      const answer = (await this.call('GET', 'registered-models/search', { query, workspace }))!;
       for (const entry of arrayField(answer, 'registered_models')) {
-        const model = modelFrom(entry);
+        const model = modelFrom(entry, workspace);
         if (model) yield model;
       }
       pageToken = nextToken(answer);
@@ -212,13 +266,28 @@ export class MlflowGrantsClient {
   }
 
   /**
-   * One MLflow call. A RESOURCE_DOES_NOT_EXIST is undefined when `missingOk`; every other failure
-   * throws an MlflowError whose message names the upstream.
+   * Another workspace than the default one only on a server that acts in it: MLflow 2.x and 3.x
+   * before 3.10 ignore the header, and would find and change the default workspace's resource.
    */
-  private async call(method: 'GET' | 'POST' | 'DELETE', route: string, options: { query?: Record<string, string>; body?: Json; missingOk?: boolean }): Promise<Json | undefined> {
+  private async checkWorkspaces(workspace: string): Promise<void> {
+    if (workspace === DEFAULT_WORKSPACE) return;
+    const facts = await this.serverInfo.facts();
+    if (facts.workspacesEnabled === true) return;
+    if (facts.workspacesEnabled === false) {
+      throw new MlflowError('INVALID_PARAMETER_VALUE', `the MLflow tracking server at ${this.origin} has no workspaces (that takes MLflow 3.10 or later, started with mlflow server --enable-workspaces), so workspace ${workspace} cannot be used`);
+    }
+    throw new MlflowError('UNREACHABLE', facts.problem ?? `cannot tell whether the MLflow tracking server at ${this.origin} has workspaces`);
+  }
+
+  /**
+   * One MLflow call, in `workspace` (the default one without). A RESOURCE_DOES_NOT_EXIST (of the
+   * resource, or of the workspace itself) is undefined when `missingOk`; every other failure throws
+   * an MlflowError whose message names the upstream.
+   */
+  private async call(method: 'GET' | 'POST' | 'DELETE', route: string, options: { query?: Record<string, string>; body?: Json; missingOk?: boolean; workspace?: string }): Promise<Json | undefined> {
     const path = `/api/2.0/mlflow/${route}`;
     const query = new URLSearchParams(options.query).toString();
-    const answer = await this.mlflow.request(method, query ? `${path}?${query}` : path, options.body);
+    const answer = await this.mlflow.request(method, query ? `${path}?${query}` : path, options.body, options.workspace);
     if (options.missingOk && answer.status >= 400 && errorCodeOf(answer) === 'RESOURCE_DOES_NOT_EXIST') return undefined;
     return this.mlflow.objectOf(answer, `${method} ${path}`);
   }
@@ -233,11 +302,12 @@ function nextToken(body: Json): string | undefined {
   return typeof body.next_page_token === 'string' && body.next_page_token !== '' ? body.next_page_token : undefined;
 }
 
-function experimentFrom(value: unknown): ExperimentResource | undefined {
+function experimentFrom(value: unknown, workspace: string): ExperimentResource | undefined {
   const entry = jsonObject(value);
   if (typeof entry?.experiment_id !== 'string' || typeof entry.name !== 'string') return undefined;
   return {
     kind: 'experiment',
+    workspace,
     id: entry.experiment_id,
     name: entry.name,
     tags: tagsFrom(entry.tags),
@@ -245,8 +315,8 @@ function experimentFrom(value: unknown): ExperimentResource | undefined {
   };
 }
 
-function modelFrom(value: unknown): ModelResource | undefined {
+function modelFrom(value: unknown, workspace: string): ModelResource | undefined {
   const entry = jsonObject(value);
   if (typeof entry?.name !== 'string') return undefined;
-  return { kind: 'registered-model', name: entry.name, tags: tagsFrom(entry.tags) };
+  return { kind: 'registered-model', workspace, name: entry.name, tags: tagsFrom(entry.tags) };
 }

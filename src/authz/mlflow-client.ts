@@ -7,6 +7,8 @@
 import http from 'node:http';
 import https from 'node:https';
 
+import { DEFAULT_WORKSPACE, WORKSPACE_HEADER } from './workspace.ts';
+
 type Json = Record<string, unknown>;
 
 export interface Tag {
@@ -71,12 +73,15 @@ export class MlflowClient {
   }
 
   /**
-   * One call to `target` (path and query) with `body` as JSON. Resolves with whatever MLflow
+   * One call to `target` (path and query) with `body` as JSON, in `workspace` (default: MLflow's default one). Resolves with whatever MLflow
    * answered, any status; throws an MlflowError (UNREACHABLE or TIMED_OUT) when no answer came.
    */
-  request(method: 'GET' | 'POST' | 'DELETE', target: string, body?: Json): Promise<MlflowAnswer> {
+  request(method: 'GET' | 'POST' | 'DELETE', target: string, body?: Json, workspace?: string): Promise<MlflowAnswer> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers = payload === undefined ? this.headers : { ...this.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
+    let headers = payload === undefined ? this.headers : { ...this.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
+    // MLflow 3.10+ acts in the workspace this header names; none is the default workspace (and the
+    // only form a server without --enable-workspaces takes).
+    if (workspace !== undefined && workspace !== DEFAULT_WORKSPACE) headers = { ...headers, [WORKSPACE_HEADER]: workspace };
     return new Promise((resolve, reject) => {
       const failed = (err: Error) => reject(err instanceof MlflowError ? err : this.unreachable(err));
       const req = this.transport.request(new URL(target, this.origin), { method, agent: this.agent, headers }, (res) => {

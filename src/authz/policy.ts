@@ -12,6 +12,16 @@
 //     - { experiment: "*", groups: [viewers], level: READ }
 //   default: READ                # NO_PERMISSIONS, READ, EDIT or MANAGE
 //
+// With MLflow's workspaces (mlflow server --enable-workspaces) every experiment and model lives in
+// one workspace. Rules and `default` above are the default workspace's; a rule names another with
+// `workspace:` (a glob, "*" for every workspace), and `workspaces:` gives each its own admins and
+// default level (NO_PERMISSIONS unless set):
+//
+//   workspaces:
+//     team-a: { admins: [carol], default: READ }
+//   rules:
+//     - { workspace: team-a, experiment: "*", groups: [team-a], level: EDIT }
+//
 // Without a policy file the built-in policy applies: no rules, default READ, and the htpasswd user
 // `admin` (the one made on first start) is an admin, so existing single-user installs keep working.
 import { readFileSync } from 'node:fs';
@@ -24,6 +34,7 @@ import { ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import { parseYamlText, type YamlFile } from '../config/yaml-file.ts';
 import type { Logger } from '../log/logger.ts';
 import { PERMISSION_LEVELS, parsePermissionLevel, type PermissionLevel } from './levels.ts';
+import { DEFAULT_WORKSPACE, WORKSPACE_NAME } from './workspace.ts';
 
 export type RuleTarget = 'experiment' | 'registered-model';
 
@@ -34,6 +45,9 @@ export interface PolicyRule {
   /** The glob as written: `*` any characters (`/` included), `?` one character. */
   pattern: string;
   regex: RegExp;
+  /** The workspaces the rule is for: `default` unless the rule says (a glob). */
+  workspace: string;
+  workspaceRegex: RegExp;
   /** `users: ["*"]`: every authenticated user. */
   everyone: boolean;
   users: ReadonlySet<string>;
@@ -58,6 +72,15 @@ export interface Policy {
   /** User -> the file's groups that list them. */
   memberOf: ReadonlyMap<string, readonly string[]>;
   rules: readonly PolicyRule[];
+  /** The default workspace's default level (`default:`). */
+  defaultLevel: PermissionLevel;
+  /** `workspaces:`: per workspace, its admins (MANAGE on everything in it) and default level. */
+  workspaces: ReadonlyMap<string, WorkspacePolicy>;
+}
+
+export interface WorkspacePolicy {
+  admins: { users: ReadonlySet<string>; groups: ReadonlySet<string> };
+  /** For everyone else in the workspace, where no grant or rule says more; NO_PERMISSIONS unless set. */
   defaultLevel: PermissionLevel;
 }
 
@@ -80,6 +103,7 @@ export function builtinPolicy(): Policy {
     memberOf: new Map(),
     rules: [],
     defaultLevel: 'READ',
+    workspaces: new Map(),
   };
 }
 
@@ -98,8 +122,17 @@ const userName = z.string({ error: 'must be a user name' }).regex(/^[^\s@]\S*$/,
 const groupName = z.string({ error: 'must be a group name' }).regex(/^[^\s@]\S*$/, 'must be a group name without "@" (no spaces)');
 const adminName = z.string({ error: 'must be a user name, or @group' }).regex(/^@?[^\s@]\S*$/, 'must be a user name, or @group');
 const glob = z.string({ error: 'must be a name glob such as "team-a/*"' }).min(1);
+const WORKSPACE_RULE = 'must be an MLflow workspace name (2-63 lowercase letters, digits and inner hyphens)';
+const workspaceGlob = z.string({ error: 'must be a workspace name, or a glob such as "team-*" ("*": every workspace)' })
+  .regex(/^[-a-z0-9*?]+$/, 'must be a workspace name, or a glob such as "team-*" ("*": every workspace)');
+
+const workspaceSchema = z.strictObject({
+  admins: z.array(adminName).default([]),
+  default: level.optional(),
+});
 
 const ruleSchema = z.strictObject({
+  workspace: workspaceGlob.optional(),
   experiment: glob.optional(),
   model: glob.optional(),
   users: z.array(z.union([z.literal('*'), userName], { error: 'must be a user name, or "*" for every user' })).optional(),
@@ -119,9 +152,17 @@ const policySchema = z.strictObject({
   admins: z.array(adminName).default([]),
   rules: z.array(ruleSchema).default([]),
   default: level.default('READ'),
+  workspaces: z.record(z.string(), workspaceSchema.nullable()).default({}).check((ctx) => {
+    for (const [name, workspace] of Object.entries(ctx.value)) {
+      if (name !== DEFAULT_WORKSPACE && !WORKSPACE_NAME.test(name)) ctx.issues.push({ code: 'custom', path: [name], message: WORKSPACE_RULE, input: name });
+      if (name === DEFAULT_WORKSPACE && workspace?.default !== undefined) {
+        ctx.issues.push({ code: 'custom', path: [name, 'default'], message: 'the default workspace\'s level is the top-level default:', input: workspace.default });
+      }
+    }
+  }),
 });
 
-const KNOWN_KEYS = { top: Object.keys(policySchema.shape), rule: Object.keys(ruleSchema.shape) };
+const KNOWN_KEYS = { top: Object.keys(policySchema.shape), rule: Object.keys(ruleSchema.shape), workspace: Object.keys(workspaceSchema.shape) };
 
 // ---- reading ---------------------------------------------------------------------------------
 
@@ -143,7 +184,7 @@ export function parsePolicy(text: string, label: string): Policy {
     throw new PolicyError(problems.map((p) => p.text));
   }
   const raw = yaml.value;
-  for (const key of ['groups', 'rules', 'admins'] as const) if (raw[key] === null) delete raw[key];
+  for (const key of ['groups', 'rules', 'admins', 'workspaces'] as const) if (raw[key] === null) delete raw[key];
   const result = policySchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     for (const issue of result.error.issues) {
@@ -162,7 +203,7 @@ export function parsePolicy(text: string, label: string): Policy {
 
 function unknownKey(path: (string | number)[]): string {
   const key = String(path.at(-1));
-  const known = path.length > 1 && path[0] === 'rules' ? KNOWN_KEYS.rule : KNOWN_KEYS.top;
+  const known = path.length > 1 && path[0] === 'rules' ? KNOWN_KEYS.rule : path.length > 2 && path[0] === 'workspaces' ? KNOWN_KEYS.workspace : KNOWN_KEYS.top;
   const guess = closestName(key, known);
   return guess ? `unknown key (did you mean ${guess}?)` : `unknown key (known: ${known.join(', ')})`;
 }
@@ -183,29 +224,43 @@ function compile(data: z.output<typeof policySchema>, source: string): Policy {
       memberOf.set(member, list);
     }
   }
-  const adminUsers = new Set(data.admins.filter((name) => !name.startsWith('@')));
-  const adminGroups = new Set(data.admins.filter((name) => name.startsWith('@')).map((name) => name.slice(1)));
   const rules = data.rules.map((rule, i): PolicyRule => {
     const pattern = (rule.experiment ?? rule.model)!;
     const users = rule.users ?? [];
+    const workspace = rule.workspace ?? DEFAULT_WORKSPACE;
     return {
       number: i + 1,
       on: rule.experiment !== undefined ? 'experiment' : 'registered-model',
       pattern,
       regex: globToRegExp(pattern),
+      workspace,
+      workspaceRegex: globToRegExp(workspace),
       everyone: users.includes('*'),
       users: new Set(users.filter((user) => user !== '*')),
       groups: new Set(rule.groups ?? []),
       level: rule.level,
     };
   });
+  const workspaces = new Map<string, WorkspacePolicy>();
+  for (const [name, workspace] of Object.entries(data.workspaces)) {
+    workspaces.set(name, { admins: adminsOf(workspace?.admins ?? []), defaultLevel: workspace?.default ?? 'NO_PERMISSIONS' });
+  }
   return {
     source,
-    admins: { users: adminUsers, groups: adminGroups, htpasswdOnly: false },
+    admins: { ...adminsOf(data.admins), htpasswdOnly: false },
     groups,
     memberOf,
     rules,
     defaultLevel: data.default,
+    workspaces,
+  };
+}
+
+/** `[alice, "@ops"]` as the users and the groups it names. */
+function adminsOf(names: readonly string[]): { users: ReadonlySet<string>; groups: ReadonlySet<string> } {
+  return {
+    users: new Set(names.filter((name) => !name.startsWith('@'))),
+    groups: new Set(names.filter((name) => name.startsWith('@')).map((name) => name.slice(1))),
   };
 }
 
@@ -316,5 +371,6 @@ export function describePolicy(policy: Policy, label: string): Record<string, un
     groups: policy.groups.size,
     rules: policy.rules.length,
     default: policy.defaultLevel,
+    ...(policy.workspaces.size ? { workspaces: [...policy.workspaces.keys()] } : {}),
   };
 }

@@ -20,10 +20,14 @@
 //   asks through `forRequest(budget)`, a view with the same caches that charges the budget for
 //   every look-up it starts (cache hits, remembered misses and shared calls are free).
 // - a lookup that fails (upstream down, a 5xx) is not cached and throws MlflowError.
+// - with MLflow's workspaces, every look-up is made in one workspace (inWorkspace, forRequest) and
+//   every cache entry is keyed by it: names are unique only within a workspace, and an id from
+//   another workspace is not found in this one (test/mlflow/workspaces.test.ts).
 import { LRUCache } from 'lru-cache';
 import type { ResourceInfo } from './decide.ts';
-import { grantsFromTags, type ResourceGrants } from './grant-tags.ts';
+import { grantsFromTags, grantTagKey, OWNER_TAG, type ResourceGrants } from './grant-tags.ts';
 import { errorCodeOf, jsonObject, MlflowClient, tagsFrom, type MlflowAnswer } from './mlflow-client.ts';
+import { DEFAULT_WORKSPACE } from './workspace.ts';
 
 /** The upstream could not answer a look-up: the request gets a 502 (MLflow's client retries those). */
 
@@ -51,6 +55,9 @@ interface StableFacts {
   artifacts: string | undefined;
 }
 
+/** Groups whose grants can let a user into a workspace (two searches each): a JWT may carry hundreds. */
+const MAX_GRANT_GROUPS = 32;
+
 /** Trace ids asked about in one traces/batchGetInfos call. */
 const TRACE_BATCH = 100;
 
@@ -73,9 +80,9 @@ export class LookupBudget {
   }
 }
 
-/** An experiment the request names by id (or through a run...) that does not exist. */
-export function missingExperiment(id?: string, name?: string): ResourceInfo {
-  return { kind: 'experiment', id, name, exists: false, grants: NO_GRANTS };
+/** An experiment the request names by id (or through a run...) that does not exist (in its workspace). */
+export function missingExperiment(workspace: string, id?: string, name?: string): ResourceInfo {
+  return { kind: 'experiment', workspace, id, name, exists: false, grants: NO_GRANTS };
 }
 
 export class Resolver {
@@ -83,6 +90,8 @@ export class Resolver {
   private readonly counters = { lookups: 0 };
   /** The budget a per-request view charges; none on the resolver itself. */
   private budget?: LookupBudget;
+  /** The MLflow workspace look-ups are made in: a view's (inWorkspace, forRequest). */
+  readonly workspace: string = DEFAULT_WORKSPACE;
   /** A per-request view's traces looked up together (primeTraces). */
   private tracesNow?: { asked: ReadonlySet<string>; found: ReadonlyMap<string, string> };
   private readonly mlflow: MlflowClient;
@@ -94,6 +103,8 @@ export class Resolver {
   private readonly pending = new Map<string, Promise<unknown>>();
   /** Keys of look-ups that found nothing, for a few seconds. */
   private readonly missing: LRUCache<string, true>;
+  /** Per workspace and user (with groups): whether anything there is theirs or granted to them. */
+  private readonly grantHolders: LRUCache<string, boolean>;
 
   constructor(options: ResolverOptions) {
     this.mlflow = new MlflowClient({ upstream: options.upstream, timeoutMs: options.timeoutMs, userHeader: options.userHeader });
@@ -103,6 +114,7 @@ export class Resolver {
     this.experimentsById = new LRUCache({ max, ttl });
     this.experimentsByName = new LRUCache({ max, ttl });
     this.models = new LRUCache({ max, ttl });
+    this.grantHolders = new LRUCache({ max, ttl });
     this.missing = new LRUCache({ max, ttl: Math.max(1, options.missingTtlMs ?? Math.min(5000, options.cacheTtlMs)) });
   }
 
@@ -115,52 +127,105 @@ export class Resolver {
    * This resolver (the same caches and shared calls) for one request: every look-up it starts is
    * charged to `budget`, and one past its bound throws LookupBoundError before it is made.
    */
-  forRequest(budget: LookupBudget): Resolver {
-    const view = Object.create(this) as Resolver;
+  forRequest(budget: LookupBudget, workspace: string): Resolver {
+    const view = Object.create(this) as Resolver & { workspace: string };
     view.budget = budget;
+    view.workspace = workspace;
     return view;
+  }
+
+  /** This resolver, looking up (and invalidating) in `workspace`. */
+  inWorkspace(workspace: string): Resolver {
+    if (workspace === this.workspace) return this;
+    const view = Object.create(this) as Resolver & { workspace: string };
+    view.workspace = workspace;
+    return view;
+  }
+
+  /** A cache key of this view's workspace ("|" is in no workspace name, so no two keys meet). */
+  private key(thing: string): string {
+    return `${this.workspace}|${thing}`;
   }
 
   // ---- experiments and registered models (TTL) ----
 
   /** The experiment with this id: name and grants, or `exists: false`. */
   experiment(id: string): Promise<ResourceInfo> {
-    const hit = this.experimentsById.get(id);
+    const key = this.key(id);
+    const hit = this.experimentsById.get(key);
     if (hit) return Promise.resolve(hit);
     return this.once(`experiment:${id}`, async () => {
       const answer = await this.call(`/api/2.0/mlflow/experiments/get?experiment_id=${encodeURIComponent(id)}`, `experiment ${id}`);
-      const info = answer ? experimentInfo(answer.experiment, id) : missingExperiment(id);
-      this.experimentsById.set(id, info);
-      if (info.exists && info.name !== undefined) this.experimentsByName.set(info.name, info);
+      const info = answer ? experimentInfo(this.workspace, answer.experiment, id) : missingExperiment(this.workspace, id);
+      this.experimentsById.set(key, info);
+      if (info.exists && info.name !== undefined) this.experimentsByName.set(this.key(info.name), info);
       return info;
     });
   }
 
   /** The experiment with this name, or `exists: false` (with the name, which policy rules match on). */
   experimentByName(name: string): Promise<ResourceInfo> {
-    const hit = this.experimentsByName.get(name);
+    const key = this.key(name);
+    const hit = this.experimentsByName.get(key);
     if (hit) return Promise.resolve(hit);
     return this.once(`experiment-name:${name}`, async () => {
       const answer = await this.call(`/api/2.0/mlflow/experiments/get-by-name?experiment_name=${encodeURIComponent(name)}`, `experiment "${name}"`);
-      const info = answer ? experimentInfo(answer.experiment) : missingExperiment(undefined, name);
-      this.experimentsByName.set(name, info);
-      if (info.exists && info.id !== undefined) this.experimentsById.set(info.id, info);
+      const info = answer ? experimentInfo(this.workspace, answer.experiment) : missingExperiment(this.workspace, undefined, name);
+      this.experimentsByName.set(key, info);
+      if (info.exists && info.id !== undefined) this.experimentsById.set(this.key(info.id), info);
       return info;
     });
   }
 
   registeredModel(name: string): Promise<ResourceInfo> {
-    const hit = this.models.get(name);
+    const key = this.key(name);
+    const hit = this.models.get(key);
     if (hit) return Promise.resolve(hit);
     return this.once(`model:${name}`, async () => {
       const answer = await this.call(`/api/2.0/mlflow/registered-models/get?name=${encodeURIComponent(name)}`, `registered model "${name}"`);
       const model = jsonObject(answer?.registered_model);
+      const { workspace } = this;
       const info: ResourceInfo = model
-        ? { kind: 'registered-model', name: typeof model.name === 'string' ? model.name : name, exists: true, grants: grantsFromTags(tagsFrom(model.tags)) }
-        : { kind: 'registered-model', name, exists: false, grants: NO_GRANTS };
-      this.models.set(name, info);
+        ? { kind: 'registered-model', workspace, name: typeof model.name === 'string' ? model.name : name, exists: true, grants: grantsFromTags(tagsFrom(model.tags)) }
+        : { kind: 'registered-model', workspace, name, exists: false, grants: NO_GRANTS };
+      this.models.set(key, info);
       return info;
     });
+  }
+
+  /**
+   * Whether an active experiment or registered model of this view's workspace is the user's (owner
+   * tag) or holds a grant above NO_PERMISSIONS to the user or one of their groups: such a grant lets
+   * the user into the workspace (decide.ts mayUseWorkspace covers the policy's ways in). Searches
+   * with max_results 1, one per owner or grant key and kind, in parallel; a workspace that does not
+   * exist holds nothing. Cached for the TTL, and dropped by grant writes through this gateway.
+   */
+  holdsGrant(user: string, groups: readonly string[]): Promise<boolean> {
+    const thing = `grants:${user}\n${groups.join('\n')}`;
+    const hit = this.grantHolders.get(this.key(thing));
+    if (hit !== undefined) return Promise.resolve(hit);
+    return this.once(thing, async () => {
+      const filters = [
+        ...(/['\\]/.test(user) ? [] : [`tags.\`${OWNER_TAG}\` = '${user}'`]), // a quote in a name cannot be put in MLflow's filter
+        ...[{ kind: 'user', name: user } as const, ...groups.slice(0, MAX_GRANT_GROUPS).map((name) => ({ kind: 'group', name }) as const)]
+          .map((grantee) => `tags.\`${grantTagKey(grantee)}\` != 'NO_PERMISSIONS'`),
+      ];
+      const found = await Promise.all(filters.flatMap((filter) => [this.anyFound('POST', '/api/2.0/mlflow/experiments/search', filter), this.anyFound('GET', '/api/2.0/mlflow/registered-models/search', filter)]));
+      const holds = found.includes(true);
+      this.grantHolders.set(this.key(thing), holds);
+      return holds;
+    });
+  }
+
+  private async anyFound(method: 'GET' | 'POST', path: string, filter: string): Promise<boolean> {
+    this.counters.lookups++;
+    const answer = method === 'GET'
+      ? await this.mlflow.request('GET', `${path}?${new URLSearchParams({ filter, max_results: '1' })}`, undefined, this.workspace)
+      : await this.mlflow.request('POST', path, { filter, max_results: 1 }, this.workspace);
+    if (answer.status === 404) return false;
+    const json = this.mlflow.objectOf(answer, `mlgate's search for grants in workspace ${this.workspace}`);
+    const list = json.experiments ?? json.registered_models;
+    return Array.isArray(list) && list.length > 0;
   }
 
   // ---- things that live in one experiment for good (no expiry) ----
@@ -198,8 +263,7 @@ export class Resolver {
   experimentOfTrace(traceId: string): Promise<string | undefined> {
     if (this.tracesNow?.asked.has(traceId)) return Promise.resolve(this.tracesNow.found.get(traceId));
     // Not cached, and a miss not remembered: a trace can move, and its id may be created any moment.
-    const key = `trace:${traceId}`;
-    return this.once(key, async () => {
+    return this.once(`trace:${traceId}`, async () => {
       const v3 = await this.request(`/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}`);
       let id: unknown;
       if (v3.status === 200 && v3.json) {
@@ -226,7 +290,7 @@ export class Resolver {
       const chunk = traceIds.slice(i, i + TRACE_BATCH);
       this.budget?.spend();
       this.counters.lookups++;
-      const batch = await this.mlflow.request('POST', '/api/3.0/mlflow/traces/batchGetInfos', { trace_ids: chunk });
+      const batch = await this.mlflow.request('POST', '/api/3.0/mlflow/traces/batchGetInfos', { trace_ids: chunk }, this.workspace);
       const answer = this.mlflow.objectOf(batch, `mlgate's look-up of ${chunk.length} traces`);
       for (const info of Array.isArray(answer.trace_infos) ? answer.trace_infos : []) {
         const id = jsonObject(info)?.trace_id;
@@ -252,17 +316,19 @@ export class Resolver {
   /** After a tag write, rename, delete, restore or create of an experiment (id unknown for creates). */
   invalidateExperiment(id?: string): void {
     if (id === undefined) this.experimentsById.clear();
-    else this.experimentsById.delete(id);
+    else this.experimentsById.delete(this.key(id));
     // Names point at ids and the other way round; renames and creates are rare: drop them all.
     this.experimentsByName.clear();
+    this.grantHolders.clear();
   }
 
   invalidateRegisteredModel(name: string): void {
-    this.models.delete(name);
+    this.models.delete(this.key(name));
+    this.grantHolders.clear();
   }
 
   invalidateDataset(id: string): void {
-    this.missing.delete(`dataset:${id}`);
+    this.missing.delete(this.key(`dataset:${id}`));
   }
 
   /**
@@ -270,7 +336,7 @@ export class Resolver {
    * that creates them by their own id (a trace's start, OTLP spans) passed.
    */
   forgetMissing(keys: readonly string[]): void {
-    for (const key of keys) this.missing.delete(key);
+    for (const key of keys) this.missing.delete(this.key(key));
   }
 
   /** Drops everything that expires (not run -> experiment, which never changes). */
@@ -278,6 +344,7 @@ export class Resolver {
     this.experimentsById.clear();
     this.experimentsByName.clear();
     this.models.clear();
+    this.grantHolders.clear();
     this.missing.clear();
   }
 
@@ -288,10 +355,11 @@ export class Resolver {
   // ---- plumbing ----
 
   /** One look-up gives both facts: `infoOf` finds the object holding experiment_id and `artifactsField`. */
-  private stableLookup(key: string, path: string, what: string, infoOf: (json: Record<string, unknown>) => Record<string, unknown> | undefined, artifactsField: string): Promise<StableFacts | undefined> {
+  private stableLookup(thing: string, path: string, what: string, infoOf: (json: Record<string, unknown>) => Record<string, unknown> | undefined, artifactsField: string): Promise<StableFacts | undefined> {
+    const key = this.key(thing);
     const hit = this.stable.get(key);
     if (hit !== undefined) return Promise.resolve(hit);
-    return this.once(key, async () => {
+    return this.once(thing, async () => {
       const answer = await this.call(path, what);
       const info = answer ? infoOf(answer) : undefined;
       const experimentId = info?.experiment_id;
@@ -308,7 +376,8 @@ export class Resolver {
    * (undefined) is remembered for missingTtlMs unless `rememberMiss` is false; a new one is charged
    * to the request's budget.
    */
-  private once<T>(key: string, lookup: () => Promise<T>, rememberMiss = true): Promise<T> {
+  private once<T>(thing: string, lookup: () => Promise<T>, rememberMiss = true): Promise<T> {
+    const key = this.key(thing);
     const running = this.pending.get(key) as Promise<T> | undefined;
     if (running) return running;
     if (rememberMiss && this.missing.has(key)) return Promise.resolve(undefined as T);
@@ -335,9 +404,9 @@ export class Resolver {
       for (const [key, value] of Object.entries(message)) {
         for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined && one !== null) query.append(key, String(one));
       }
-      answer = await this.mlflow.request('GET', `${path}?${query}`);
+      answer = await this.mlflow.request('GET', `${path}?${query}`, undefined, this.workspace);
     } else {
-      answer = await this.mlflow.request('POST', path, message);
+      answer = await this.mlflow.request('POST', path, message, this.workspace);
     }
     return this.mlflow.objectOf(answer, `mlgate's request for the next page of ${path}`);
   }
@@ -350,7 +419,7 @@ export class Resolver {
 
   private request(path: string): Promise<MlflowAnswer> {
     this.counters.lookups++;
-    return this.mlflow.request('GET', path);
+    return this.mlflow.request('GET', path, undefined, this.workspace);
   }
 }
 
@@ -363,10 +432,10 @@ function isMissing(answer: MlflowAnswer): boolean {
   return answer.status === 404 || (answer.status === 400 && errorCodeOf(answer) === 'INVALID_PARAMETER_VALUE');
 }
 
-function experimentInfo(value: unknown, askedId?: string): ResourceInfo {
+function experimentInfo(workspace: string, value: unknown, askedId?: string): ResourceInfo {
   const experiment = jsonObject(value);
-  if (!experiment) return missingExperiment(askedId);
+  if (!experiment) return missingExperiment(workspace, askedId);
   const id = typeof experiment.experiment_id === 'string' ? experiment.experiment_id : askedId;
   const name = typeof experiment.name === 'string' ? experiment.name : undefined;
-  return { kind: 'experiment', id, name, exists: true, grants: grantsFromTags(tagsFrom(experiment.tags)) };
+  return { kind: 'experiment', workspace, id, name, exists: true, grants: grantsFromTags(tagsFrom(experiment.tags)) };
 }

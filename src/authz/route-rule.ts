@@ -6,7 +6,7 @@ import type { PermissionLevel } from './levels.ts';
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** What a request names. Everything but registered-model is resolved to the experiment that holds it. */
-export type RefKind = 'experiment' | 'experiment-name' | 'run' | 'logged-model' | 'trace' | 'dataset' | 'registered-model' | 'artifact-path' | 'model-source' | 'prompt-uri';
+export type RefKind = 'experiment' | 'experiment-name' | 'run' | 'logged-model' | 'trace' | 'dataset' | 'registered-model' | 'artifact-path' | 'model-source' | 'prompt-uri' | 'workspace';
 
 /**
  * Where a parameter travels.
@@ -52,7 +52,7 @@ export type CarrierKind = 'experiment' | 'registered-model';
 export type Access = 'public' | 'none' | 'admin-only' | 'blocked';
 
 /** Search responses to drop unreadable entries from, like the auth app's after-request handlers. */
-export type ResponseFilter = 'experiments' | 'registered-models' | 'model-versions' | 'logged-models';
+export type ResponseFilter = 'experiments' | 'registered-models' | 'model-versions' | 'logged-models' | 'workspaces';
 
 /** A parameter holding a path MLflow joins to an artifact root: `relative` to it, or a `file-name` it appends. */
 export interface PathCheck {
@@ -116,7 +116,8 @@ export interface RouteRule extends RouteFacts {
   /** One expansion of the table line's template, e.g. "/ajax-api/2.0/mlflow/logged-models/{model_id}". */
   template: string;
   /** The permission-carrying resource (of the first check), or how the route is decided without one. */
-  resource: CarrierKind | Access;
+  /** A workspace route's resource is the workspace itself (MLflow 3 --enable-workspaces). */
+  resource: CarrierKind | 'workspace' | Access;
   /** The level the first check needs; undefined when `resource` is not a carrier. */
   level: PermissionLevel | undefined;
   find: readonly ResourceSpec[];
@@ -124,8 +125,8 @@ export interface RouteRule extends RouteFacts {
   readsMessage: boolean;
 }
 
-export function carrierOf(ref: RefKind): CarrierKind {
-  return ref === 'registered-model' ? 'registered-model' : 'experiment';
+export function carrierOf(ref: RefKind): CarrierKind | 'workspace' {
+  return ref === 'registered-model' || ref === 'workspace' ? ref : 'experiment';
 }
 
 // Helpers that keep each table line short. `from` defaults to the MLflow RPC rule.

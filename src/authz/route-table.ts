@@ -8,6 +8,9 @@ import { ARTIFACT_ROUTES } from './routes-artifacts.ts';
 import { EXPERIMENT_ROUTES, RUN_ROUTES } from './routes-experiments.ts';
 import { DATASET_ROUTES, ISSUE_ROUTES, PROMPT_OPTIMIZATION_ROUTES, SCORER_ROUTES } from './routes-genai.ts';
 import { LOGGED_MODEL_ROUTES } from './routes-logged-models.ts';
+import {
+  LABEL_SCHEMA_ROUTES, MCP_REGISTRY_ROUTES, PRESIGNED_UPLOAD_ROUTES, REVIEW_QUEUE_ROUTES, UPSTREAM_RBAC_ROUTES,
+} from './routes-newest.ts';
 import { REGISTRY_ROUTES } from './routes-registry.ts';
 import { SERVER_ROUTES } from './routes-server.ts';
 import { TRACE_ROUTES } from './routes-traces.ts';
@@ -30,6 +33,12 @@ const ROUTE_FAMILIES: Readonly<Record<string, readonly RouteDef[]>> = {
   jobs: JOB_ROUTES,
   'upstream-auth': UPSTREAM_AUTH_ROUTES,
   server: SERVER_ROUTES,
+  // After 3.11.1 (routes-newest.ts, docs/mlflow-versions.md).
+  'presigned-upload': PRESIGNED_UPLOAD_ROUTES,
+  'label-schemas': LABEL_SCHEMA_ROUTES,
+  'review-queues': REVIEW_QUEUE_ROUTES,
+  'mcp-registry': MCP_REGISTRY_ROUTES,
+  'upstream-rbac': UPSTREAM_RBAC_ROUTES,
 };
 
 export interface RuleMatch {

@@ -1,6 +1,6 @@
 // Routes only admins may call: no experiment or registered model tells whose they are
 // (reference §3 "Webhooks", "Workspaces", "AI Gateway configuration", §4 extras, §5, §7.8).
-import type { RouteDef } from './route-rule.ts';
+import { inPath, type RouteDef } from './route-rule.ts';
 
 const V2 = '/{api,ajax-api}/2.0/mlflow';
 const V3 = '/{api,ajax-api}/3.0/mlflow';
@@ -14,12 +14,14 @@ export const WEBHOOK_ROUTES: readonly RouteDef[] = [
   { at: `POST ${V2}/webhooks/{webhook_id}/test`, access: 'admin-only' },
 ];
 
-const NO_WORKSPACES = 'auth app: list filtered, get for members; mlgate has no workspace model';
+// Like the auth app: the list shows the workspaces the user may use, and one is read by its users
+// (decide.ts mayUseWorkspace); making, changing and deleting them is for admins.
+const POLICY_MEMBERS = 'auth app: members by its own grants; mlgate: the users its policy lets use the workspace';
 
 export const WORKSPACE_ROUTES: readonly RouteDef[] = [
-  { at: `GET ${V3}/workspaces`, access: 'admin-only', deviation: NO_WORKSPACES },
+  { at: `GET ${V3}/workspaces`, access: 'none', filter: 'workspaces', deviation: POLICY_MEMBERS },
   { at: `POST ${V3}/workspaces`, access: 'admin-only' },
-  { at: `GET ${V3}/workspaces/{workspace_name}`, access: 'admin-only', deviation: NO_WORKSPACES },
+  { at: `GET ${V3}/workspaces/{workspace_name}`, find: [inPath('workspace', 'READ', 'workspace_name', false)], deviation: POLICY_MEMBERS },
   { at: `PATCH ${V3}/workspaces/{workspace_name}`, access: 'admin-only' },
   { at: `DELETE ${V3}/workspaces/{workspace_name}`, access: 'admin-only' },
 ];

@@ -29,6 +29,8 @@ export interface SearchAccess {
   levelOfModel(name: string): Promise<PermissionLevel>;
   /** The level on an experiment known only by id (logged models). */
   levelOfExperiment(id: string): Promise<PermissionLevel>;
+  /** READ on a workspace the caller may use, NO_PERMISSIONS on any other. */
+  levelOfWorkspace(name: string): Promise<PermissionLevel>;
 }
 
 /** The answer's shape is not MLflow's: the caller should answer 502 rather than pass it on unfiltered. */
@@ -45,6 +47,7 @@ const SEARCH_LIST_FIELD: Readonly<Record<ResponseFilter, string>> = {
   'registered-models': 'registered_models',
   'model-versions': 'model_versions',
   'logged-models': 'models',
+  workspaces: 'workspaces',
 };
 
 type Json = Record<string, unknown>;
@@ -140,6 +143,8 @@ async function readable(kind: ResponseFilter, entries: unknown[], access: Search
       return byKey(entries, (entry) => stringField(entry, 'name'), access.levelOfModel.bind(access));
     case 'logged-models':
       return byKey(entries, (entry) => stringField(field(entry, 'info'), 'experiment_id'), access.levelOfExperiment.bind(access));
+    case 'workspaces':
+      return byKey(entries, (entry) => stringField(entry, 'name'), access.levelOfWorkspace.bind(access));
   }
 }
 

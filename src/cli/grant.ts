@@ -5,8 +5,10 @@ import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
 import {
   describeGrantee,
   describeResource,
+  inWorkspaceWords,
   MlflowGrantsClient,
   parseGrantee,
+  parseWorkspace,
   permissionsView,
   type MlflowResource,
   type PermissionsView,
@@ -15,6 +17,7 @@ import type { Grantee } from '../authz/grant-tags.ts';
 import { parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
 import { loadPolicy, type Policy } from '../authz/policy.ts';
 import type { CarrierKind } from '../authz/route-rule.ts';
+import { DEFAULT_WORKSPACE } from '../authz/workspace.ts';
 import type { Config } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
 import { addConfigFlags } from './config-flags.ts';
@@ -23,12 +26,14 @@ import { loadConfigOrExit } from './serve.ts';
 type Options = Record<string, unknown>;
 
 const KINDS = 'experiment or model';
+const WORKSPACE_OPTION = ['--workspace <name>', 'the MLflow workspace the experiment or model is in (MLflow 3.10+ with --enable-workspaces; default: the default workspace)'] as const;
 
 /**
  * `mlgate grant|revoke|permissions`: ownership and grants are tags on the experiment or registered
  * model in MLflow itself (mlgate has no database), so these talk to the MLflow server (`upstream`)
  * directly, from the gateway's host where it is reachable. Every gateway sees a change at once
- * (after its short permission cache).
+ * (after its short permission cache). With MLflow's workspaces, --workspace names the one the
+ * resource is in (names are unique only within one); without it, the default workspace.
  */
 export function registerGrant(program: Command): void {
   addConfigFlags(program.command('grant')
@@ -38,13 +43,15 @@ export function registerGrant(program: Command): void {
     .argument('<level>', PERMISSION_LEVELS.join(', ')), ['htpasswd', 'upstream'])
     .description('give a user or group a level on one experiment or registered model (replaces their previous grant there)')
     .option('--force', 'grant to a user or group that no file of this gateway names (e.g. one that signs in by JWT)')
+    .option(...WORKSPACE_OPTION)
     .action(async (granteeText: string, kindText: string, ref: string, levelText: string, options: Options) => {
       const grantee = granteeOf(granteeText);
       const kind = kindOf(kindText);
       const level = levelOf(levelText);
+      const workspace = workspaceOf(options);
       const { config } = loadConfigOrExit(options);
       if (!options.force) await refuseUnknownGrantee(config, grantee);
-      const { client, resource } = await target(config, kind, ref);
+      const { client, resource } = await target(config, kind, ref, workspace);
       const before = currentLevel(resource, grantee);
       await client.setGrant(resource, grantee, level);
       console.log(`granted ${level} on ${describeResource(resource)} to ${describeGrantee(grantee)}${before && before !== level ? ` (was ${before})` : ''}`);
@@ -55,13 +62,16 @@ export function registerGrant(program: Command): void {
     .argument('<kind>', KINDS)
     .argument('<resource>', 'experiment id or name, or registered model name'), ['upstream'])
     .description('remove a user\'s or group\'s grant on one experiment or registered model')
+    .option(...WORKSPACE_OPTION)
     .action(async (granteeText: string, kindText: string, ref: string, options: Options) => {
       const grantee = granteeOf(granteeText);
       const kind = kindOf(kindText);
-      const { client, resource } = await target(loadConfigOrExit(options).config, kind, ref);
+      const workspace = workspaceOf(options);
+      const { client, resource } = await target(loadConfigOrExit(options).config, kind, ref, workspace);
       const before = currentLevel(resource, grantee);
       if (!(await client.removeGrant(resource, grantee))) {
-        throw new Error(`${describeGrantee(grantee)} has no grant on ${describeResource(resource)} ("mlgate permissions ${kindText} ${quoteArg(ref)}" lists them); nothing was changed`);
+        const list = ['mlgate', 'permissions', kindText, ref, ...(options.workspace === undefined ? [] : ['--workspace', workspace])].map(quoteArg).join(' ');
+        throw new Error(`${describeGrantee(grantee)} has no grant on ${describeResource(resource)} ("${list}" lists them); nothing was changed`);
       }
       console.log(`revoked ${describeGrantee(grantee)}'s ${before} on ${describeResource(resource)}`);
     });
@@ -71,9 +81,11 @@ export function registerGrant(program: Command): void {
     .argument('<resource>', 'experiment id or name, or registered model name'), ['upstream'])
     .description('show the owner of an experiment or registered model and every grant on it')
     .option('--json', 'print JSON (the shape of GET /-/api/permissions/...)')
+    .option(...WORKSPACE_OPTION)
     .action(async (kindText: string, ref: string, options: Options) => {
       const kind = kindOf(kindText);
-      const { resource } = await target(loadConfigOrExit(options).config, kind, ref);
+      const workspace = workspaceOf(options);
+      const { resource } = await target(loadConfigOrExit(options).config, kind, ref, workspace);
       const view = permissionsView(resource);
       process.stdout.write(options.json ? `${JSON.stringify(view, null, 2)}\n` : describe(view, resource));
     });
@@ -98,13 +110,23 @@ function levelOf(text: string): PermissionLevel {
   return level;
 }
 
-async function target(config: Config, kind: CarrierKind, ref: string): Promise<{ client: MlflowGrantsClient; resource: MlflowResource }> {
+/** --workspace, checked by MLflow's rule for names before anything is asked; without it the default workspace. */
+function workspaceOf(options: Options): string {
+  if (options.workspace === undefined) return DEFAULT_WORKSPACE;
+  const parsed = parseWorkspace(String(options.workspace));
+  if ('problem' in parsed) throw new Error(`--workspace ${parsed.problem}; nothing was changed`);
+  return parsed.workspace;
+}
+
+async function target(config: Config, kind: CarrierKind, ref: string, workspace: string): Promise<{ client: MlflowGrantsClient; resource: MlflowResource }> {
   const client = new MlflowGrantsClient(config.upstream, { timeoutMs: Math.min(config.proxy.timeout, 60_000) });
-  const resource = await client.find(kind, ref);
+  const resource = await client.find(kind, ref, workspace);
   if (!resource) {
+    // MLflow answers a workspace that does not exist as it answers a resource that does not.
+    const where = workspace === DEFAULT_WORKSPACE ? '' : ` (or no workspace ${workspace})`;
     throw new Error(kind === 'experiment'
-      ? `no experiment with id or name "${ref}" on the MLflow tracking server at ${client.origin}; nothing was changed`
-      : `no registered model named "${ref}" on the MLflow tracking server at ${client.origin}; nothing was changed`);
+      ? `no experiment with id or name "${ref}"${inWorkspaceWords(workspace)} on the MLflow tracking server at ${client.origin}${where}; nothing was changed`
+      : `no registered model named "${ref}"${inWorkspaceWords(workspace)} on the MLflow tracking server at ${client.origin}${where}; nothing was changed`);
   }
   return { client, resource };
 }
@@ -125,8 +147,10 @@ async function refuseUnknownGrantee(config: Config, grantee: Grantee): Promise<v
     groups.add(group);
     for (const member of members) users.add(member);
   }
-  for (const user of policy?.admins.users ?? []) users.add(user);
-  for (const group of policy?.admins.groups ?? []) groups.add(group);
+  for (const admins of [policy?.admins, ...[...policy?.workspaces.values() ?? []].map((workspace) => workspace.admins)]) {
+    for (const user of admins?.users ?? []) users.add(user);
+    for (const group of admins?.groups ?? []) groups.add(group);
+  }
   for (const rule of policy?.rules ?? []) {
     rule.users.forEach((user) => users.add(user));
     rule.groups.forEach((group) => groups.add(group));

@@ -51,6 +51,11 @@ export interface RequestContext {
   principal?: Principal;
   /** The principal as the policy in force when it was authenticated sees them: route and resource access use this one snapshot. */
   subject?: Subject;
+  /**
+   * The MLflow workspace the request acts in (its X-MLFLOW-WORKSPACE header as MLflow reads it),
+   * set by the authorization step: what it decided in, and what MLflow is told.
+   */
+  workspace?: string;
   /** Who an HTML error page says is signed in. */
   pageIdentity?: PageIdentity;
   /** A Set-Cookie the answer carries (a renewed or cleared session cookie). */

@@ -19,6 +19,12 @@ interface ControlDependencies {
    * /-/readyz's details (the upstreams' addresses and errors). Absent: nobody does.
    */
   isAdminRequest?(req: IncomingMessage): Promise<boolean>;
+  /**
+   * What the MLflow behind says it is (null: not known), for admins' /-/readyz only: its version,
+   * whether it serves workspaces, the newest release mlgate's route lists cover, and the warning
+   * when it is newer. Asked only for an admin, so anonymous probes cost MLflow nothing more.
+   */
+  mlflow?(): Promise<{ version: string | null; workspaces: boolean | null; newestKnown: string; warning?: string; problem?: string }>;
   version: string;
   logger: Logger;
   /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
@@ -44,7 +50,8 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
     ]);
     const counts = { upstreams: upstreams?.total ?? 1, answering: upstreams?.answering ?? (ready ? 1 : 0) };
     const status = ready ? 'ready' : 'unavailable';
-    return c.json(admin ? { status, ...counts, upstream: detail, routes } : { status, ...counts }, ready ? 200 : 503);
+    if (!admin) return c.json({ status, ...counts }, ready ? 200 : 503);
+    return c.json({ status, ...counts, upstream: detail, routes, mlflow: await deps.mlflow?.() }, ready ? 200 : 503);
   });
 
   app.get('/-/whoami', (c) => {

@@ -42,7 +42,8 @@ type UpstreamHeaderBuilder = (incoming: IncomingHttpHeaders, requestId: string, 
  * the gateway's time per request). The request forwarded is exactly the one that was authenticated.
  */
 export function upstreamHeaderBuilder(identity: IdentityHeaders): UpstreamHeaderBuilder {
-  const always = new Set([...HOP_BY_HOP, ...identity.strip, 'x-request-id', identity.userHeader]);
+  // The workspace header is set again from what the authorization step read (request-pipeline.ts).
+  const always = new Set([...HOP_BY_HOP, ...identity.strip, 'x-request-id', identity.userHeader, 'x-mlflow-workspace']);
   if (!identity.forwardAuthorization) always.add('authorization');
   const untrusted = new Set([...always, ...FORWARDED_BY_PROXY, ...SET_BY_GATEWAY]);
   // WSGI servers map "X_Forwarded_User" and "X-Forwarded-User" to the same variable, so underscore

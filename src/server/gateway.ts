@@ -15,6 +15,7 @@ import { SessionManager } from '../auth/session.ts';
 import { createSessionStep } from '../auth/session-step.ts';
 import { createAuthorizer, type Authorizer } from '../authz/authorize-request.ts';
 import { effectiveLevel, isAdmin, resourceInfoFromTags } from '../authz/decide.ts';
+import { MlflowServerInfo } from '../authz/mlflow-server-info.ts';
 import { describePolicy, PolicyStore } from '../authz/policy.ts';
 import { Resolver } from '../authz/resolver.ts';
 import type { Config } from '../config/schema.ts';
@@ -31,7 +32,7 @@ import { BodyBudget } from '../authz/read-body.ts';
 import { prepareAcme } from './acme.ts';
 import { ensureCertificate, REMAKE_COMMAND } from './certificate.ts';
 import { createConnectionGuard } from './connection-guard.ts';
-import { probeUpstream } from './startup-checks.ts';
+import { mlflowReadiness, probeUpstream } from './startup-checks.ts';
 import { createSlowRequestWatch } from './slow-requests.ts';
 import { createRequestPipeline } from './request-pipeline.ts';
 import { createHttpsRedirectServer, createListener } from './tls-server.ts';
@@ -136,9 +137,11 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   connections.attach(server);
   const slowRequests = createSlowRequestWatch(config.limits, logger);
   const resolver = new Resolver({ upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
+  const serverInfo = new MlflowServerInfo({ upstream, timeoutMs: Math.min(config.proxy.timeout, 5_000), userHeader: config.proxy.userHeader });
   const authorizer = createAuthorizer({
     policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, maxLookupsPerRequest: config.authz.maxLookupsPerRequest,
     maxDecompressedBody: config.authz.maxDecompressedBody, bodyBudget: new BodyBudget(config.limits.checkedBodyBudget), logger,
+    workspacesEnabled: async () => (await serverInfo.facts()).workspacesEnabled,
   });
   policy.start();
   logger.info(describePolicy(policy.current(), config.authz.policyFile), 'policy loaded');
@@ -147,17 +150,25 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const tls = Boolean(certificate);
   const signIn = sessions && { sessions, authenticator, service: config.auth.realm, tls, proxies, logger };
   // Grant management decides with the same engine as the request path (tests may put their own in).
-  const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info), policy.current()).level);
+  const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info.workspace, info), policy.current()).level);
   const permissions = createPermissionsDependencies({
-    upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf, tls, proxies, logger,
-    grantsChanged: (resource) => (resource.kind === 'experiment' ? resolver.invalidateExperiment(resource.id) : resolver.invalidateRegisteredModel(resource.name)),
+    upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf, tls, proxies, logger, mayUseWorkspace: authorizer.mayUseWorkspace,
+    grantsChanged: (resource) => {
+      const inWorkspace = resolver.inWorkspace(resource.workspace);
+      return resource.kind === 'experiment' ? inWorkspace.invalidateExperiment(resource.id) : inWorkspace.invalidateRegisteredModel(resource.name);
+    },
   });
   // /-/readyz details (upstream addresses) for admins only: their Authorization header is checked as anywhere else.
   const isAdminRequest = async (req: IncomingMessage) => {
     const outcome = await authenticator.authenticate(req);
     return outcome.ok && isAdmin(outcome.principal, policy.current());
   };
-  const control = createControlApp({ upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []), isAdminRequest, version: VERSION, logger, signIn, permissions });
+  const control = createControlApp({
+    upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []),
+    isAdminRequest,
+    mlflow: async () => mlflowReadiness(await serverInfo.facts(), config.authz.allowUnknownRoutes),
+    version: VERSION, logger, signIn, permissions,
+  });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const trustedOrigins: ReadonlySet<string> = new Set(config.auth.trustedOrigins);
   const pipeline = createRequestPipeline({
@@ -257,6 +268,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         for (const forwarder of forwarders.values()) forwarder.close();
         policy.stop();
         resolver.close();
+        serverInfo.close();
         await pool.close();
         logger.info('mlgate stopped');
         logger.flush();

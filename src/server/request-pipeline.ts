@@ -19,6 +19,7 @@ import type { Authorizer } from '../authz/authorize-request.ts';
 import { subjectOf } from '../authz/decide.ts';
 import type { Policy } from '../authz/policy.ts';
 import { mayUseRoute, routeRefusal } from '../authz/route-access.ts';
+import { DEFAULT_WORKSPACE, WORKSPACE_HEADER } from '../authz/workspace.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
 import { createRequestContext, pathOf, type GatewayRequest, type RequestContext } from '../context/request-context.ts';
 import { matchUpstreamRoute, type UpstreamRoute } from '../context/upstream-routes.ts';
@@ -213,6 +214,8 @@ export function createRequestPipeline(options: PipelineOptions) {
     req.url = ctx.upstreamTarget;
     req.headers = upstreamHeaders(req.headers, ctx.id, ctx.principal!.user, { peerIp: ctx.peerIp, proto, host: req.headers.host, peerTrusted: ctx.peerTrusted }, ctx.upgrade);
     for (const [name, value] of ctx.route!.headers) req.headers[name] = value;
+    // The workspace as it was decided in, in the one spelling MLflow reads (the client's was dropped).
+    if (ctx.workspace !== undefined && ctx.workspace !== DEFAULT_WORKSPACE) req.headers[WORKSPACE_HEADER] = ctx.workspace;
   }
 
   /** The exchange is over, however it ended: what was held for it is given back, and it is logged once. */

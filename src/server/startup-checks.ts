@@ -1,10 +1,12 @@
 // What start-up can tell about a set-up that runs but will surprise someone later: nobody able to
-// manage, MLflow not running yet, the port taken. Each says the command that fixes it.
+// manage, MLflow not running yet, an MLflow newer than the routes mlgate knows, the port taken.
+// Each says the command or setting that fixes it.
 import cluster from 'node:cluster';
 import http from 'node:http';
 import https from 'node:https';
 import { BOOTSTRAP_USER, mlgateCommand, shellWord } from '../auth/bootstrap-admin.ts';
 import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
+import { MlflowServerInfo, NEWEST_KNOWN_MLFLOW, newerThanKnown, type MlflowServerFacts } from '../authz/mlflow-server-info.ts';
 import { loadPolicy } from '../authz/policy.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
@@ -13,9 +15,10 @@ const PROBE_TIMEOUT_MS = 2000;
 
 /**
  * Logs a warning for each: no admin at all (an htpasswd file brought from elsewhere, without the
- * "admin" the built-in policy trusts, and no policy file), and an upstream that does not answer.
- * Neither stops the gateway. Call it once listening; it never throws. With `workers: N` only the
- * first worker warns, so the lines are not repeated N times (nor at each restart).
+ * "admin" the built-in policy trusts, and no policy file), an upstream that does not answer, and an
+ * MLflow newer than the route lists; and, when MLflow answers, which version it is (info). None
+ * stops the gateway. Call it once listening; it never throws. With `workers: N` only the first
+ * worker logs these, so the lines are not repeated N times (nor at each restart).
  */
 export async function warnAtStartup(config: Config, logger: Logger): Promise<void> {
   if (cluster.isWorker && cluster.worker?.id !== 1) return;
@@ -24,6 +27,7 @@ export async function warnAtStartup(config: Config, logger: Logger): Promise<voi
     if (noAdmin) logger.warn({ file: config.auth.htpasswd, policyFile: config.authz.policyFile }, noAdmin);
     const upstreamDown = await upstreamWarning(new URL(config.upstream));
     if (upstreamDown) logger.warn({ upstream: new URL(config.upstream).origin }, upstreamDown);
+    else await logMlflowVersion(config, logger);
   } catch (err) {
     logger.debug({ err }, 'start-up checks failed');
   }
@@ -63,6 +67,38 @@ async function upstreamWarning(upstream: URL): Promise<string | undefined> {
   if (probe.ready) return undefined;
   return `the MLflow tracking server at ${upstream.origin} does not answer (${probe.problem}); requests get 502 until it does. `
     + `Start it with: mlflow server --host ${upstream.hostname} --port ${upstream.port || (upstream.protocol === 'https:' ? 443 : 80)}`;
+}
+
+/** "MLflow 3.11.1 at http://127.0.0.1:5000 (workspaces off)", and the warning when it is newer than the route lists. */
+async function logMlflowVersion(config: Config, logger: Logger): Promise<void> {
+  const upstream = new URL(config.upstream);
+  const info = new MlflowServerInfo({ upstream, timeoutMs: PROBE_TIMEOUT_MS, userHeader: config.proxy.userHeader });
+  const facts = await info.facts().finally(() => info.close());
+  const fields = { upstream: upstream.origin, mlflowVersion: facts.version, workspaces: facts.workspacesEnabled };
+  if (facts.version === undefined) return void logger.info({ ...fields, problem: facts.problem }, `the MLflow version at ${upstream.origin} is unknown: ${facts.problem}`);
+  const workspaces = facts.workspacesEnabled === undefined ? 'unknown' : facts.workspacesEnabled ? 'on' : 'off';
+  logger.info(fields, `MLflow ${facts.version} at ${upstream.origin} (workspaces ${workspaces})`);
+  const warning = versionWarning(facts.version, config.authz.allowUnknownRoutes);
+  if (warning) logger.warn({ upstream: upstream.origin, mlflowVersion: facts.version, newestKnown: NEWEST_KNOWN_MLFLOW }, warning);
+}
+
+/** The consequence of an MLflow newer than the route lists, and what relaxes it; undefined when it is not newer. */
+function versionWarning(version: string, allowUnknownRoutes: boolean): string | undefined {
+  if (!newerThanKnown(version)) return undefined;
+  const consequence = allowUnknownRoutes
+    ? 'routes mlgate does not know are forwarded unchecked for everyone (authz.allowUnknownRoutes: true). Update mlgate to have them checked'
+    : 'routes mlgate does not know are refused (403) for everyone but admins. If non-admins need them, update mlgate, '
+      + 'or set authz.allowUnknownRoutes: true to forward them unchecked for everyone';
+  return `MLflow ${version} is newer than the newest MLflow whose routes mlgate knows (${NEWEST_KNOWN_MLFLOW}): ${consequence}`;
+}
+
+/** What admins' /-/readyz says about the MLflow behind the gateway (`null`: not known, `problem` says why). */
+export function mlflowReadiness(facts: MlflowServerFacts, allowUnknownRoutes: boolean) {
+  const warning = facts.version === undefined ? undefined : versionWarning(facts.version, allowUnknownRoutes);
+  return {
+    version: facts.version ?? null, workspaces: facts.workspacesEnabled ?? null, newestKnown: NEWEST_KNOWN_MLFLOW,
+    ...(warning && { warning }), ...(facts.problem && { problem: facts.problem }),
+  };
 }
 
 /**

@@ -88,7 +88,16 @@ fetch('ajax-api/2.0/mlflow/experiments/search', { method: 'POST', headers: { 'Co
 }
 
 /** version, requireJsonContentType, defaultExperiment: see TrackingStoreOptions. */
-type UpstreamOptions = TrackingStoreOptions;
+interface UpstreamOptions extends TrackingStoreOptions {
+  /** What GET /version answers instead of `version` (e.g. a release newer than mlgate's route lists); the routes stay `version`'s. */
+  reportedVersion?: string;
+  /**
+   * Answer GET /{api,ajax-api}/3.0/mlflow/server-info as MLflow 3.x does, `{"store_type": "SqlStore",
+   * "workspaces_enabled": ...}` with this value (not with `version` 2.17.2, which has no such route).
+   * Without it that route is one the fake does not know (404).
+   */
+  workspacesEnabled?: boolean;
+}
 
 export async function startMlflowUpstream(options: UpstreamOptions = {}): Promise<MlflowUpstream> {
   const requests: ReceivedRequest[] = [];
@@ -198,7 +207,10 @@ export async function startMlflowUpstream(options: UpstreamOptions = {}): Promis
       // Flask's plain answers: text/html whatever they hold.
       if (path === '/health') return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('OK');
       if (path === '/' && req.method === 'GET') return void uiPage(res, req.headers);
-      if (path === '/version') return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(store.version);
+      if (path === '/version') return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(options.reportedVersion ?? store.version);
+      if (/^\/(?:ajax-)?api\/3\.0\/mlflow\/server-info$/.test(path) && options.workspacesEnabled !== undefined && store.version !== '2.17.2') {
+        return json(res, 200, { store_type: 'SqlStore', workspaces_enabled: options.workspacesEnabled });
+      }
       if (path === '/echo' || path.startsWith('/echo/')) return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body, bytes: received });
       if (path === '/slow' || path === '/api/2.0/mlflow/slow') return void setTimeout(() => json(res, 200, { slow: true }), Number(url.searchParams.get('ms') ?? 1000));
       if (path === '/truncated') {
