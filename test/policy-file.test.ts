@@ -1,6 +1,6 @@
 // The policy file (config/policy.yaml): its messages, reloading, and the decision it feeds
 // (src/authz/decide.ts), precedence first to last.
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -269,5 +269,25 @@ describe('workspaces in the policy (MLflow --enable-workspaces)', () => {
       expect.stringMatching(/^policy\.yaml:4: workspaces\.default\.default: the default workspace's level is the top-level default:/),
       expect.stringMatching(/^policy\.yaml:6: rules\[0\]\.workspace: must be a workspace name, or a glob/),
     ]);
+  });
+});
+
+describe('config/policy.example.yaml', () => {
+  const text = readFileSync(new URL('../config/policy.example.yaml', import.meta.url), 'utf8');
+
+  it('is a valid policy as shipped', () => {
+    const policy = parsePolicy(text, 'policy.example.yaml');
+    expect(policy.rules.length).toBeGreaterThan(0);
+    expect(policy.workspaces.size).toBe(0);
+  });
+
+  it('and with its workspace lines uncommented', () => {
+    const [head, tail] = text.split('# Uncomment to use:\n') as [string, string];
+    const workspaces = tail.split('# and add rules such as:\n')[0]!.replace(/^# /gm, '');
+    const rule = tail.split('# and add rules such as:\n')[1]!.replace(/^#\s*/gm, '  ');
+    const uncommented = head.replace(/^rules:\n/m, `rules:\n${rule}`) + workspaces;
+    const policy = parsePolicy(uncommented, 'policy.example.yaml');
+    expect([...policy.workspaces.keys()]).toEqual(['team-a', 'team-b']);
+    expect(policy.rules[0]).toMatchObject({ workspace: 'team-a', pattern: '*', level: 'EDIT' });
   });
 });

@@ -14,7 +14,7 @@ import type { PermissionLevel } from './levels.ts';
 import { errorCodeOf, jsonObject, MlflowClient, MlflowError, tagsFrom, type TaggedResource } from './mlflow-client.ts';
 import { MlflowServerInfo } from './mlflow-server-info.ts';
 import type { CarrierKind } from './route-rule.ts';
-import { DEFAULT_WORKSPACE, WORKSPACE_NAME } from './workspace.ts';
+import { DEFAULT_WORKSPACE } from './workspace.ts';
 
 
 export interface ExperimentResource extends TaggedResource {
@@ -49,6 +49,8 @@ export interface PermissionsView {
 interface GrantsClientOptions {
   /** How long MLflow may take to answer one request (default 30 s). */
   timeoutMs?: number;
+  /** What the server says about itself, shared with the gateway's other users of it (default: its own). */
+  serverInfo?: MlflowServerInfo;
 }
 
 /** The largest pages MLflow allows: experiments/search up to 50000, registered-models/search up to 1000. */
@@ -88,19 +90,6 @@ export function describeGrantee(grantee: Grantee): string {
   return `${grantee.kind} ${grantee.name}`;
 }
 
-/**
- * The workspace a person named (`mlgate grant --workspace`, the API's `workspace` parameter, the
- * page's field), by MLflow's rule for workspace names: trimmed; empty is the default workspace.
- */
-export function parseWorkspace(text: string): { workspace: string } | { problem: string } {
-  const name = text.trim();
-  if (name === '' || name === DEFAULT_WORKSPACE) return { workspace: DEFAULT_WORKSPACE };
-  if (!WORKSPACE_NAME.test(name)) {
-    return { problem: `${JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}...` : name)} is not a workspace name: 2-63 lowercase letters, digits and inner hyphens` };
-  }
-  return { workspace: name };
-}
-
 /** " in workspace team-a", or nothing for the default workspace (all there is without workspaces). */
 export function inWorkspaceWords(workspace: string): string {
   return workspace === DEFAULT_WORKSPACE ? '' : ` in workspace ${workspace}`;
@@ -137,7 +126,7 @@ export class MlflowGrantsClient {
   constructor(upstream: string | URL, options: GrantsClientOptions = {}) {
     const timeoutMs = options.timeoutMs ?? 30_000;
     this.mlflow = new MlflowClient({ upstream, timeoutMs });
-    this.serverInfo = new MlflowServerInfo({ upstream: new URL(upstream), timeoutMs: Math.min(timeoutMs, 5_000) });
+    this.serverInfo = options.serverInfo ?? new MlflowServerInfo({ upstream: new URL(upstream), timeoutMs: Math.min(timeoutMs, 5_000) });
   }
 
   /** The upstream's origin, as messages name it (the gateway forwards to the origin too). */

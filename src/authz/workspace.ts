@@ -19,6 +19,20 @@ const RESERVED = new Set(['workspaces', 'api', 'ajax-api', 'static-files']);
 type RequestWorkspace = { ok: true; workspace: string } | { ok: false; reason: string };
 
 /**
+ * A workspace a person named (the header, `mlgate grant --workspace`, the permissions API's
+ * parameter, the page's field), by MLflow's rule: trimmed; empty or "default" is the default one.
+ */
+export function parseWorkspace(text: string): RequestWorkspace {
+  const workspace = text.trim();
+  if (workspace === '' || workspace === DEFAULT_WORKSPACE) return { ok: true, workspace: DEFAULT_WORKSPACE };
+  if (!WORKSPACE_NAME.test(workspace) || RESERVED.has(workspace)) {
+    const shown = JSON.stringify(workspace.length > 100 ? `${workspace.slice(0, 100)}...` : workspace);
+    return { ok: false, reason: `${shown} is not a workspace name: 2-63 lowercase letters, digits and inner hyphens` };
+  }
+  return { ok: true, workspace };
+}
+
+/**
  * The workspace a request acts in, as MLflow resolves it (resolve_workspace_from_header): the
  * header's value trimmed; none or empty is the default workspace. A value MLflow would refuse is
  * refused here too; so are two values (MLflow's two layers would read different ones) and the
@@ -31,10 +45,6 @@ export function requestWorkspace(headers: IncomingHttpHeaders): RequestWorkspace
   const value = headers[WORKSPACE_HEADER];
   if (value === undefined) return { ok: true, workspace: DEFAULT_WORKSPACE };
   if (Array.isArray(value) || value.includes(',')) return { ok: false, reason: 'name one workspace in X-MLFLOW-WORKSPACE, not several' };
-  const workspace = value.trim();
-  if (workspace === '' || workspace === DEFAULT_WORKSPACE) return { ok: true, workspace: DEFAULT_WORKSPACE };
-  if (!WORKSPACE_NAME.test(workspace) || RESERVED.has(workspace)) {
-    return { ok: false, reason: `Workspace name ${JSON.stringify(workspace.slice(0, 100))} is not a workspace name: 2-63 lowercase letters, digits and inner hyphens` };
-  }
-  return { ok: true, workspace };
+  const parsed = parseWorkspace(value);
+  return parsed.ok ? parsed : { ok: false, reason: `X-MLFLOW-WORKSPACE: ${parsed.reason}` };
 }

@@ -8,7 +8,6 @@ import {
   inWorkspaceWords,
   MlflowGrantsClient,
   parseGrantee,
-  parseWorkspace,
   permissionsView,
   type MlflowResource,
   type PermissionsView,
@@ -17,7 +16,7 @@ import type { Grantee } from '../authz/grant-tags.ts';
 import { parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
 import { loadPolicy, type Policy } from '../authz/policy.ts';
 import type { CarrierKind } from '../authz/route-rule.ts';
-import { DEFAULT_WORKSPACE } from '../authz/workspace.ts';
+import { DEFAULT_WORKSPACE, parseWorkspace } from '../authz/workspace.ts';
 import type { Config } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
 import { addConfigFlags } from './config-flags.ts';
@@ -114,7 +113,7 @@ function levelOf(text: string): PermissionLevel {
 function workspaceOf(options: Options): string {
   if (options.workspace === undefined) return DEFAULT_WORKSPACE;
   const parsed = parseWorkspace(String(options.workspace));
-  if ('problem' in parsed) throw new Error(`--workspace ${parsed.problem}; nothing was changed`);
+  if (!parsed.ok) throw new Error(`--workspace ${parsed.reason}; nothing was changed`);
   return parsed.workspace;
 }
 

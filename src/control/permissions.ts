@@ -29,15 +29,15 @@ import {
   inWorkspaceWords,
   MlflowGrantsClient,
   parseGrantee,
-  parseWorkspace,
   permissionsView,
   type MlflowResource,
   type PermissionsView,
 } from '../authz/grants-client.ts';
 import { atLeast, parsePermissionLevel, PERMISSION_LEVELS, type PermissionLevel } from '../authz/levels.ts';
 import { MlflowError, type TaggedResource } from '../authz/mlflow-client.ts';
+import type { MlflowServerInfo } from '../authz/mlflow-server-info.ts';
 import type { CarrierKind } from '../authz/route-rule.ts';
-import { DEFAULT_WORKSPACE, requestWorkspace, WORKSPACE_HEADER } from '../authz/workspace.ts';
+import { DEFAULT_WORKSPACE, parseWorkspace, requestWorkspace, WORKSPACE_HEADER } from '../authz/workspace.ts';
 import type { Logger } from '../log/logger.ts';
 import { readBodyLimited } from './form-body.ts';
 import { permissionsPage, PERMISSIONS_PAGE_HEADERS } from './permissions-page.ts';
@@ -74,9 +74,9 @@ export interface PermissionsDependencies {
 }
 
 /** The usual wiring: MLflow at `upstream`, reached directly (as the gateway forwards). */
-export function createPermissionsDependencies(options: Omit<PermissionsDependencies, 'grants'> & { upstream: string | URL; timeoutMs?: number }): PermissionsDependencies {
-  const { upstream, timeoutMs, ...rest } = options;
-  return { ...rest, grants: new MlflowGrantsClient(upstream, { timeoutMs }) };
+export function createPermissionsDependencies(options: Omit<PermissionsDependencies, 'grants'> & { upstream: string | URL; timeoutMs?: number; serverInfo?: MlflowServerInfo }): PermissionsDependencies {
+  const { upstream, timeoutMs, serverInfo, ...rest } = options;
+  return { ...rest, grants: new MlflowGrantsClient(upstream, { timeoutMs, serverInfo }) };
 }
 
 type Env = { Bindings: HttpBindings };
@@ -291,7 +291,7 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
     if (given.length === 0) return { ok: true, value: fromHeader.workspace };
     if (given.length > 1) return fail(400, 'INVALID_PARAMETER_VALUE', 'name one workspace in the workspace parameter, not several');
     const parsed = parseWorkspace(given[0]!);
-    if ('problem' in parsed) return fail(400, 'INVALID_PARAMETER_VALUE', `workspace ${parsed.problem}`);
+    if (!parsed.ok) return fail(400, 'INVALID_PARAMETER_VALUE', `workspace ${parsed.reason}`);
     if (headers[WORKSPACE_HEADER] !== undefined && parsed.workspace !== fromHeader.workspace) {
       return fail(400, 'INVALID_PARAMETER_VALUE', `the workspace parameter names workspace ${parsed.workspace}, the X-MLFLOW-WORKSPACE header ${fromHeader.workspace}; name one`);
     }

@@ -152,7 +152,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   // Grant management decides with the same engine as the request path (tests may put their own in).
   const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info.workspace, info), policy.current()).level);
   const permissions = createPermissionsDependencies({
-    upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf, tls, proxies, logger, mayUseWorkspace: authorizer.mayUseWorkspace,
+    upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf, tls, proxies, logger, mayUseWorkspace: authorizer.mayUseWorkspace, serverInfo,
     grantsChanged: (resource) => {
       const inWorkspace = resolver.inWorkspace(resource.workspace);
       return resource.kind === 'experiment' ? inWorkspace.invalidateExperiment(resource.id) : inWorkspace.invalidateRegisteredModel(resource.name);
