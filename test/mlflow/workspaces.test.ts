@@ -7,11 +7,12 @@
 // The allowed requests also show that the gateway's look-ups carry the header: experiment and run
 // ids of another workspace are not found in the default one, so a look-up made without it would
 // find nothing and refuse them.
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mlflowServersFor } from '../helpers/mlflow-servers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { basic, type TestResponse } from '../helpers/http-client.ts';
-import { MlflowDirect, startMlflowServer, type RunningMlflow } from '../helpers/real-mlflow.ts';
+import { MlflowDirect, runMlflowClient, startMlflowServer, type RunningMlflow } from '../helpers/real-mlflow.ts';
 
 const servers = mlflowServersFor('workspaces on the real MLflow', { mlflow3Only: true });
 
@@ -272,6 +273,28 @@ for (const install of servers) {
       expect(erin.status).toBe(403);
       expect(erin.json<{ message: string }>().message).toMatch(/may not use workspace team-b/);
       expect(await metricsOf('team-b', run)).not.toHaveProperty('from-dave');
+    });
+
+    it('the real MLflow client works in its workspace (MLFLOW_WORKSPACE) through the gateway, and is refused in another', async () => {
+      const session = await runMlflowClient<{ experiment_id: string; run_id: string; model_name: string; artifacts: string[]; prediction: number[] }>(
+        install, 'user_session.py', { trackingUri: gw.url, certPath: join(gw.dir, 'certs', 'mlgate.crt'), basic: ['alice', USERS.alice], extra: { MLFLOW_WORKSPACE: 'team-a' } }, { prefix: 'ws-session' });
+      expect(session.result.prediction).toEqual([1, 2, 3]);
+      expect(session.result.artifacts).toEqual(expect.arrayContaining(['notes.txt', 'plots']));
+      // Everything landed in team-a, owned by alice; nothing of it in the default workspace.
+      const made = await direct('team-a').api<{ experiment: Tags & { experiment_id: string; artifact_location: string } }>('GET', 'experiments/get-by-name', { experiment_name: 'ws-session-experiment' });
+      expect(made.experiment.experiment_id).toBe(session.result.experiment_id);
+      expect(made.experiment.artifact_location).toMatch(/workspaces\/team-a\//);
+      expect(tagMap(made.experiment)['mlgate.owner']).toBe('alice');
+      expect((await direct().call('GET', '/api/2.0/mlflow/experiments/get-by-name?experiment_name=ws-session-experiment')).status).toBe(404);
+      const model = await direct('team-a').api<{ registered_model: Tags }>('GET', 'registered-models/get', { name: session.result.model_name });
+      expect(tagMap(model.registered_model)['mlgate.owner']).toBe('alice');
+      const files = await direct('team-a').call('GET', `/api/2.0/mlflow-artifacts/artifacts?path=${session.result.experiment_id}/${session.result.run_id}/artifacts`);
+      expect(files.json<{ files: { path: string }[] }>().files.map((f) => f.path)).toContain('notes.txt');
+
+      // bob's client in team-a: refused at its first call, nothing made.
+      await expect(runMlflowClient(install, 'user_session.py', { trackingUri: gw.url, certPath: join(gw.dir, 'certs', 'mlgate.crt'), basic: ['bob', USERS.bob], extra: { MLFLOW_WORKSPACE: 'team-a' } }, { prefix: 'ws-bob' }))
+        .rejects.toThrow(/may not use workspace team-a/);
+      expect((await direct('team-a').call('GET', '/api/2.0/mlflow/experiments/get-by-name?experiment_name=ws-bob-experiment')).status).toBe(404);
     });
 
     it('admins use every workspace', async () => {
