@@ -5,7 +5,7 @@
 // hash keeps the request path at one hash and one map lookup.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { readFileText, ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import type { Logger } from '../log/logger.ts';
@@ -32,6 +32,16 @@ export interface TokenRecord {
   created: string;
   /** ISO 8601, or null for a token that does not expire. */
   expires: string | null;
+  /**
+   * The owner's groups as their principal had them when the token was made on /-/tokens (a JWT's or
+   * an identity provider's groups; htpasswd users have none there, their policy groups apply). Absent
+   * in tokens from `mlgate token issue` and older files: no groups.
+   */
+  groups?: string[];
+  /** Made by a user an identity provider vouched for (not in the htpasswd file). Absent: false. */
+  external?: boolean;
+  /** The identity provider that vouched for the owner (Principal.source), when one did. */
+  source?: string;
 }
 
 function base62(bytes: Buffer, length: number): string {
@@ -103,7 +113,12 @@ function parseTokenFile(text: string): ParsedTokenFile {
     const record = entry as TokenRecord;
     if (ids.has(record.id)) return void problems.push(`tokens[${i}]: id ${record.id} appears twice`);
     ids.add(record.id);
-    records.push({ id: record.id, user: record.user, name: record.name, hash: record.hash, created: record.created, expires: record.expires });
+    records.push({
+      id: record.id, user: record.user, name: record.name, hash: record.hash, created: record.created, expires: record.expires,
+      ...(record.groups !== undefined ? { groups: [...record.groups] } : {}),
+      ...(record.external !== undefined ? { external: record.external } : {}),
+      ...(record.source !== undefined ? { source: record.source } : {}),
+    });
   });
   return { records, problems };
 }
@@ -116,6 +131,9 @@ function recordProblem(entry: unknown): string | undefined {
   if (typeof entry.hash !== 'string' || !HASH.test(entry.hash)) return 'hash must be "sha256:" and 64 hex digits';
   if (typeof entry.created !== 'string' || Number.isNaN(Date.parse(entry.created))) return 'created must be an ISO 8601 time';
   if (entry.expires !== null && (typeof entry.expires !== 'string' || Number.isNaN(Date.parse(entry.expires)))) return 'expires must be an ISO 8601 time or null';
+  if (entry.groups !== undefined && (!Array.isArray(entry.groups) || !entry.groups.every((group) => typeof group === 'string'))) return 'groups must be a list of group names';
+  if (entry.external !== undefined && typeof entry.external !== 'boolean') return 'external must be true or false';
+  if (entry.source !== undefined && typeof entry.source !== 'string') return 'source must be text';
   return undefined;
 }
 
@@ -146,9 +164,78 @@ async function readForEdit(path: string): Promise<TokenRecord[]> {
   return records;
 }
 
-export async function issueToken(path: string, options: { user: string; name: string; ttlMs: number | undefined }): Promise<{ token: string; record: TokenRecord }> {
-  const records = await readForEdit(path);
+interface IssueOptions {
+  user: string;
+  name: string;
+  /** undefined: never expires. */
+  ttlMs: number | undefined;
+  /** An exact expiry (ms since the epoch) instead of ttlMs. */
+  expiresAt?: number;
+  /** Recorded only when given (tokens made on /-/tokens). */
+  groups?: readonly string[];
+  external?: boolean;
+  source?: string;
+  /**
+   * Refuses (TokenLimitError, file untouched) when the user already has this many unexpired
+   * tokens; the user's expired tokens are dropped from the file in the same write.
+   */
+  maxPerUser?: number;
+}
+
+/** The user holds `live` unexpired tokens, the most allowed. */
+export class TokenLimitError extends Error {
+  constructor(readonly user: string, readonly live: number) {
+    super(`user ${user} has ${live} tokens that have not expired, the most allowed (tokens.maxPerUser); revoke one first`);
+  }
+}
+
+/** A lock older than this was left by a process that died mid-edit (an edit takes milliseconds). */
+const STALE_LOCK_MS = 30_000;
+const LOCK_WAIT_MS = 5_000;
+
+/**
+ * Runs one read-modify-write of the tokens file holding `<file>.lock` (created exclusively), so the
+ * CLI and gateways sharing the file (workers, /-/tokens) never write over each other's edits.
+ */
+async function whileLocked<T>(path: string, edit: () => Promise<T>): Promise<T> {
+  const lock = `${path}.lock`;
+  await mkdir(dirname(path), { recursive: true });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await (await open(lock, 'wx', 0o600)).close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
+        await rm(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`${lock} is held by another edit of the tokens file; if no mlgate command or gateway is editing it, remove it. Nothing was changed`);
+      await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 20));
+    }
+  }
+  try {
+    return await edit();
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
+export function issueToken(path: string, options: IssueOptions): Promise<{ token: string; record: TokenRecord }> {
+  return whileLocked(path, () => issueLocked(path, options));
+}
+
+async function issueLocked(path: string, options: IssueOptions): Promise<{ token: string; record: TokenRecord }> {
+  let records = await readForEdit(path);
   const now = Date.now();
+  if (options.maxPerUser !== undefined) {
+    const expired = (record: TokenRecord) => record.user === options.user && record.expires !== null && Date.parse(record.expires) <= now;
+    records = records.filter((record) => !expired(record));
+    const live = records.filter((record) => record.user === options.user).length;
+    if (live >= options.maxPerUser) throw new TokenLimitError(options.user, live);
+  }
   const ids = new Set(records.map((record) => record.id));
   let id: string;
   do id = randomBytes(6).toString('hex'); while (ids.has(id));
@@ -159,18 +246,26 @@ export async function issueToken(path: string, options: { user: string; name: st
     name: options.name,
     hash: hashToken(token),
     created: new Date(now).toISOString(),
-    expires: options.ttlMs === undefined ? null : new Date(now + options.ttlMs).toISOString(),
+    expires: options.expiresAt !== undefined ? new Date(options.expiresAt).toISOString() : options.ttlMs === undefined ? null : new Date(now + options.ttlMs).toISOString(),
+    ...(options.groups !== undefined ? { groups: [...options.groups] } : {}),
+    ...(options.external !== undefined ? { external: options.external } : {}),
+    ...(options.source !== undefined ? { source: options.source } : {}),
   };
   await writeTokenFile(path, [...records, record]);
   return { token, record };
 }
 
-/** The revoked token's record, or undefined (file untouched) if no token has that id. */
-export async function revokeToken(path: string, id: string): Promise<TokenRecord | undefined> {
-  const records = await readForEdit(path);
-  const revoked = records.find((record) => record.id === id);
-  if (revoked) await writeTokenFile(path, records.filter((record) => record !== revoked));
-  return revoked;
+/**
+ * The revoked token's record, or undefined (file untouched) if no token has that id (or none that
+ * `may` allows: a user revoking their own).
+ */
+export function revokeToken(path: string, id: string, may: (record: TokenRecord) => boolean = () => true): Promise<TokenRecord | undefined> {
+  return whileLocked(path, async () => {
+    const records = await readForEdit(path);
+    const revoked = records.find((record) => record.id === id && may(record));
+    if (revoked) await writeTokenFile(path, records.filter((record) => record !== revoked));
+    return revoked;
+  });
 }
 
 /** Token id -> ISO time of last use, as the gateway last saved it. */
@@ -261,7 +356,8 @@ export class ApiTokenStore {
     }
     const now = Date.now();
     if (now >= active.expiresAt) return { ok: false, reason: `the token expired at ${new Date(active.expiresAt).toISOString()}` };
-    if (!this.options.userExists(active.principal.user)) return { ok: false, reason: "the token's user no longer exists" };
+    // An external user is not in the htpasswd file: their tokens expire instead (tokens.externalMaxTtl).
+    if (!active.principal.external && !this.options.userExists(active.principal.user)) return { ok: false, reason: "the token's user no longer exists" };
     this.lastUsed.set(active.id, now);
     this.dirty = true;
     return { ok: true, principal: active.principal };
@@ -304,11 +400,20 @@ export class ApiTokenStore {
       byHash.set(record.hash, {
         id: record.id,
         expiresAt: record.expires === null ? Infinity : Date.parse(record.expires),
-        principal: Object.freeze({ user: record.user, method: 'bearer', groups: Object.freeze([]) }),
+        principal: Object.freeze({
+          user: record.user, method: 'bearer', groups: Object.freeze([...(record.groups ?? [])]), token: record.id,
+          ...(record.external ? { external: true } : {}),
+          ...(record.source !== undefined ? { source: record.source } : {}),
+        }),
       });
     }
     this.byHash = byHash;
     if (!initial) this.logger.info({ file, tokens: byHash.size }, 'tokens file reloaded');
+  }
+
+  /** When this process last saw each token used (ms since the epoch); not yet saved ones included. */
+  lastUsedHere(): ReadonlyMap<string, number> {
+    return this.lastUsed;
   }
 
   /** Merges this process's last-use times into the shared file (several workers or replicas may write it). */

@@ -48,6 +48,8 @@ interface AuthenticatorOptions {
   apiTokens?: ApiTokenStore;
   /** Absent: no jwt key source is configured. */
   jwt?: JwtVerifier;
+  /** JWTs from identity providers with `bearer: true` (oidc.providers); undefined for another issuer's token. */
+  providerTokens?: (token: string) => Promise<BearerVerdict> | undefined;
 }
 
 const BUSY: AuthOutcome = { ok: false, status: 503, message: 'the gateway is busy checking passwords; retry in a moment' };
@@ -58,9 +60,9 @@ const BUSY: AuthOutcome = { ok: false, status: 503, message: 'the gateway is bus
  * when both MLFLOW_TRACKING_USERNAME/PASSWORD and MLFLOW_TRACKING_TOKEN are set, so Basic wins.)
  */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
-  const { realm, store, checker, lockout, apiTokens, jwt } = options;
+  const { realm, store, checker, lockout, apiTokens, jwt, providerTokens } = options;
   const basicChallenge = `Basic realm="${realm}", charset="UTF-8"`;
-  const bearerAccepted = Boolean(apiTokens || jwt);
+  const bearerAccepted = Boolean(apiTokens || jwt || providerTokens);
   const askForCredentials: AuthOutcome = bearerAccepted
     ? {
         ok: false,
@@ -115,6 +117,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     if (token.startsWith(TOKEN_PREFIX)) {
       return apiTokens ? fromBearer(apiTokens.authenticate(token)) : bearerRefused('mlgate API tokens are turned off on this gateway (tokens.enabled: false)');
     }
+    const fromProvider = providerTokens?.(token);
+    if (fromProvider) return fromProvider.then(fromBearer);
     if (!jwt) return bearerRefused(`only mlgate API tokens (${TOKEN_PREFIX}...) are accepted; JWT verification is not configured (jwt.*)`);
     const verdict = jwt.verify(token);
     return 'then' in verdict ? verdict.then(fromBearer) : fromBearer(verdict);

@@ -11,6 +11,7 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, importJWK
 import { LRUCache } from 'lru-cache';
 import { HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, type Config, type JwtAlgorithm } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
+import { claimAt, groupsFrom } from './external-names.ts';
 import type { BearerVerdict, Principal } from './principal.ts';
 
 type JwtConfig = Config['jwt'];
@@ -207,24 +208,6 @@ function algorithmsFor(jwk: JsonWebKey): JwtAlgorithm[] {
 
 function describeKey(jwk: JsonWebKey): string {
   return jwk.crv ? `${jwk.kty} ${jwk.crv} key` : `${jwk.kty} key`;
-}
-
-/** A claim by its exact name ("https://example.com/groups" included), else by a dotted path ("realm_access.roles"). */
-function claimAt(payload: JWTPayload, name: string): unknown {
-  if (Object.hasOwn(payload, name)) return payload[name];
-  let node: unknown = payload;
-  for (const part of name.split('.')) {
-    if (typeof node !== 'object' || node === null || !Object.hasOwn(node, part)) return undefined;
-    node = (node as Record<string, unknown>)[part];
-  }
-  return node;
-}
-
-/** A list of names, or one name; anything else means no groups. */
-function groupsFrom(value: unknown): string[] {
-  if (typeof value === 'string') return value ? [value] : [];
-  if (Array.isArray(value)) return value.filter((group): group is string => typeof group === 'string' && group !== '');
-  return [];
 }
 
 /** The token's alg header, safe to quote in a WWW-Authenticate header. */

@@ -7,12 +7,12 @@ import type { Logger } from '../log/logger.ts';
 import { authRefusal, type AuthOutcome, type Authenticator } from './authenticate.ts';
 import { checkSameOrigin, externalOrigin, isSafeMethod, type ExternalOrigin } from './csrf.ts';
 import type { Principal } from './principal.ts';
-import { cookieValue, withoutCookie, type SessionManager, type SessionVerdict } from './session.ts';
+import { cookieValue, withoutCookie, type Session, type SessionManager, type SessionVerdict } from './session.ts';
 
 export const SIGN_IN_PATH = '/-/login';
 export const SIGN_OUT_PATH = '/-/logout';
 /** Gateway pages a browser opens directly: without a session it is sent to sign in first. */
-const SIGNED_IN_PAGES: ReadonlySet<string> = new Set(['/-/permissions']);
+const SIGNED_IN_PAGES: ReadonlySet<string> = new Set(['/-/permissions', '/-/tokens']);
 
 /** Both cookie names contain this, so a request without it skips all cookie work. */
 const COOKIE_MARKER = 'mlgate-session';
@@ -107,7 +107,7 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
         };
       }
     }
-    const principal: Principal = { user: session.user, method: 'session', groups: [] };
+    const principal = sessionPrincipal(session);
     const renewal = sessions.renewal(cookie, session);
     if (!renewal) return { ok: true, principal };
     return renewal.then((issued) => {
@@ -137,7 +137,7 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
           logger.info({ reqId: ctx.id, user: opened.session.user, reason: check.reason }, 'cross-site WebSocket with the session cookie refused');
           return { ok: false, error: { status: 403, code: 'PERMISSION_DENIED', message: `cross-site WebSocket refused: ${check.reason}` } };
         }
-        return { ok: true, principal: { user: opened.session.user, method: 'session', groups: [] }, stillSignedIn: opened.check };
+        return { ok: true, principal: sessionPrincipal(opened.session), stillSignedIn: opened.check };
       }
     }
     return authenticationOf(await authenticator.authenticate(req));
@@ -158,6 +158,12 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
       return accepted(req, ctx, cookie, verdict, secure, origin);
     },
   };
+}
+
+/** Who a session is: a provider's user carries its groups and counts as external (never the htpasswd admin). */
+function sessionPrincipal(session: Session): Principal {
+  if (session.source === undefined) return { user: session.user, method: 'session', groups: [] };
+  return { user: session.user, method: 'session', groups: session.groups ?? [], external: true, source: session.source };
 }
 
 /**

@@ -21,6 +21,10 @@ export interface Session {
   expiresAt: number;
   /** When the user typed the password; the absolute limit counts from here. */
   signedInAt: number;
+  /** The identity provider (oidc.providers[].name) that vouched for the user; absent: the htpasswd file. */
+  source?: string;
+  /** The provider's groups for the user, as at sign-in (htpasswd sessions have none). */
+  groups?: readonly string[];
 }
 
 interface IssuedCookie {
@@ -36,6 +40,9 @@ interface UserDirectory {
   hashOf(user: string): string | undefined;
 }
 
+/** Whether a session from an identity provider still stands (the provider is configured, the name is still its own). */
+type ExternalSessionCheck = (source: string, user: string) => { ok: true } | { ok: false; reason: string };
+
 interface SessionManagerOptions {
   config: Config['session'];
   watchIntervalMs: number;
@@ -43,6 +50,7 @@ interface SessionManagerOptions {
 
 const ISSUER = 'mlgate';
 const AUDIENCE = 'mlgate-session';
+const FLOW_AUDIENCE = 'mlgate-sign-in-flow';
 /** Browsers send the __Host- name only over HTTPS for the whole site, and refuse to let a subdomain set it. */
 const SECURE_COOKIE = '__Host-mlgate-session';
 const PLAIN_COOKIE = 'mlgate-session';
@@ -60,6 +68,8 @@ interface Keys {
   form: Uint8Array;
   /** Binds a session to the user's password hash at sign-in. */
   password: Uint8Array;
+  /** Signs the state of a provider sign-in in progress. */
+  flow: Uint8Array;
 }
 
 interface VerifiedCookie {
@@ -86,6 +96,8 @@ export class SessionManager {
   private readonly verified = new LRUCache<string, VerifiedCookie>({ max: VERIFIED_CACHE_SIZE, ttl: VERIFIED_CACHE_TTL_MS });
   private readonly revocations: SessionRevocations;
   private keyFile: ReloadingFile<string> | undefined;
+  /** Asked on every check of a provider's session; absent: such sessions are refused. */
+  externalCheck: ExternalSessionCheck | undefined;
   readonly idleTimeoutMs: number;
   readonly absoluteTimeoutMs: number;
 
@@ -129,6 +141,35 @@ export class SessionManager {
     const hash = this.users.hashOf(user);
     if (hash === undefined) throw new Error(`cannot start a session for ${user}: not in the htpasswd file`);
     return this.sign({ user, id: randomBytes(16).toString('base64url'), issuedAt: now, signedInAt: now, expiresAt: this.expiryFrom(now, now) }, this.fingerprint(hash), hash);
+  }
+
+  /**
+   * Starts a session for a user an identity provider vouched for (the sign-in flow checked them):
+   * the same cookie, expiry and sign-out as a password's, with the provider and its groups in it.
+   */
+  issueExternal(user: string, source: string, groups: readonly string[]): Promise<IssuedCookie> {
+    const now = nowSeconds();
+    return this.sign({ user, id: randomBytes(16).toString('base64url'), issuedAt: now, signedInAt: now, expiresAt: this.expiryFrom(now, now), source, groups }, '', '');
+  }
+
+  /**
+   * A short-lived signed value for a sign-in in progress (the provider flow's state, nonce and PKCE
+   * verifier, kept in the browser's cookie), signed with a key of its own derived from the session key.
+   */
+  sealFlow(claims: Record<string, string>, ttlSeconds: number): Promise<string> {
+    return new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuer(ISSUER).setAudience(FLOW_AUDIENCE)
+      .setIssuedAt().setExpirationTime(nowSeconds() + ttlSeconds).sign(this.keys.flow);
+  }
+
+  /** The claims of a value sealFlow made and that has not expired, else undefined. */
+  async openFlow(value: string): Promise<Record<string, unknown> | undefined> {
+    try {
+      const { payload } = await jwtVerify(value, this.keys.flow, { algorithms: ['HS256'], issuer: ISSUER, audience: FLOW_AUDIENCE, typ: 'JWT' });
+      return payload;
+    } catch (err) {
+      if (err instanceof joseErrors.JOSEError) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -222,6 +263,7 @@ export class SessionManager {
     if (idleExpiry && session.expiresAt <= now) return { ok: false, reason: 'session expired' };
     if (session.signedInAt * 1000 + this.absoluteTimeoutMs <= now * 1000) return { ok: false, reason: 'session reached its absolute limit' };
     if (this.revocations.has(session.id)) return { ok: false, reason: 'session signed out' };
+    if (session.source !== undefined) return this.externalCheck?.(session.source, session.user).ok === true ? { ok: true, session } : { ok: false, reason: this.externalReason(session) };
     const hash = this.users.hashOf(session.user);
     if (hash === undefined) return { ok: false, reason: 'user no longer in the htpasswd file' };
     if (hash !== cookie.matchedHash) {
@@ -231,8 +273,14 @@ export class SessionManager {
     return { ok: true, session };
   }
 
+  private externalReason(session: Session): string {
+    const verdict = this.externalCheck?.(session.source!, session.user);
+    return verdict && !verdict.ok ? verdict.reason : `identity provider ${session.source} is no longer configured`;
+  }
+
   private async sign(session: Session, passwordFingerprint: string, matchedHash: string): Promise<IssuedCookie> {
-    const value = await new SignJWT({ auth_time: session.signedInAt, pwd: passwordFingerprint })
+    const external = session.source !== undefined ? { src: session.source, grp: session.groups ?? [] } : {};
+    const value = await new SignJWT({ auth_time: session.signedInAt, pwd: passwordFingerprint, ...external })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)
@@ -249,9 +297,13 @@ export class SessionManager {
   private async verifySignature(value: string): Promise<VerifiedCookie | { reason: string }> {
     try {
       const { payload } = await jwtVerify(value, this.keys.jwt, { algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE, typ: 'JWT' });
-      const { sub, jti, iat, exp, auth_time: signedInAt, pwd } = payload;
+      const { sub, jti, iat, exp, auth_time: signedInAt, pwd, src, grp } = payload;
       if (typeof sub !== 'string' || typeof jti !== 'string' || typeof iat !== 'number' || typeof exp !== 'number' || typeof signedInAt !== 'number' || typeof pwd !== 'string') {
         return { reason: 'session cookie lacks a claim' };
+      }
+      if (src !== undefined) {
+        if (typeof src !== 'string' || !Array.isArray(grp) || !grp.every((group) => typeof group === 'string')) return { reason: 'session cookie lacks a claim' };
+        return { session: { user: sub, id: jti, issuedAt: iat, expiresAt: exp, signedInAt, source: src, groups: Object.freeze([...grp]) }, passwordFingerprint: '', matchedHash: '' };
       }
       const hash = this.users.hashOf(sub);
       const cookie = { session: { user: sub, id: jti, issuedAt: iat, expiresAt: exp, signedInAt }, passwordFingerprint: pwd, matchedHash: '' };
@@ -273,7 +325,7 @@ export class SessionManager {
     if (text === this.keyText) return;
     const material = Buffer.from(text, 'utf8');
     const derive = (purpose: string) => new Uint8Array(hkdfSync('sha256', material, '', `mlgate session ${purpose}`, 32));
-    this.keys = { jwt: derive('jwt'), form: derive('form'), password: derive('password') };
+    this.keys = { jwt: derive('jwt'), form: derive('form'), password: derive('password'), flow: derive('sign-in flow') };
     const rotated = this.keyText !== '';
     this.keyText = text;
     this.generation++;

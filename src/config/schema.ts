@@ -126,6 +126,96 @@ const jwtPublicKey = z.string().min(1).refine((value) => {
   }
 }, 'must be a PEM file, PEM text, or the https:// URL of a JWKS (http:// only for localhost)');
 
+/** An identity provider's address: https, or http to this machine only (its keys and tokens travel on it). */
+const oidcIssuer = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return !url.search && !url.hash && !url.username && (url.protocol === 'https:' || (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)));
+  } catch {
+    return false;
+  }
+}, 'must be the issuer URL the provider publishes (https://, http:// only for localhost), e.g. https://idp.example.com/realms/ml');
+
+/** The redirect URI registered at the providers: this gateway's /-/oidc/callback, exactly. */
+const oidcRedirectUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.pathname === '/-/oidc/callback' && !url.search && !url.hash && !url.username;
+  } catch {
+    return false;
+  }
+}, "must be this gateway's sign-in callback as browsers reach it, e.g. https://mlflow.example.com:8888/-/oidc/callback");
+
+/** Longest a provider's clock may be off: beyond this an expired ID token would pass. */
+const MAX_OIDC_CLOCK_TOLERANCE_MS = 5 * 60_000;
+
+/**
+ * One OpenID Connect provider: sign-in by authorization code with PKCE, state and nonce, and (with
+ * `bearer`) its JWTs as Bearer tokens with the same claims. Its users' names are `namePrefix` + the
+ * `userClaim`; see docs/oidc.md for how they are kept apart from htpasswd users and other providers.
+ */
+const oidcProvider = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be a short name of lower-case letters, digits, - and _ (it appears in URLs and logs), e.g. okta'),
+  label: z.string().min(1).max(60).optional(),
+  issuer: oidcIssuer,
+  clientId: z.string().min(1),
+  clientSecretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the name of an environment variable that holds the client secret').optional(),
+  scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be one scope (no spaces or quotes)')).default(['openid', 'profile', 'email']).refine((scopes) => scopes.includes('openid'), 'must include openid'),
+  userClaim: z.string().min(1).default('preferred_username'),
+  groupsClaim: z.string().min(1).default('groups'),
+  allowedDomains: z.array(z.string().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, 'must be an e-mail domain such as example.com').transform((domain) => domain.toLowerCase())).default([]),
+  requiredGroups: z.array(z.string().min(1)).default([]),
+  ca: z.string().min(1).optional(),
+  namePrefix: z.string().regex(/^([A-Za-z0-9_.-]+:)?$/, 'must be empty, or letters, digits, ._- ending in ":" (e.g. "okta:"), so prefixed names can never be htpasswd names').default(''),
+  sameUsersAsHtpasswd: z.boolean().default(false),
+  bearer: z.boolean().default(false),
+  bearerAudience: z.array(z.string().min(1)).default([]),
+  clockTolerance: duration.prefault('30s'),
+  timeout: duration.prefault('10s'),
+}).superRefine((provider, ctx) => {
+  if (provider.clockTolerance > MAX_OIDC_CLOCK_TOLERANCE_MS) ctx.addIssue({ code: 'custom', path: ['clockTolerance'], message: 'must be at most 5m' });
+});
+export type OidcProviderConfig = z.output<typeof oidcProvider>;
+
+/** Names and prefixes tell providers apart: no user name can come from two of them. */
+function oidcProvidersDistinct(providers: unknown, ctx: z.RefinementCtx): void {
+  if (!Array.isArray(providers)) return;
+  const names = new Map<string, number>();
+  const prefixes = new Map<string, number>();
+  const issuers = new Map<string, number>();
+  providers.forEach((provider: { name?: unknown; namePrefix?: unknown; issuer?: unknown }, index) => {
+    if (typeof provider !== 'object' || provider === null) return;
+    const check = (seen: Map<string, number>, key: 'name' | 'namePrefix' | 'issuer', value: unknown, rule: string) => {
+      if (typeof value !== 'string') return;
+      const first = seen.get(value);
+      if (first === undefined) seen.set(value, index);
+      else ctx.addIssue({ code: 'custom', path: [index, key], message: `repeats oidc.providers[${first}].${key}; ${rule}` });
+    };
+    check(names, 'name', provider.name, 'each provider needs its own name');
+    check(prefixes, 'namePrefix', provider.namePrefix ?? '', 'give each provider its own namePrefix (at most one may have none), so no user name can come from two providers');
+    check(issuers, 'issuer', typeof provider.issuer === 'string' ? provider.issuer.replace(/\/$/, '') : undefined, 'configure each issuer once');
+  });
+}
+
+/**
+ * Provider sign-in ends in a session; an issuer is configured once (as a provider with `bearer: true`,
+ * not also under jwt.*); turning the password form off leaves a provider to sign in with.
+ */
+function oidcFitsSignIn(config: { oidc?: unknown; session?: unknown; auth?: unknown; jwt?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof config !== 'object' || config === null) return;
+  const providers = (typeof config.oidc === 'object' && config.oidc !== null ? (config.oidc as { providers?: unknown }).providers : undefined) ?? [];
+  const list = Array.isArray(providers) ? (providers as { issuer?: unknown }[]) : [];
+  const sessionOn = !(typeof config.session === 'object' && config.session !== null && (config.session as { enabled?: unknown }).enabled === false);
+  if (list.length && !sessionOn) ctx.addIssue({ code: 'custom', path: ['oidc', 'providers'], message: 'needs session.enabled: true (signing in with a provider ends in a browser session)' });
+  if (typeof config.auth === 'object' && config.auth !== null && (config.auth as { passwordSignIn?: unknown }).passwordSignIn === false && list.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['auth', 'passwordSignIn'], message: 'is false but no oidc.providers are configured: nobody could sign in with a browser' });
+  }
+  const jwtIssuer = typeof config.jwt === 'object' && config.jwt !== null ? (config.jwt as { issuer?: unknown }).issuer : undefined;
+  if (typeof jwtIssuer !== 'string') return;
+  const index = list.findIndex((provider) => typeof provider?.issuer === 'string' && provider.issuer.replace(/\/$/, '') === jwtIssuer.replace(/\/$/, ''));
+  if (index !== -1) ctx.addIssue({ code: 'custom', path: ['jwt', 'issuer'], message: `is oidc.providers[${index}].issuer too; configure the issuer once: remove jwt.* and set bearer: true on that provider` });
+}
+
 /** Headers a client could use to pose as someone else upstream; always removed from requests. */
 export const IDENTITY_HEADERS = [
   'x-forwarded-user', 'x-forwarded-email', 'x-forwarded-groups', 'x-forwarded-preferred-username',
@@ -151,7 +241,15 @@ export const configSchema = z.strictObject({
     hsts: z.union([z.literal(false), z.string().min(1)], { error: 'must be a Strict-Transport-Security header value, or false to send none' })
       .default('max-age=31536000'),
     redirectHttpPort: port.optional(),
-  }).superRefine(certificateNeedsKey, { when: () => true }).prefault({}),
+    // Mutual TLS (docs/client-certificates.md): off while `ca` is unset.
+    clientCertificates: z.strictObject({
+      ca: z.string().min(1).optional(),
+      mode: z.enum(['optional', 'required']).default('optional'),
+      user: z.enum(['cn', 'email', 'uri']).default('cn'),
+      groups: z.enum(['none', 'ou']).default('none'),
+      crl: z.string().min(1).optional(),
+    }).prefault({}),
+  }).superRefine(certificateNeedsKey, { when: () => true }).superRefine(clientCertificatesFitTls, { when: () => true }).prefault({}),
   acme: z.strictObject({
     domains: z.array(certificateName.refine((name) => isIP(name.replace(/^\[(.*)\]$/, '$1')) === 0 && !name.startsWith('*.'), 'must be a DNS name without a wildcard (neither HTTP-01 nor TLS-ALPN-01 can prove a wildcard or an IP address)')).default([]),
     email: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address').optional(),
@@ -171,6 +269,7 @@ export const configSchema = z.strictObject({
     hashWorkers: count.default('auto'),
     forwardAuthorization: z.boolean().default(false),
     trustedOrigins: z.array(webOrigin).default([]),
+    passwordSignIn: z.boolean().default(true),
   }).prefault({}),
   session: z.strictObject({
     enabled: z.boolean().default(true),
@@ -202,7 +301,13 @@ export const configSchema = z.strictObject({
   tokens: z.strictObject({
     enabled: z.boolean().default(true),
     file: z.string().min(1).default('config/tokens.json'),
-  }).prefault({}),
+    /** Signed-in users make, list and revoke their own tokens at /-/tokens and /-/api/tokens. */
+    selfService: z.boolean().default(true),
+    /** Unexpired tokens one user may hold from /-/tokens (made with `mlgate token issue` count too). */
+    maxPerUser: z.number().int().min(1).max(1000).default(50),
+    /** The longest (and default) life of a token an identity provider's user makes: mlgate cannot learn that the provider dropped them. */
+    externalMaxTtl: duration.prefault('30d'),
+  }).superRefine(tokenTtlAtLeastOneMinute, { when: () => true }).prefault({}),
   jwt: z.strictObject({
     secret: secret(z.string().min(32)).optional(),
     publicKey: jwtPublicKey.optional(),
@@ -218,6 +323,10 @@ export const configSchema = z.strictObject({
     jwksCacheMaxAge: duration.prefault('10m'),
     jwksTimeout: duration.prefault('5s'),
   }).superRefine(jwtKeysFitAlgorithms, { when: () => true }).prefault({}),
+  oidc: z.strictObject({
+    redirectUrl: oidcRedirectUrl.optional(),
+    providers: z.array(oidcProvider).default([]).superRefine(oidcProvidersDistinct, { when: () => true }),
+  }).prefault({}),
   lockout: z.strictObject({
     enabled: z.boolean().default(true),
     window: duration.prefault('15m'),
@@ -240,7 +349,7 @@ export const configSchema = z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     format: z.enum(['auto', 'json', 'pretty']).default('auto'),
   }).prefault({}),
-}).superRefine(mlflowRoutesUseTheUpstream, { when: () => true }).superRefine(acmeFitsTls, { when: () => true });
+}).superRefine(mlflowRoutesUseTheUpstream, { when: () => true }).superRefine(acmeFitsTls, { when: () => true }).superRefine(oidcFitsSignIn, { when: () => true });
 
 function routePathsUnique(routes: unknown, ctx: z.RefinementCtx): void {
   if (!Array.isArray(routes)) return;
@@ -269,6 +378,13 @@ function mlflowRoutesUseTheUpstream(config: { upstream?: unknown; routes?: unkno
 }
 
 /** Session cookies count in whole seconds; a shorter session would end before it began. */
+function tokenTtlAtLeastOneMinute(tokens: { externalMaxTtl?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof tokens !== 'object' || tokens === null) return; // not a mapping: reported as such
+  const ms = tokens.externalMaxTtl;
+  if (typeof ms === 'number' && ms < 60_000) ctx.addIssue({ code: 'custom', path: ['externalMaxTtl'], message: 'must be at least 1m' });
+  if (typeof ms === 'number' && ms > 3650 * 86_400_000) ctx.addIssue({ code: 'custom', path: ['externalMaxTtl'], message: 'must be at most 3650d' });
+}
+
 function sessionTimesAtLeastOneSecond(session: { idleTimeout?: unknown; absoluteTimeout?: unknown } | null, ctx: z.RefinementCtx): void {
   if (typeof session !== 'object' || session === null) return; // not a mapping: reported as such
   for (const key of ['idleTimeout', 'absoluteTimeout'] as const) {
@@ -290,6 +406,17 @@ function certificateNeedsKey(tls: { cert?: unknown; key?: unknown } | null, ctx:
     path: [given],
     message: `is set without tls.${missing}; set both (the certificate chain and its private key), or neither for a self-signed pair in tls.selfSignedDir`,
   });
+}
+
+/** Client certificates are asked for in the TLS handshake, so they need TLS on; a CRL revokes certificates of the CAs in `ca`. */
+function clientCertificatesFitTls(tls: { enabled?: unknown; clientCertificates?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof tls !== 'object' || tls === null || typeof tls.clientCertificates !== 'object' || tls.clientCertificates === null) return;
+  const { ca, crl } = tls.clientCertificates as { ca?: unknown; crl?: unknown };
+  if (ca === undefined) {
+    if (crl !== undefined) ctx.addIssue({ code: 'custom', path: ['clientCertificates', 'crl'], message: 'is set but client certificates are off; set tls.clientCertificates.ca (the CAs that issue them)' });
+    return;
+  }
+  if (tls.enabled === false) ctx.addIssue({ code: 'custom', path: ['clientCertificates', 'ca'], message: 'needs TLS on (tls.enabled: true): client certificates are part of the TLS handshake; behind another TLS terminator, check them there' });
 }
 
 /** A check every few milliseconds would hammer the ACME server; a renewal window of 0 would renew only after expiry. */

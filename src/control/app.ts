@@ -5,8 +5,10 @@ import { SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
 import { contextOf } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { registerSignInRoutes, type SignInDependencies } from './login.ts';
+import { OIDC_CALLBACK_PATH, OIDC_START_PATH, registerOidcRoutes, type OidcDependencies } from './oidc-routes.ts';
 import { messagePage, PAGE_HEADERS } from './pages.ts';
 import { registerPermissionRoutes, type PermissionsDependencies } from './permissions.ts';
+import { registerTokenRoutes, type TokensDependencies } from './tokens.ts';
 
 interface ControlDependencies {
   /**
@@ -29,12 +31,16 @@ interface ControlDependencies {
   logger: Logger;
   /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
   signIn?: SignInDependencies;
+  /** Signing in with identity providers (oidc.providers); without it /-/oidc/ paths are 404s. */
+  oidc?: OidcDependencies;
   /** Grant management by MANAGE holders (/-/api/permissions, /-/permissions); without it those paths are 404s. */
   permissions?: PermissionsDependencies;
+  /** Users' own API tokens (/-/api/tokens, /-/tokens; tokens.selfService); without it those paths are 404s. */
+  tokens?: TokensDependencies;
 }
 
 /** Paths under /-/ that answer without credentials (sign-in and sign-out check the session cookie themselves). */
-export const PUBLIC_CONTROL_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz', SIGN_IN_PATH, SIGN_OUT_PATH]);
+export const PUBLIC_CONTROL_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz', SIGN_IN_PATH, SIGN_OUT_PATH, OIDC_START_PATH, OIDC_CALLBACK_PATH]);
 
 /** The gateway's own routes under the reserved /-/ prefix. */
 export function createControlApp(deps: ControlDependencies): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
@@ -66,7 +72,9 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
   });
 
   if (deps.signIn) registerSignInRoutes(app, deps.signIn);
+  if (deps.oidc) registerOidcRoutes(app, deps.oidc);
   if (deps.permissions) registerPermissionRoutes(app, deps.permissions);
+  if (deps.tokens) registerTokenRoutes(app, deps.tokens);
 
   // A bug in a page must show in the log with its request id, and answer in the gateway's JSON shape.
   app.onError((err, c) => {

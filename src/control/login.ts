@@ -20,6 +20,14 @@ export interface SignInDependencies {
   tls: boolean;
   proxies: TrustedProxies;
   logger: Logger;
+  /** The identity providers offered on the sign-in page (oidc.providers). */
+  providers?: readonly { name: string; label: string }[];
+  /** auth.passwordSignIn: false hides the password form and refuses its POST. */
+  passwordSignIn?: boolean;
+  /** After mlgate's session of a provider's user ends: the provider's sign-out page to send the browser to, if it has one. */
+  endProviderSession?(provider: string, signedOutPage: string): Promise<string | undefined>;
+  /** The origin of that provider's sign-out page, which the sign-out form may then lead to (its CSP form-action). */
+  providerSignOutOrigin?(provider: string): Promise<string | undefined>;
 }
 
 type Env = { Bindings: HttpBindings };
@@ -81,7 +89,7 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     const { secure } = externalOrigin(req, deps.tls, deps.proxies);
     const current = await currentSession(req, secure);
     const notice = c.req.query('signed-out') !== undefined ? 'You have signed out.' : undefined;
-    return page(c, 200, signInPage({ service: deps.service, next: safeNextPath(c.req.query('next')) ?? '/', notice, signedInAs: current?.user }));
+    return page(c, 200, signInPage({ service: deps.service, next: safeNextPath(c.req.query('next')) ?? '/', notice, signedInAs: current?.user, providers: deps.providers, passwordForm: deps.passwordSignIn }));
   });
 
   app.post(SIGN_IN_PATH, async (c) => {
@@ -93,7 +101,8 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     const password = form.get('password') ?? '';
     const next = safeNextPath(form.get('next')) ?? '/';
     const again = (status: number, error: string, headers?: Record<string, string>) =>
-      page(c, status, signInPage({ service: deps.service, next, username: user, error }), headers);
+      page(c, status, signInPage({ service: deps.service, next, username: user, error, providers: deps.providers, passwordForm: deps.passwordSignIn }), headers);
+    if (deps.passwordSignIn === false) return again(403, 'Signing in with a user name and password is turned off here; sign in with your identity provider.');
 
     if (!user || !password) return again(400, 'Enter your user name and password.');
     // As HTTP Basic checks it: cached successes at once, lockouts before any hash, off the event loop.
@@ -125,7 +134,10 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     const { secure } = externalOrigin(req, deps.tls, deps.proxies);
     const current = await currentSession(req, secure);
     if (!current) return seeOther(c, SIGN_IN_PATH);
-    return page(c, 200, signOutPage({ user: current.user, token: sessions.formToken(SIGN_OUT_PURPOSE, current), basicToo: req.headers.authorization !== undefined }));
+    // A provider's user is sent on to the provider's sign-out after the POST: the form may lead there.
+    const atProvider = current.source !== undefined ? await deps.providerSignOutOrigin?.(current.source) : undefined;
+    const headers: Record<string, string> = atProvider ? { 'content-security-policy': PAGE_HEADERS['content-security-policy']!.replace("form-action 'self'", `form-action 'self' ${atProvider}`) } : {};
+    return page(c, 200, signOutPage({ user: current.user, token: sessions.formToken(SIGN_OUT_PURPOSE, current), basicToo: req.headers.authorization !== undefined }), headers);
   });
 
   app.post(SIGN_OUT_PATH, async (c) => {
@@ -149,7 +161,11 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
       } catch (err) {
         logger.error({ reqId: ctx?.id, err }, 'could not save the ended session to session.revocationsFile; only this process refuses it');
       }
-      logger.info({ reqId: ctx?.id, ip: ctx?.clientIp, user: current.user, session: current.id }, 'signed out');
+      logger.info({ reqId: ctx?.id, ip: ctx?.clientIp, user: current.user, session: current.id, provider: current.source }, 'signed out');
+      // A provider's user is signed out there too (RP-initiated logout), and comes back to the sign-in page.
+      const { origin } = externalOrigin(req, deps.tls, deps.proxies);
+      const atProvider = current.source !== undefined && origin ? await deps.endProviderSession?.(current.source, `${origin}${SIGN_IN_PATH}?signed-out`) : undefined;
+      if (atProvider) return seeOther(c, atProvider, sessions.clearCookie(secure));
     }
     return seeOther(c, `${SIGN_IN_PATH}?signed-out`, sessions.clearCookie(secure));
   });

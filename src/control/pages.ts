@@ -9,11 +9,12 @@ h1{font-size:1.4rem;margin:0 0 1rem}
 label{display:block;font-weight:600;margin:1rem 0 .25rem}
 input{width:100%;font:inherit;padding:.5rem;border:1px solid var(--line);border-radius:.25rem;background:var(--bg);color:var(--fg)}
 input[aria-invalid=true]{border-color:var(--error)}
+a.provider{display:block;text-align:center;font-weight:600;padding:.6rem;border:1px solid var(--accent);border-radius:.25rem;text-decoration:none}
 button{margin-top:1.25rem;width:100%;font:inherit;font-weight:600;padding:.6rem;border:0;border-radius:.25rem;background:var(--accent);color:#fff;cursor:pointer}
 `);
 
 /** Puts the part of the address after "#" (the MLflow UI's own route) back onto the return path. */
-const KEEP_FRAGMENT_SCRIPT = `(function(){var n=document.getElementById('next');if(n&&location.hash&&n.value.indexOf('#')<0)n.value+=location.hash;})();`;
+const KEEP_FRAGMENT_SCRIPT = `(function(){var n=document.getElementById('next');if(n&&location.hash&&n.value.indexOf('#')<0)n.value+=location.hash;if(location.hash)document.querySelectorAll('a[data-next]').forEach(function(a){if(a.href.indexOf('%23')<0)a.href+=encodeURIComponent(location.hash);});})();`;
 
 /** Headers for every page: nothing loads from anywhere, forms post only here, never framed or cached. */
 export const PAGE_HEADERS = pageHeaders(STYLE, KEEP_FRAGMENT_SCRIPT);
@@ -32,6 +33,10 @@ interface SignInPageOptions {
   notice?: string;
   /** Who this browser is signed in as already, if anyone. */
   signedInAs?: string;
+  /** Identity providers to sign in with (oidc.providers), as buttons beside (or instead of) the form. */
+  providers?: readonly { name: string; label: string }[];
+  /** The user-name-and-password form (auth.passwordSignIn); true unless said otherwise. */
+  passwordForm?: boolean;
 }
 
 export function signInPage(options: SignInPageOptions): string {
@@ -46,7 +51,11 @@ export function signInPage(options: SignInPageOptions): string {
     parts.push(`<p class="status">Signed in as <strong>${escapeHtml(options.signedInAs)}</strong>. <a href="${escapeHtml(next)}">Continue</a> · <a href="/-/logout">Sign out</a></p>`);
   }
   if (error) parts.push(`<p id="error" class="error" role="alert">${escapeHtml(error)}</p>`);
-  parts.push(`<form method="post" action="/-/login">
+  for (const provider of options.providers ?? []) {
+    const href = `/-/oidc/start?provider=${encodeURIComponent(provider.name)}&next=${encodeURIComponent(next)}`;
+    parts.push(`<p><a class="provider" data-next href="${escapeHtml(href)}">Sign in with ${escapeHtml(provider.label)}</a></p>`);
+  }
+  if (options.passwordForm !== false) parts.push(`<form method="post" action="/-/login">
 <input type="hidden" id="next" name="next" value="${escapeHtml(next)}">
 <label for="username">User name</label>
 <input id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required value="${escapeHtml(options.username ?? '')}"${invalid}${focusUser ? ' autofocus' : ''}>
@@ -54,7 +63,7 @@ export function signInPage(options: SignInPageOptions): string {
 <input id="password" name="password" type="password" autocomplete="current-password" required${invalid}${focusPassword ? ' autofocus' : ''}>
 <button type="submit">Sign in</button>
 </form>`);
-  parts.push(`<p class="hint">The MLflow client and scripts sign in with <code>MLFLOW_TRACKING_USERNAME</code> and <code>MLFLOW_TRACKING_PASSWORD</code> instead.</p>`);
+  if (options.passwordForm !== false) parts.push(`<p class="hint">The MLflow client and scripts sign in with <code>MLFLOW_TRACKING_USERNAME</code> and <code>MLFLOW_TRACKING_PASSWORD</code> instead.</p>`);
   return layout(`Sign in to ${service}`, parts.join('\n'), KEEP_FRAGMENT_SCRIPT);
 }
 

@@ -22,6 +22,7 @@ export function logAccess(logger: Logger, ctx: RequestContext, method: string | 
     upstreamMs: ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 100) / 100,
     user: ctx.principal?.user,
     auth: ctx.principal?.method,
+    token: ctx.principal?.token,
     resource: ctx.resource,
     decision: ctx.decision,
     upgrade: ctx.upgrade || undefined,

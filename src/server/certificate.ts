@@ -158,7 +158,7 @@ interface EnsuredCertificate extends CertificatePaths {
  * of the machine only gives `missing`: re-making then is the user's call, since every client that
  * pinned the old certificate file needs the new one.
  */
-export async function ensureCertificate(tls: Config['tls']): Promise<EnsuredCertificate> {
+export async function ensureCertificate(tls: Omit<Config['tls'], 'clientCertificates'>): Promise<EnsuredCertificate> {
   if (tls.cert && tls.key) return { cert: tls.cert, key: tls.key, generated: false, selfSigned: false, missing: [] };
   if (tls.cert || tls.key) {
     // Falling back to a self-signed certificate here would quietly serve the wrong identity.

@@ -4,11 +4,13 @@ import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { ApiTokenStore } from '../auth/api-tokens.ts';
 import { createAuthenticator, type Authenticator } from '../auth/authenticate.ts';
+import { createClientCertificateStep } from '../auth/client-certificate.ts';
 import { bootstrapAdminIfMissing, BOOTSTRAP_USER, changePasswordCommand } from '../auth/bootstrap-admin.ts';
 import { HashWorkerPool } from '../auth/hash-worker-pool.ts';
 import { unmatchableBcryptHash } from '../auth/htpasswd-formats.ts';
 import { HtpasswdStore } from '../auth/htpasswd-store.ts';
 import { createJwtVerifier } from '../auth/jwt.ts';
+import { createOidcProviders, providerBearerTokens } from '../auth/oidc.ts';
 import { Lockout } from '../auth/lockout.ts';
 import { PasswordChecker } from '../auth/password-checker.ts';
 import { SessionManager } from '../auth/session.ts';
@@ -73,6 +75,8 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const logger = options.logger ?? createLogger(config.log);
   const upstream = new URL(config.upstream);
   const jwt = await createJwtVerifier(config.jwt, logger); // first: a bad key stops start-up before anything is made
+  // So do an unreadable provider CA and a client secret missing from the environment.
+  const oidcProviders = createOidcProviders(config.oidc, { htpasswdHas: (user) => store.hashOf(user) !== undefined, logger, env: process.env });
   // Before anything is made: a policy file with problems stops start-up with all of them.
   const policy = new PolicyStore({ path: config.authz.policyFile, watchIntervalMs: config.watchInterval }, logger);
   const pool = new HashWorkerPool(config.auth.hashWorkers);
@@ -108,6 +112,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     lockout,
     apiTokens,
     jwt,
+    providerTokens: providerBearerTokens(oidcProviders),
   });
 
   const acme = config.tls.enabled && config.acme.domains.length ? await prepareAcme(config, logger) : undefined;
@@ -115,9 +120,15 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason, keptKey: certificate.keptKey }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
   // Not re-made here: every client that pinned the file would need the new one, so the user decides.
   if (certificate?.missing.length) logger.warn({ cert: certificate.cert, missing: certificate.missing, remake: REMAKE_COMMAND }, 'the self-signed TLS certificate does not cover every current name and address of this machine; re-make it (same key, so pinned clients need only the new certificate file)');
+  // Mutual TLS (docs/client-certificates.md): the CAs and CRL on the listener, the user in the authentication step.
+  const clientCa = config.tls.clientCertificates.ca;
+  const clientCertificates = certificate && clientCa !== undefined ? createClientCertificateStep({
+    config: { ...config.tls.clientCertificates, ca: clientCa }, watchIntervalMs: config.watchInterval, logger,
+    proxies: trustedProxies(config.proxy.trustedProxies), trustedOrigins: new Set(config.auth.trustedOrigins),
+  }) : undefined;
   const listener = createListener({
     certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval,
-    headerTimeoutMs: config.limits.headerTimeout, keepAliveTimeoutMs: config.limits.keepAliveTimeout, acmeAlpnChallenge: acme?.alpnChallenge,
+    headerTimeoutMs: config.limits.headerTimeout, keepAliveTimeoutMs: config.limits.keepAliveTimeout, acmeAlpnChallenge: acme?.alpnChallenge, clientCertificates,
   }, logger);
   const server = listener.server;
 
@@ -146,9 +157,25 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   policy.start();
   logger.info(describePolicy(policy.current(), config.authz.policyFile), 'policy loaded');
   const sessions = config.session.enabled ? new SessionManager({ config: config.session, watchIntervalMs: config.watchInterval }, store, logger) : undefined;
+  if (sessions) sessions.externalCheck = (source, user) => {
+    const provider = oidcProviders.get(source);
+    if (!provider) return { ok: false, reason: `identity provider ${source} is no longer configured` };
+    if (!provider.settings.sameUsersAsHtpasswd && store.hashOf(user) !== undefined) return { ok: false, reason: `${user} is an htpasswd user now too (docs/oidc.md)` };
+    return { ok: true };
+  };
   sessions?.start();
   const tls = Boolean(certificate);
-  const signIn = sessions && { sessions, authenticator, service: config.auth.realm, tls, proxies, logger };
+  const signIn = sessions && {
+    sessions, authenticator, service: config.auth.realm, tls, proxies, logger,
+    providers: [...oidcProviders.values()].map((provider) => ({ name: provider.name, label: provider.label })),
+    passwordSignIn: config.auth.passwordSignIn,
+    endProviderSession: (name: string, signedOutPage: string) => oidcProviders.get(name)?.endSessionUrl(signedOutPage) ?? Promise.resolve(undefined),
+    providerSignOutOrigin: async (name: string) => {
+      const url = await oidcProviders.get(name)?.endSessionUrl('https://mlgate.invalid/');
+      return url && new URL(url).origin;
+    },
+  };
+  const oidc = sessions && oidcProviders.size ? { sessions, providers: oidcProviders, redirectUrl: config.oidc.redirectUrl, tls, proxies, logger } : undefined;
   // Grant management decides with the same engine as the request path (tests may put their own in).
   const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info.workspace, info), policy.current()).level);
   const permissions = createPermissionsDependencies({
@@ -160,6 +187,9 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   });
   // /-/readyz details (upstream addresses) for admins only: their Authorization header is checked as anywhere else.
   const isAdminRequest = async (req: IncomingMessage) => {
+    const ctx = contextOf(req);
+    const certified = ctx && clientCertificates?.authenticate(req, ctx);
+    if (certified) return certified.ok && isAdmin(certified.principal, policy.current());
     const outcome = await authenticator.authenticate(req);
     return outcome.ok && isAdmin(outcome.principal, policy.current());
   };
@@ -167,7 +197,12 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []),
     isAdminRequest,
     mlflow: async () => mlflowReadiness(await serverInfo.facts(), config.authz.allowUnknownRoutes),
-    version: VERSION, logger, signIn, permissions,
+    version: VERSION, logger, signIn, oidc, permissions,
+    // Users' own tokens: only where the gateway accepts tokens at all.
+    tokens: apiTokens && config.tokens.selfService ? {
+      contextOf, file: config.tokens.file, maxPerUser: config.tokens.maxPerUser, externalMaxTtlMs: config.tokens.externalMaxTtl,
+      tokensChanged: () => apiTokens.reload(false), lastUsedHere: () => apiTokens.lastUsedHere(), tls, proxies, logger,
+    } : undefined,
   });
   const userHeader = config.proxy.userHeader.toLowerCase();
   const trustedOrigins: ReadonlySet<string> = new Set(config.auth.trustedOrigins);
@@ -187,6 +222,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     },
     tls: Boolean(certificate),
     hsts: certificate ? config.tls.hsts : false,
+    clientCertificates,
     sessionStep: sessions && createSessionStep({ sessions, authenticator, tls, proxies, logger, trustedOrigins }),
     authorizer,
     trustedOrigins,
@@ -238,6 +274,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
       apiTokens?.reload(false);
       policy.reload();
       listener.reloadCertificate();
+      clientCertificates?.reload();
     },
     close(graceMs = config.shutdownGrace) {
       closing ??= (async () => {
@@ -261,6 +298,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         await closed;
         clearTimeout(stragglers);
         listener.stopWatching();
+        clientCertificates?.stop();
         slowRequests.close();
         store.stop();
         sessions?.stop();

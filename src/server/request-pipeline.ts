@@ -12,6 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Authenticator } from '../auth/authenticate.ts';
+import type { ClientCertificateStep } from '../auth/client-certificate.ts';
 import { crossSiteReason, externalOrigin, isSafeMethod } from '../auth/csrf.ts';
 import { authenticationOf, type Authentication, type SessionStep } from '../auth/session-step.ts';
 import type { SessionVerdict } from '../auth/session.ts';
@@ -48,6 +49,8 @@ interface PipelineOptions {
   identity: IdentityHeaders;
   tls: boolean;
   hsts: string | false;
+  /** Mutual TLS (tls.clientCertificates): a verified client certificate names the user, before any other method. */
+  clientCertificates?: Pick<ClientCertificateStep, 'authenticate'>;
   /** Browser sign-in (session.enabled): the session cookie, and the redirect of UI pages to /-/login. */
   sessionStep?: SessionStep;
   /** Per-user authorization (src/authz): who may do what on which experiment or model. */
@@ -177,6 +180,8 @@ export function createRequestPipeline(options: PipelineOptions) {
   }
 
   function authenticate(req: IncomingMessage, ctx: RequestContext): Authentication | Promise<Authentication> {
+    const certified = options.clientCertificates?.authenticate(req, ctx);
+    if (certified) return certified;
     if (options.sessionStep) return options.sessionStep.authenticate(req, ctx);
     const outcome = authenticator.authenticate(req);
     return 'then' in outcome ? outcome.then(authenticationOf) : authenticationOf(outcome);

@@ -8,6 +8,7 @@ import { certificateName } from '../config/schema.ts';
 import { snapshotFile, watchFileChanges } from '../config/watch-file.ts';
 import { GatewayRequest } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
+import type { ClientCertificateStep } from '../auth/client-certificate.ts';
 import { ADD_NAME_COMMAND, certificateNames, type CertificatePaths } from './certificate.ts';
 
 /** Distinct unmatched SNI names remembered (and warned about) per certificate: clients choose them freely. */
@@ -24,6 +25,8 @@ interface ListenerOptions {
   keepAliveTimeoutMs: number;
   /** ACME TLS-ALPN-01 (RFC 8737): the challenge certificate for a name being validated right now. */
   acmeAlpnChallenge?: (servername: string) => SecureContext | undefined;
+  /** tls.clientCertificates: the CAs and CRL every secure context verifies client certificates with. */
+  clientCertificates?: Pick<ClientCertificateStep, 'trust' | 'onChange'>;
 }
 
 const ACME_TLS_ALPN = 'acme-tls/1';
@@ -100,8 +103,13 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
   const challenge = options.acmeAlpnChallenge;
   // Handshakes that chose acme-tls/1: the CA's validator, to be shown the challenge certificate.
   const validators = new WeakSet<TLSSocket>();
+  const clientCertificates = options.clientCertificates;
+  // Asked for, never enforced in the handshake: a refused or missing certificate gets a 401 that
+  // says why (src/auth/client-certificate.ts), where a TLS alert would leave the MLflow client
+  // retrying an SSL error for a minute.
+  const mutual = clientCertificates && { requestCert: true, rejectUnauthorized: false };
   const server = https.createServer({
-    ...common, handshakeTimeout: options.headerTimeoutMs, cert: current.cert, key: current.key, minVersion,
+    ...common, handshakeTimeout: options.headerTimeoutMs, cert: current.cert, key: current.key, minVersion, ...mutual, ...clientCertificates?.trust(),
     // Otherwise only watches: the callback leaves the context as it is. Asked before the
     // certificate is sent, so a client that then rejects it (the case worth a line) is seen too.
     // Node calls both callbacks as methods of the connection's socket.
@@ -133,7 +141,7 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
       const next = readCertificate(paths, minVersion);
       // Both files are watched, so one renewal fires twice; only a real change is worth a log line.
       if (next.cert.equals(current.cert) && next.key.equals(current.key)) return;
-      server.setSecureContext({ cert: next.cert, key: next.key, minVersion });
+      server.setSecureContext({ cert: next.cert, key: next.key, minVersion, ...clientCertificates?.trust() });
       current = next;
       uncovered.forget();
       logger.info({ cert: paths.cert, fingerprint256: next.leaf.fingerprint256, validTo: next.leaf.validTo, names: certificateNames(next.leaf) }, 'TLS certificate reloaded');
@@ -143,6 +151,8 @@ export function createListener(options: ListenerOptions, logger: Logger): Listen
     }
   };
   const stops = [watchFileChanges(paths.cert, options.watchIntervalMs, reload, since.cert), watchFileChanges(paths.key, options.watchIntervalMs, reload, since.key)];
+  // A new CRL (or CA bundle) applies to new handshakes; open connections are re-checked per request.
+  clientCertificates?.onChange(() => server.setSecureContext({ cert: current.cert, key: current.key, minVersion, ...clientCertificates.trust() }));
   return {
     server,
     covers: (host) => certificateCovers(current.leaf, host),
