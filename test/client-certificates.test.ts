@@ -93,6 +93,16 @@ describe.skipIf(!hasOpenssl())('client certificates', () => {
     expect(refused.json()).toEqual({ error_code: 'UNAUTHENTICATED', message: 'client certificate refused: it has no subjectAltName URI, which names the user here (tls.clientCertificates.user: uri)' });
   });
 
+  it('a certificate naming a user with an identity provider\'s name prefix is refused: it would be that provider\'s user', async () => {
+    const impostor = ca.issue('impostor', { cn: 'impostor', uri: 'okta:alice' });
+    // The provider is never asked (discovery is on first sign-in): only its namePrefix matters here.
+    const gw = await gateway({ ca: ca.cert, user: 'uri' }, { oidc: { providers: [{ name: 'okta', issuer: 'https://127.0.0.1:1/oauth2/default', clientId: 'mlgate', namePrefix: 'okta:' }] } });
+    const refused = await withCertificate(gw, '/api/2.0/mlflow/experiments/search', impostor);
+    expect(refused.status).toBe(401);
+    expect(refused.json()).toEqual({ error_code: 'UNAUTHENTICATED', message: 'client certificate refused: its subjectAltName URI "okta:alice" starts with "okta:", an identity provider\'s name prefix: it would be that provider\'s user' });
+    expect((await withCertificate(gw, '/echo', alice)).json<{ headers: Record<string, string> }>().headers['x-forwarded-user']).toBe('spiffe://example.com/user/alice');
+  });
+
   it('mode optional: without a certificate a password still works; mode required: a 401 that says what to set', async () => {
     const optional = await gateway({ ca: ca.cert });
     expect((await withCertificate(optional, '/echo', undefined, { auth: ['alice', 'alice-password'] })).status).toBe(200);

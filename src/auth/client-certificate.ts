@@ -86,6 +86,11 @@ interface StepOptions {
   proxies: TrustedProxies;
   /** auth.trustedOrigins: other sites' pages that may send unsafe requests with a browser's credentials. */
   trustedOrigins: ReadonlySet<string>;
+  /**
+   * The identity providers' name prefixes (oidc.providers[].namePrefix, e.g. "okta:"): a certificate
+   * naming "okta:alice" (a URI SAN may) would be that provider's user, so it is refused.
+   */
+  providerPrefixes: readonly string[];
   logger: Logger;
 }
 
@@ -147,7 +152,7 @@ function valuesOf(value: string | string[] | undefined): string[] {
  * The connection's certificate, as the handshake left it: none, refused (and why), or a user.
  * Only what OpenSSL verified is read; a certificate it refused names nobody.
  */
-function examine(socket: TLSSocket, config: StepOptions['config']): Examined {
+function examine(socket: TLSSocket, config: StepOptions['config'], providerPrefixes: readonly string[]): Examined {
   const peer = socket.getPeerCertificate(true);
   if (!peer || Object.keys(peer).length === 0) return NONE;
   if (!socket.authorized) {
@@ -160,6 +165,8 @@ function examine(socket: TLSSocket, config: StepOptions['config']): Examined {
   if (values.length > 1) return { kind: 'refused', reason: `it has ${values.length} values in its ${field}, so it names no one user (tls.clientCertificates.user: ${config.user})` };
   const user = values[0]!;
   if (user.length === 0 || user.length > MAX_USER_LENGTH || /[\p{Cc}\s]/u.test(user)) return { kind: 'refused', reason: `its ${field} is not a usable user name (empty, too long, or with spaces or control characters)` };
+  const prefix = providerPrefixes.find((one) => one !== '' && user.startsWith(one));
+  if (prefix !== undefined) return { kind: 'refused', reason: `its ${field} ${JSON.stringify(user.slice(0, 100))} starts with ${JSON.stringify(prefix)}, an identity provider's name prefix: it would be that provider's user` };
   const groups = config.groups === 'ou' ? valuesOf(peer.subject?.OU).filter((group) => group.length > 0 && !/[\p{Cc}\s]/u.test(group)) : [];
   const keys: string[] = [];
   for (let cert: DetailedPeerCertificate | undefined = peer; cert && keys.length < 10; cert = cert.issuerCertificate === cert ? undefined : cert.issuerCertificate) {
@@ -220,7 +227,7 @@ export function createClientCertificateStep(options: StepOptions): ClientCertifi
       if (typeof socket.getPeerCertificate !== 'function') return undefined;
       let seen = examined.get(socket);
       if (!seen) {
-        seen = examine(socket, config);
+        seen = examine(socket, config, options.providerPrefixes);
         examined.set(socket, seen);
         if (seen.kind === 'refused') {
           const peer = socket.getPeerCertificate();

@@ -125,6 +125,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const clientCertificates = certificate && clientCa !== undefined ? createClientCertificateStep({
     config: { ...config.tls.clientCertificates, ca: clientCa }, watchIntervalMs: config.watchInterval, logger,
     proxies: trustedProxies(config.proxy.trustedProxies), trustedOrigins: new Set(config.auth.trustedOrigins),
+    providerPrefixes: config.oidc.providers.map((provider) => provider.namePrefix),
   }) : undefined;
   const listener = createListener({
     certificate, minVersion: config.tls.minVersion, watchIntervalMs: config.watchInterval,
