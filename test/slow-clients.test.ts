@@ -206,6 +206,24 @@ describe('slow clients', () => {
     }
   });
 
+  it('a 401 sent before a late body keeps the connection: the next request on it gets its answer', async () => {
+    // The MLflow client sends the headers, then the body; a refusal before the body must not close
+    // the connection once the body is in, or the client's next call on it fails (RemoteDisconnected).
+    const body = JSON.stringify({ run_id: 'r', key: 'k', value: 1, timestamp: 1, step: 0 });
+    const conn = await connect(gw.port, '127.0.0.3');
+    conn.socket.write(`POST /api/2.0/mlflow/runs/log-metric HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    for (let waited = 0; !conn.received().includes('\r\n\r\n') && waited < 3000; waited += 20) await sleep(20);
+    expect(conn.received()).toMatch(/^HTTP\/1\.1 401 /);
+    expect(conn.received()).toMatch(/connection: keep-alive/i);
+    conn.socket.write(body);
+    await sleep(300);
+    expect(conn.open()).toBe(true);
+    conn.socket.write('GET /-/healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let waited = 0; !/HTTP\/1\.1 200 /.test(conn.received()) && waited < 3000; waited += 20) await sleep(20);
+    expect(conn.received()).toMatch(/HTTP\/1\.1 200 [\s\S]*"status":"ok"/);
+    conn.socket.destroy();
+  });
+
   it('bounds the memory of bodies read to check them: 503 with Retry-After past the budget, released when a body stalls', async () => {
     // Two bodies of 40,000 bytes do not fit checkedBodyBudget (64 KiB) at once.
     const holder = await connect(gw.port);

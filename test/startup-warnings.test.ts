@@ -1,7 +1,7 @@
 // What `mlgate serve` says at start-up about a set-up that runs but would surprise someone later,
 // each with the command that fixes it: nobody able to manage, MLflow not running, the port taken.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,35 @@ describe('an htpasswd file without "admin" and no policy file', () => {
     expect(policy.defaultLevel).toBe('READ'); // as the built-in policy: only who is admin changes
 
     const again = await serve(['--htpasswd', 'htpasswd', '--upstream', upstream.url]);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(again.warnings()).toEqual([]);
+    } finally {
+      await stopCli(again.cli);
+    }
+  });
+
+  it('with sign-in through identity providers only: no password file is made, and the warning says to name admins in the policy', async () => {
+    writeFileSync(join(dir, 'mlgate.yaml'), [
+      'auth: { passwordSignIn: false }',
+      // Discovery is on the first sign-in: the provider need not answer for the gateway to start.
+      'oidc: { providers: [{ name: corp, issuer: "https://127.0.0.1:1/realms/corp", clientId: mlgate, namePrefix: "corp:" }] }',
+      '',
+    ].join('\n'));
+    const { cli, warnings } = await serve(['--config', 'mlgate.yaml', '--upstream', upstream.url]);
+    let fix: string;
+    try {
+      await settle(() => warnings().length > 0);
+      expect(warnings()).toEqual([expect.stringMatching(/^nobody can manage permissions: people sign in only through identity providers, and the policy file \(config\/policy\.yaml\) names no admins\. .*printf/)]);
+      fix = /e\.g\.: (printf .*)$/.exec(warnings()[0]!)![1]!;
+      expect(existsSync(join(dir, 'config', 'htpasswd'))).toBe(false);
+      expect(cli.output().stdout + cli.output().stderr).not.toMatch(/admin password/i);
+    } finally {
+      await stopCli(cli);
+    }
+    execFileSync('sh', ['-c', `mkdir -p config && ${fix}`], { cwd: dir });
+    expect([...loadPolicy(join(dir, 'config', 'policy.yaml')).admins.groups]).toEqual(['mlflow-admins']);
+    const again = await serve(['--config', 'mlgate.yaml', '--upstream', upstream.url]);
     try {
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(again.warnings()).toEqual([]);

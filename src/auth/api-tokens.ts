@@ -268,6 +268,22 @@ export function revokeToken(path: string, id: string, may: (record: TokenRecord)
   });
 }
 
+/**
+ * The tokens an identity provider's user made (source and user match, external): their groups set
+ * anew, or with `groups` undefined all removed (the provider dropped the user). How many there were.
+ */
+export function editProviderUserTokens(path: string, source: string, user: string, groups: readonly string[] | undefined): Promise<number> {
+  if (!existsSync(path)) return Promise.resolve(0);
+  return whileLocked(path, async () => {
+    const records = await readForEdit(path);
+    const theirs = (record: TokenRecord) => record.user === user && record.source === source && record.external === true;
+    const count = records.filter(theirs).length;
+    if (count === 0) return 0;
+    await writeTokenFile(path, groups === undefined ? records.filter((record) => !theirs(record)) : records.map((record) => (theirs(record) ? { ...record, groups: [...groups] } : record)));
+    return count;
+  });
+}
+
 /** Token id -> ISO time of last use, as the gateway last saved it. */
 export async function readLastUsed(tokensFile: string): Promise<Record<string, string>> {
   try {

@@ -9,6 +9,8 @@ interface HtpasswdStoreOptions {
   watchIntervalMs: number;
   /** Users whose line changed or disappeared on a reload. */
   onUsersChanged?: (users: string[]) => void;
+  /** The file may be missing (people sign in through identity providers only): then it has no users. */
+  optional?: boolean;
 }
 
 const REFUSED = 'htpasswd file has errors; keeping the previous users until it is fixed';
@@ -57,6 +59,8 @@ export class HtpasswdStore {
   private read(initial: boolean): FileReading<ParsedHtpasswd> | undefined {
     const file = this.options.path;
     const read = readFileText(file);
+    // Sign-in through identity providers only: a file that is not there has no users.
+    if (read.text === undefined && read.code === 'ENOENT' && this.options.optional) return { value: parseHtpasswd('', { allowInsecureHashes: false }), problems: [] };
     if (read.text === undefined) {
       if (initial) throw new Error(`cannot read the htpasswd file ${file}: ${read.code ?? read.error}`);
       this.logger.error({ file, code: read.code }, 'htpasswd file unreadable; keeping the previous users');
@@ -70,7 +74,7 @@ export class HtpasswdStore {
     const file = this.options.path;
     if (parsed.weakUsers.length) this.logger.warn({ file, users: parsed.weakUsers }, 'htpasswd: weak hash formats (MD5/SHA-1); re-set these passwords with "mlgate user passwd NAME"');
     if (parsed.refusedUsers.length) this.logger.error({ file, users: parsed.refusedUsers }, 'htpasswd: plaintext and DES-crypt passwords are refused (auth.allowInsecureHashes: true accepts plaintext; DES-crypt is not supported)');
-    if (parsed.entries.size === 0) this.logger.warn({ file }, 'htpasswd file has no usable users; every request will be refused');
+    if (parsed.entries.size === 0 && !this.options.optional) this.logger.warn({ file }, 'htpasswd file has no usable users; every request will be refused');
 
     const changed: string[] = [];
     for (const [user, entry] of this.entries) if (parsed.entries.get(user)?.hash !== entry.hash) changed.push(user);

@@ -34,7 +34,17 @@ interface SignInRefusal {
   detail: string;
 }
 
-type SignInResult = { ok: true; user: string; groups: string[]; subject: string } | SignInRefusal;
+type SignInResult = { ok: true; user: string; groups: string[]; subject: string; refreshToken?: string; refreshExpiresIn?: number } | SignInRefusal;
+
+/**
+ * A refresh at the interval: the user's name and groups now (the sign-in's restrictions applied),
+ * the provider refusing (invalid_grant, or the user no longer passes), or no answer (keep everything;
+ * a rotated refresh token that came with an unusable answer is still handed back).
+ */
+export type RefreshResult =
+  | { kind: 'ok'; user: string; groups: string[]; refreshToken?: string; refreshExpiresIn?: number }
+  | { kind: 'refused'; detail: string }
+  | { kind: 'unreachable'; detail: string; refreshToken?: string };
 
 interface OidcOptions {
   /** Whether a name is an htpasswd user's (the collision rule). */
@@ -141,7 +151,37 @@ export class OidcProvider {
         this.options.logger.warn({ provider: this.name, err }, 'could not read the user info endpoint; using the ID token alone');
       }
     }
-    return this.admit(claims);
+    const admitted = this.admit(claims);
+    return admitted.ok && tokens.refresh_token ? { ...admitted, refreshToken: tokens.refresh_token, ...refreshLifetime(tokens) } : admitted;
+  }
+
+  /** Uses a stored refresh token: the user's groups now, with the same restrictions as at sign-in. */
+  async refresh(refreshToken: string, subject: string): Promise<RefreshResult> {
+    let configuration: client.Configuration;
+    let tokens: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
+    try {
+      configuration = await this.configuration();
+      tokens = await client.refreshTokenGrant(configuration, refreshToken);
+    } catch (err) {
+      // Only the provider's own "no" ends anything; a timeout, a 5xx or a broken answer is retried.
+      if (err instanceof client.ResponseBodyError && err.error === 'invalid_grant') return { kind: 'refused', detail: `invalid_grant${err.error_description ? `: ${err.error_description}` : ''}` };
+      return { kind: 'unreachable', detail: describe(err) };
+    }
+    const rotated = tokens.refresh_token;
+    let claims: Record<string, unknown> = { ...(tokens.claims() ?? {}) };
+    const { userClaim, groupsClaim } = this.settings;
+    if (claimAt(claims, userClaim) === undefined || claimAt(claims, groupsClaim) === undefined) {
+      if (!configuration.serverMetadata().userinfo_endpoint) return { kind: 'unreachable', detail: 'the refreshed tokens name no groups and the provider has no userinfo endpoint', refreshToken: rotated };
+      try {
+        claims = { ...(await client.fetchUserInfo(configuration, tokens.access_token, typeof claims.sub === 'string' ? claims.sub : subject)), ...claims };
+      } catch (err) {
+        return { kind: 'unreachable', detail: `userinfo: ${describe(err)}`, refreshToken: rotated };
+      }
+    }
+    if (claims.sub !== undefined && String(claims.sub) !== subject) return { kind: 'refused', detail: 'the provider answered for another subject' };
+    const admitted = this.admit(claims);
+    if (!admitted.ok) return { kind: 'refused', detail: admitted.detail };
+    return { kind: 'ok', user: admitted.user, groups: admitted.groups, ...(rotated ? { refreshToken: rotated } : {}), ...refreshLifetime(tokens) };
   }
 
   /** The name, groups and restrictions, shared by sign-in and (with `bearer`) Bearer tokens. */
@@ -308,6 +348,12 @@ export function providerBearerTokens(providers: ReadonlyMap<string, OidcProvider
     }
     return typeof issuer === 'string' ? byIssuer.get(issuer.replace(/\/$/, ''))?.verifyBearer(token) : undefined;
   };
+}
+
+/** Keycloak and others say how long the refresh token lasts (refresh_expires_in, seconds). */
+function refreshLifetime(tokens: Record<string, unknown>): { refreshExpiresIn?: number } {
+  const seconds = tokens.refresh_expires_in;
+  return typeof seconds === 'number' && seconds > 0 ? { refreshExpiresIn: seconds } : {};
 }
 
 function describe(err: unknown): string {

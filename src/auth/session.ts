@@ -235,6 +235,14 @@ export class SessionManager {
     return verifyFormToken(this.keys.form, purpose, session.id, token);
   }
 
+  /**
+   * A key of its own for something mlgate keeps server-side (providers' refresh tokens), derived from
+   * the session key: a new session key (which signs everyone out) makes what it protected unreadable.
+   */
+  derivedKey(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', Buffer.from(this.keyText, 'utf8'), '', `mlgate session ${purpose}`, 32));
+  }
+
   /** How many ended sessions are being refused (their cookies have not expired yet). */
   get revokedCount(): number {
     return this.revocations.size;

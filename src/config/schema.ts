@@ -172,8 +172,11 @@ const oidcProvider = z.strictObject({
   bearerAudience: z.array(z.string().min(1)).default([]),
   clockTolerance: duration.prefault('30s'),
   timeout: duration.prefault('10s'),
+  /** How often each user's groups are read again with their refresh token (when the provider gave one). */
+  refreshInterval: duration.prefault('15m'),
 }).superRefine((provider, ctx) => {
   if (provider.clockTolerance > MAX_OIDC_CLOCK_TOLERANCE_MS) ctx.addIssue({ code: 'custom', path: ['clockTolerance'], message: 'must be at most 5m' });
+  if (provider.refreshInterval < 1000) ctx.addIssue({ code: 'custom', path: ['refreshInterval'], message: 'must be at least 1s' });
 });
 export type OidcProviderConfig = z.output<typeof oidcProvider>;
 
@@ -325,6 +328,8 @@ export const configSchema = z.strictObject({
   }).superRefine(jwtKeysFitAlgorithms, { when: () => true }).prefault({}),
   oidc: z.strictObject({
     redirectUrl: oidcRedirectUrl.optional(),
+    /** Providers' refresh tokens (encrypted with a key derived from the session key), one per user and provider. */
+    refreshTokensFile: z.string().min(1).default('config/oidc-refresh-tokens.json'),
     providers: z.array(oidcProvider).default([]).superRefine(oidcProvidersDistinct, { when: () => true }),
   }).prefault({}),
   lockout: z.strictObject({

@@ -7,6 +7,7 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
 import { externalOrigin } from '../auth/csrf.ts';
 import type { OidcProvider, SignInFlow } from '../auth/oidc.ts';
+import type { ProviderRefresh } from '../auth/oidc-refresh.ts';
 import { cookieValue, type SessionManager } from '../auth/session.ts';
 import { safeNextPath, SIGN_IN_PATH } from '../auth/session-step.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
@@ -25,6 +26,8 @@ export interface OidcDependencies {
   tls: boolean;
   proxies: TrustedProxies;
   logger: Logger;
+  /** Keeps the refresh token a provider gave at sign-in, to keep the user's groups current. */
+  refresh?: ProviderRefresh;
 }
 
 type Env = { Bindings: HttpBindings };
@@ -97,6 +100,13 @@ export function registerOidcRoutes(app: Hono<Env>, deps: OidcDependencies): void
       await sessions.revoke(issued.session).catch(() => undefined);
       logger.warn({ ...log, provider: provider.name, user: result.user, groups: result.groups.length }, 'provider sign-in refused: too many groups for a session cookie');
       return refusal(c, 403, 'Access denied', `${result.user} is in too many groups (${result.groups.length}) for a browser session. Ask an administrator to have the provider send fewer (e.g. only the groups assigned to this application).`, secure);
+    }
+    if (result.refreshToken && deps.refresh) {
+      try {
+        await deps.refresh.remember({ provider: provider.name, user: result.user, subject: result.subject, groups: result.groups, refreshToken: result.refreshToken, refreshExpiresIn: result.refreshExpiresIn, session: issued.session });
+      } catch (err) {
+        logger.error({ ...log, provider: provider.name, user: result.user, err }, "could not save the provider's refresh token to oidc.refreshTokensFile; this user's groups are not refreshed until they sign in again");
+      }
     }
     if (ctx) ctx.principal = { user: result.user, method: 'session', groups: result.groups, external: true, source: provider.name };
     logger.info({ ...log, provider: provider.name, user: result.user, subject: result.subject, groups: result.groups, session: issued.session.id }, 'signed in');

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -11,6 +12,7 @@ import { unmatchableBcryptHash } from '../auth/htpasswd-formats.ts';
 import { HtpasswdStore } from '../auth/htpasswd-store.ts';
 import { createJwtVerifier } from '../auth/jwt.ts';
 import { createOidcProviders, providerBearerTokens } from '../auth/oidc.ts';
+import { ProviderRefresh } from '../auth/oidc-refresh.ts';
 import { Lockout } from '../auth/lockout.ts';
 import { PasswordChecker } from '../auth/password-checker.ts';
 import { SessionManager } from '../auth/session.ts';
@@ -81,7 +83,9 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const policy = new PolicyStore({ path: config.authz.policyFile, watchIntervalMs: config.watchInterval }, logger);
   const pool = new HashWorkerPool(config.auth.hashWorkers);
 
-  const adminPassword = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost);
+  // Sign-in through identity providers only: no password file is made (its admins are the policy's).
+  const providersOnly = !config.auth.passwordSignIn && config.oidc.providers.length > 0;
+  const adminPassword = providersOnly ? undefined : await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost);
   if (adminPassword) (options.announceAdminPassword ?? printAdminPassword)(BOOTSTRAP_USER, adminPassword, config.auth.htpasswd);
 
   let checker: PasswordChecker | undefined;
@@ -90,6 +94,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     allowInsecureHashes: config.auth.allowInsecureHashes,
     watchIntervalMs: config.watchInterval,
     onUsersChanged: (users) => checker?.forgetUsers(users),
+    optional: providersOnly,
   }, logger);
   store.start();
   const noUsersHash = unmatchableBcryptHash(config.auth.bcryptCost);
@@ -176,7 +181,15 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
       return url && new URL(url).origin;
     },
   };
-  const oidc = sessions && oidcProviders.size ? { sessions, providers: oidcProviders, redirectUrl: config.oidc.redirectUrl, tls, proxies, logger } : undefined;
+  // Providers' refresh tokens keep their users' groups current (docs/oidc.md); one process refreshes
+  // (a rotated refresh token works once), every process stores the ones its sign-ins get.
+  const refresh = sessions && oidcProviders.size ? new ProviderRefresh({
+    path: config.oidc.refreshTokensFile, providers: oidcProviders, key: () => sessions.derivedKey('refresh tokens'), revokeSession: (session) => sessions.revoke(session),
+    tokensFile: apiTokens ? config.tokens.file : undefined, tokensChanged: () => apiTokens?.reload(false),
+    absoluteTimeoutMs: config.session.absoluteTimeout, externalMaxTtlMs: config.tokens.externalMaxTtl, logger,
+  }) : undefined;
+  if (!cluster.isWorker || cluster.worker?.id === 1) refresh?.start();
+  const oidc = sessions && oidcProviders.size ? { sessions, providers: oidcProviders, redirectUrl: config.oidc.redirectUrl, tls, proxies, logger, refresh } : undefined;
   // Grant management decides with the same engine as the request path (tests may put their own in).
   const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info.workspace, info), policy.current()).level);
   const permissions = createPermissionsDependencies({
@@ -302,6 +315,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         clientCertificates?.stop();
         slowRequests.close();
         store.stop();
+        await refresh?.stop();
         sessions?.stop();
         await apiTokens?.stop();
         for (const forwarder of forwarders.values()) forwarder.close();

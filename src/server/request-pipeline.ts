@@ -288,6 +288,7 @@ export function createRequestPipeline(options: PipelineOptions) {
     if (headers?.connection !== undefined && options.slowRequests.bodyPending(req)) {
       headers = { ...headers };
       delete headers.connection;
+      options.slowRequests.closeAfterBody(req);
     }
     if (error.status >= 500 && error.code !== 'INTERNAL_ERROR') logger.warn({ reqId: ctx.id, status: error.status }, error.message);
     sendError(req, res, { ...error, headers }, ctx);

@@ -37,6 +37,8 @@ interface Watched {
   anonymousReadingSince?: number;
   /** Set once the answer is sent while the body is still coming. */
   drain?: { fromBytes: number; until: number };
+  /** The answer meant to close the connection (Connection: close, held back until the body is in). */
+  closeAfterBody?: boolean;
 }
 
 export interface SlowRequestWatch {
@@ -44,6 +46,11 @@ export interface SlowRequestWatch {
   watch(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void;
   /** Whether the request's body has not all arrived yet (an answer now leaves bytes on the wire). */
   bodyPending(req: IncomingMessage): boolean;
+  /**
+   * The answer to this request wanted Connection: close, which an answer sent before the body is in
+   * cannot carry (Node would close with unread bytes: a reset): close once the rest has arrived.
+   */
+  closeAfterBody(req: IncomingMessage): void;
   close(): void;
 }
 
@@ -109,8 +116,10 @@ export function createSlowRequestWatch(limits: SlowRequestLimits, logger: Logger
     req.resume();
     req.once('end', () => {
       watched.delete(entry);
-      // The whole body is read: closing now cannot reset the answer away.
-      if (!socket.destroyed) socket.end();
+      // The whole body is read: closing now cannot reset the answer away. An answer that kept the
+      // connection (a 401 or 403 before a late body) keeps it: the client may send its next request
+      // on it, and closing would fail that one.
+      if (entry.closeAfterBody && !socket.destroyed) socket.end();
     });
   }
 
@@ -128,6 +137,9 @@ export function createSlowRequestWatch(limits: SlowRequestLimits, logger: Logger
       });
     },
     bodyPending: (req) => !req.complete && hasBody(req),
+    closeAfterBody(req) {
+      for (const entry of watched) if (entry.req === req) entry.closeAfterBody = true;
+    },
     close() {
       clearInterval(sweep);
     },

@@ -35,7 +35,14 @@ export async function warnAtStartup(config: Config, logger: Logger): Promise<voi
 }
 
 async function noAdminWarning(config: Config): Promise<string | undefined> {
-  if (loadPolicy(config.authz.policyFile).source !== undefined) return undefined;
+  const policy = loadPolicy(config.authz.policyFile);
+  if (!config.auth.passwordSignIn && config.oidc.providers.length > 0) {
+    // The built-in policy's admin is the htpasswd user, and there is no password file.
+    if (policy.source !== undefined && (policy.admins.users.size > 0 || policy.admins.groups.size > 0)) return undefined;
+    return `nobody can manage permissions: people sign in only through identity providers, and the policy file (${config.authz.policyFile}) names no admins. `
+      + `Name a provider group (or user) as admins, e.g.: printf 'admins: ["@mlflow-admins"]\\ndefault: READ\\n' > ${shellWord(config.authz.policyFile)}`;
+  }
+  if (policy.source !== undefined) return undefined;
   const users = await readHtpasswdUsers(config.auth.htpasswd);
   if (users.includes(BOOTSTRAP_USER)) return undefined;
   const policyFile = shellWord(config.authz.policyFile);

@@ -23,7 +23,7 @@ export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
  * --ignore-certificate-errors-spki-list takes to trust that one (self-signed) certificate, and no
  * other, as a browser that added it to its trust store would.
  */
-function spkiPin(certificatePem: string): string {
+export function spkiPin(certificatePem: string): string {
   const spki = new X509Certificate(certificatePem).publicKey.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(spki).digest('base64');
 }

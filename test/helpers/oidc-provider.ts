@@ -35,6 +35,14 @@ export interface TestIdp {
   jwksFetches: number;
   /** Sign-outs the provider completed (its end-session page confirmed). */
   signOuts: number;
+  /** The provider's users and their claims, read at each sign-in and refresh: change one's groups, or delete one to disable them. */
+  users: Record<string, Record<string, unknown>>;
+  /** Whether the token endpoint hands out refresh tokens (rotated at each use); off by default. */
+  refreshTokens: boolean;
+  /** Refresh-token grants answered so far (whatever the outcome). */
+  refreshes: number;
+  /** While true the token endpoint answers 503, as a provider that is down. */
+  unavailable: boolean;
   /** (Re)builds the provider with the gateway's client: its exact redirect and post-sign-out URIs. */
   configureClient(client: { redirectUris: string[]; postLogoutRedirectUris: string[] }): void;
   /** A request to the provider that trusts its CA. */
@@ -77,6 +85,10 @@ export async function startTestIdp(): Promise<TestIdp> {
     misbehave: 'none',
     jwksFetches: 0,
     signOuts: 0,
+    users: structuredClone(USERS),
+    refreshTokens: false,
+    refreshes: 0,
+    unavailable: false,
     configureClient({ redirectUris, postLogoutRedirectUris }) {
       const provider = new Provider(issuer, {
         clients: [{
@@ -85,11 +97,15 @@ export async function startTestIdp(): Promise<TestIdp> {
           redirect_uris: redirectUris,
           post_logout_redirect_uris: postLogoutRedirectUris,
           response_types: ['code'],
-          grant_types: ['authorization_code'],
+          grant_types: ['authorization_code', 'refresh_token'],
           token_endpoint_auth_method: 'client_secret_post',
         }],
         jwks: { keys: [signing] },
-        findAccount: (_ctx: unknown, id: string) => USERS[id] && { accountId: id, claims: () => ({ sub: id, ...USERS[id] }) },
+        findAccount: (_ctx: unknown, id: string) => idp.users[id] && { accountId: id, claims: () => ({ sub: id, ...idp.users[id] }) },
+        // Refresh tokens only when a test asks (not tied to offline_access and prompt=consent), rotated at each use.
+        issueRefreshToken: async () => idp.refreshTokens,
+        rotateRefreshToken: true,
+        expiresWithSession: async () => false,
         claims: { openid: ['sub'], profile: ['preferred_username', 'name'], email: ['email', 'email_verified'], groups: ['groups'] },
         scopes: ['openid', 'profile', 'email', 'groups'],
         conformIdTokenClaims: false,
@@ -110,7 +126,13 @@ export async function startTestIdp(): Promise<TestIdp> {
       provider.on('end_session.success', () => { idp.signOuts++; });
       provider.use(async (ctx, next) => {
         if (ctx.path === '/jwks') idp.jwksFetches++;
+        if (ctx.path === '/token' && idp.unavailable) {
+          ctx.status = 503;
+          ctx.body = 'down for maintenance';
+          return;
+        }
         await next();
+        if (ctx.path === '/token' && (ctx as { oidc?: { params?: { grant_type?: unknown } } }).oidc?.params?.grant_type === 'refresh_token') idp.refreshes++;
         const mode = idp.misbehave;
         const body = ctx.body as { id_token?: string } | undefined;
         if (ctx.path === '/token' && ctx.status === 200 && mode !== 'none' && typeof body?.id_token === 'string') {
