@@ -39,6 +39,10 @@ export class Lockout {
   private readonly users: LRUCache<string, Tally>;
   private readonly ips: LRUCache<string, Tally>;
   private readonly knownIps: LRUCache<string, true> | undefined;
+  /** Lockouts started since start-up, by scope (mlgate_lockouts_total). */
+  readonly started: Record<LockScope, number> = { ip: 0, user: 0 };
+  /** Told of each lockout as it starts (the audit log). */
+  onLock?: (scope: LockScope, ip: string, user: string, lockedForMs: number) => void;
 
   constructor(private readonly options: LockoutOptions, private readonly logger: Logger) {
     this.users = new LRUCache({ max: options.maxEntries });
@@ -84,6 +88,8 @@ export class Lockout {
       this.logger.warn({
         scope, ip, user, failures: tally.failures.length, lockedForMs: lockMs, until: new Date(now + lockMs).toISOString(),
       }, scope === 'ip' ? 'sign-in lockout started: too many failed sign-ins from one address' : 'sign-in lockout started: too many failed sign-ins for one user');
+      this.started[scope]++;
+      this.onLock?.(scope, ip, user, lockMs);
       tally.lockedUntil = now + lockMs;
       tally.lastLockMs = lockMs;
       tally.failures = [];

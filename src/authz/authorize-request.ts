@@ -383,7 +383,9 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
     if (!admin && extracted.checks.length > 0) {
       // A few at a time, in order; the first denial stops the rest, and the request starts at most
       // authz.maxLookupsPerRequest look-ups (LookupBoundError: a 400, see authorize).
-      const lookups = resolver.forRequest(new LookupBudget(options.maxLookupsPerRequest ?? 100), workspace);
+      const budget = new LookupBudget(options.maxLookupsPerRequest ?? 100);
+      ctx.lookups = budget;
+      const lookups = resolver.forRequest(budget, workspace);
       // An OTLP export may name hundreds of traces: asked about together, not one by one.
       if (rule.namesTraces === 'otlp') await lookups.primeTraces(extracted.checks.flatMap((check) => (check.ref.kind === 'trace' ? [check.ref.id] : [])));
       const logNames: string[] = [];
@@ -497,6 +499,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       return denied(`mlgate does not know the route ${method} ${target.path}; only admins may call routes it does not know`);
     }
     const { rule } = match;
+    ctx.family = rule.family;
     switch (rule.resource) {
       case 'public':
         return ALLOWED;

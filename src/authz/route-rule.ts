@@ -112,6 +112,8 @@ export type RouteDef = RouteFacts & { at: string } & ({ find: readonly ResourceS
 export interface RouteRule extends RouteFacts {
   /** Short name for messages and logs, e.g. "runs/log-metric". */
   name: string;
+  /** The table's family, e.g. "runs" (route-table.ts ROUTE_FAMILIES): a bounded metrics label. */
+  family: string;
   method: HttpMethod | 'ANY';
   /** One expansion of the table line's template, e.g. "/ajax-api/2.0/mlflow/logged-models/{model_id}". */
   template: string;

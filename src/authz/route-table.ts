@@ -73,7 +73,7 @@ function readsMessage(def: RouteDef): boolean {
   return fromMessage || pathsInMessage || Boolean(def.writesTags || def.renames || def.creates || def.stampsUser || def.filter || def.adminOnlyFields);
 }
 
-function compileRule(def: RouteDef, method: HttpMethod | 'ANY', template: string): RouteRule {
+function compileRule(def: RouteDef, method: HttpMethod | 'ANY', template: string, family: string): RouteRule {
   const find = def.find ?? [];
   const first = find[0];
   if (!def.access && !first) throw new Error(`route table: "${def.at}" has neither an access nor a resource to find`);
@@ -81,6 +81,7 @@ function compileRule(def: RouteDef, method: HttpMethod | 'ANY', template: string
   return Object.freeze({
     ...facts,
     name: nameOf(template),
+    family,
     method,
     template,
     resource: access ?? carrierOf(first!.ref),
@@ -122,14 +123,14 @@ function compileTable(families: Readonly<Record<string, readonly RouteDef[]>>) {
   const patterns = new Map<HttpMethod | 'ANY', Pattern[]>();
   const rules: RouteRule[] = [];
   const seen = new Set<string>();
-  for (const def of Object.values(families).flat()) {
+  for (const [family, def] of Object.entries(families).flatMap(([family, defs]) => defs.map((def) => [family, def] as const))) {
     const space = def.at.indexOf(' ');
     if (space === -1) throw new Error(`route table: "${def.at}" is not "METHOD template"`);
     for (const method of expandAlternatives(def.at.slice(0, space))) {
       if (method !== 'ANY' && !(METHODS as readonly string[]).includes(method)) throw new Error(`route table: "${def.at}" has an unknown method ${method}`);
       for (const template of expandAlternatives(def.at.slice(space + 1))) {
         if (!template.startsWith('/') || /[{}]/.test(template.replace(PARAM, ''))) throw new Error(`route table: "${def.at}" has a template that does not parse`);
-        const rule = compileRule(def, method as HttpMethod | 'ANY', template);
+        const rule = compileRule(def, method as HttpMethod | 'ANY', template, family);
         const key = `${method} ${template}`;
         if (seen.has(key)) throw new Error(`route table: ${key} is listed twice`);
         seen.add(key);
@@ -153,7 +154,7 @@ export const ROUTE_RULES: readonly RouteRule[] = TABLE.rules;
 
 /** OPTIONS never reaches a view in Flask (it answers with the allowed methods), so it needs no resource. */
 const OPTIONS_RULE: RouteRule = Object.freeze({
-  name: 'OPTIONS', method: 'ANY', template: '*', resource: 'none', level: undefined, find: [], readsMessage: false,
+  name: 'OPTIONS', family: 'options', method: 'ANY', template: '*', resource: 'none', level: undefined, find: [], readsMessage: false,
 });
 
 function matchMethod(method: HttpMethod | 'ANY', path: string): RuleMatch | undefined {

@@ -20,6 +20,7 @@ import { DEFAULT_WORKSPACE, parseWorkspace } from '../authz/workspace.ts';
 import type { Config } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
 import { addConfigFlags } from './config-flags.ts';
+import { recordCommandEvent } from '../log/audit-log.ts';
 import { loadConfigOrExit } from './serve.ts';
 
 type Options = Record<string, unknown>;
@@ -53,6 +54,7 @@ export function registerGrant(program: Command): void {
       const { client, resource } = await target(config, kind, ref, workspace);
       const before = currentLevel(resource, grantee);
       await client.setGrant(resource, grantee, level);
+      recordCommandEvent(config.audit, { event: 'grant-set', resource: describeResource(resource), grantee: describeGrantee(grantee), level });
       console.log(`granted ${level} on ${describeResource(resource)} to ${describeGrantee(grantee)}${before && before !== level ? ` (was ${before})` : ''}`);
     });
 
@@ -66,12 +68,14 @@ export function registerGrant(program: Command): void {
       const grantee = granteeOf(granteeText);
       const kind = kindOf(kindText);
       const workspace = workspaceOf(options);
-      const { client, resource } = await target(loadConfigOrExit(options).config, kind, ref, workspace);
+      const { config } = loadConfigOrExit(options);
+      const { client, resource } = await target(config, kind, ref, workspace);
       const before = currentLevel(resource, grantee);
       if (!(await client.removeGrant(resource, grantee))) {
         const list = ['mlgate', 'permissions', kindText, ref, ...(options.workspace === undefined ? [] : ['--workspace', workspace])].map(quoteArg).join(' ');
         throw new Error(`${describeGrantee(grantee)} has no grant on ${describeResource(resource)} ("${list}" lists them); nothing was changed`);
       }
+      recordCommandEvent(config.audit, { event: 'grant-revoked', resource: describeResource(resource), grantee: describeGrantee(grantee) });
       console.log(`revoked ${describeGrantee(grantee)}'s ${before} on ${describeResource(resource)}`);
     });
 

@@ -5,6 +5,7 @@ import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
 import { duration, formatDuration } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
 import { addConfigFlags } from './config-flags.ts';
+import { recordCommandEvent } from '../log/audit-log.ts';
 import { loadConfigOrExit } from './serve.ts';
 
 type Options = Record<string, unknown>;
@@ -20,7 +21,7 @@ export function registerToken(program: Command): void {
     .option('--ttl <duration>', `how long the token is valid, e.g. 12h, 30d, or "never"`, DEFAULT_TTL)
     .option('--name <text>', 'what the token is for, shown by "token list" (e.g. ci-nightly)', '')
     .action(async (user: string, options: Options) => {
-      const { auth, tokens } = loadConfigOrExit(options).config;
+      const { auth, tokens, audit } = loadConfigOrExit(options).config;
       const ttlMs = parseTtl(String(options.ttl));
       const name = String(options.name);
       const nameProblem = tokenNameProblem(name);
@@ -30,6 +31,7 @@ export function registerToken(program: Command): void {
       }
       const { token: secret, record } = await issueToken(tokens.file, { user, name, ttlMs });
       process.stdout.write(`${secret}\n`);
+      recordCommandEvent(audit, { event: 'token-issued', token: record.id, owner: record.user, expires: record.expires });
       process.stderr.write(
         `issued token ${record.id} for "${user}"${name ? ` (${name})` : ''}, ${record.expires ? `valid until ${record.expires}` : 'never expiring'}.\n` +
         'It is shown only this once: store it now, e.g. as MLFLOW_TRACKING_TOKEN in your CI secrets.\n' +
@@ -68,9 +70,10 @@ export function registerToken(program: Command): void {
   addConfigFlags(token.command('revoke').argument('<id>', 'the token id, as "token list" shows it'), [])
     .description('revoke a token; a running gateway refuses it within watchInterval')
     .action(async (id: string, options: Options) => {
-      const { tokens } = loadConfigOrExit(options).config;
+      const { tokens, audit } = loadConfigOrExit(options).config;
       const revoked = await revokeToken(tokens.file, id);
       if (!revoked) throw new Error(`no token with id "${id}" in ${tokens.file} ("mlgate token list" shows the ids); nothing was changed`);
+      recordCommandEvent(audit, { event: 'token-revoked', token: revoked.id, owner: revoked.user });
       console.log(`revoked token ${revoked.id} of "${revoked.user}"${revoked.name ? ` (${revoked.name})` : ''}`);
     });
 }

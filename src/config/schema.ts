@@ -104,6 +104,8 @@ const route = z.strictObject({
   stripPrefix: z.boolean().default(false),
   mlflow: z.boolean().default(false),
   allow: z.array(allowEntry).optional(),
+  /** Client addresses that may use the route, within access.allowCidrs (both must allow); absent or empty: no narrowing. */
+  allowCidrs: z.array(cidr).optional(),
   upstreamHeaders: routeHeaders.default({}),
 });
 export type RouteConfig = z.output<typeof route>;
@@ -231,6 +233,10 @@ export const configSchema = z.strictObject({
   port: port.default(8888),
   upstream: upstreamUrl.default('http://127.0.0.1:5000'),
   routes: z.array(route).default([]).superRefine(routePathsUnique, { when: () => true }),
+  /** Client addresses (IPs, CIDR ranges) that may use the gateway at all, checked before authentication; empty: every address. */
+  access: z.strictObject({
+    allowCidrs: z.array(cidr).default([]),
+  }).prefault({}),
   shutdownGrace: duration.prefault('30s'),
   watchInterval: duration.prefault('1s'),
   workers: count.default(1),
@@ -350,10 +356,29 @@ export const configSchema = z.strictObject({
     maxDecompressedBody: size.prefault('64MiB'),
     maxLookupsPerRequest: z.number().int().min(1).default(100),
   }).superRefine(checkedBodyAtLeastOneKiB, { when: () => true }).prefault({}),
+  /** Prometheus metrics at /-/metrics (docs/operations.md "Metrics"): for admins, `token` or `allowCidrs` only. */
+  metrics: z.strictObject({
+    enabled: z.boolean().default(true),
+    /** A bearer token Prometheus sends (its `authorization` setting). */
+    token: secret(z.string().min(16)).optional(),
+    /** Peers (the direct connection, never X-Forwarded-For) that may scrape without credentials. */
+    allowCidrs: z.array(cidr).default([]),
+    /** Node's process_* and nodejs_* metrics too (CPU, memory, event loop, GC). */
+    processMetrics: z.boolean().default(false),
+  }).prefault({}),
   log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     format: z.enum(['auto', 'json', 'pretty']).default('auto'),
   }).prefault({}),
+  /** Security events as JSON lines, apart from the operational log (docs/operations.md, "Audit log"). */
+  audit: z.strictObject({
+    enabled: z.boolean().default(false),
+    /** A file (appended to, re-opened on SIGHUP), or "-" / "stdout". */
+    file: z.string().min(1).default('logs/audit.log'),
+    /** Rotate at this size (<file>.1); 0: only re-open on SIGHUP (logrotate). */
+    maxSize: size.prefault(0),
+    summaryInterval: duration.prefault('60s'),
+  }).superRefine(auditFits, { when: () => true }).prefault({}),
 }).superRefine(mlflowRoutesUseTheUpstream, { when: () => true }).superRefine(acmeFitsTls, { when: () => true }).superRefine(oidcFitsSignIn, { when: () => true });
 
 function routePathsUnique(routes: unknown, ctx: z.RefinementCtx): void {
@@ -472,6 +497,13 @@ function jwtKeysFitAlgorithms(jwt: Record<string, unknown> | null, ctx: z.Refine
   const needPublicKey = jwt.publicKey === undefined ? algorithms.filter((alg) => !hmac.has(alg)) : [];
   if (needSecret.length) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: `${needSecret.join(', ')} needs jwt.secret (a shared secret); jwt.publicKey verifies RS*, PS*, ES* and EdDSA` });
   if (needPublicKey.length) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: `${needPublicKey.join(', ')} needs jwt.publicKey; jwt.secret verifies HS256, HS384 and HS512` });
+}
+
+/** A summary every few milliseconds would be a flood of its own; a file rotated every few lines, churn. */
+function auditFits(audit: { summaryInterval?: unknown; maxSize?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof audit !== 'object' || audit === null) return;
+  if (typeof audit.summaryInterval === 'number' && audit.summaryInterval < 1000) ctx.addIssue({ code: 'custom', path: ['summaryInterval'], message: 'must be at least 1s' });
+  if (typeof audit.maxSize === 'number' && audit.maxSize > 0 && audit.maxSize < 64 * 1024) ctx.addIssue({ code: 'custom', path: ['maxSize'], message: 'must be 0 (no size rotation) or at least 64KiB' });
 }
 
 /** A limit under 1 KiB would refuse ordinary MLflow calls (a log-batch of a few metrics). */

@@ -3,6 +3,7 @@ import { IncomingMessage, type ClientRequest } from 'node:http';
 import type { Principal } from '../auth/principal.ts';
 import type { Subject } from '../authz/decide.ts';
 import type { GatewayError } from '../http/gateway-error.ts';
+import type { AuditEvent } from '../log/audit-log.ts';
 import { peerAddress, type TrustedProxies } from './client-ip.ts';
 import type { UpstreamRoute } from './upstream-routes.ts';
 
@@ -75,6 +76,16 @@ export interface RequestContext {
   upgradeStatus?: number;
   /** The authorization step's verdict on a forwarded path (access log). */
   decision?: 'allow' | 'deny';
+  /** The refusal the gateway answered with, if it refused (the audit log's denied requests). */
+  refusal?: GatewayError;
+  /** Security events of this exchange (a sign-in, a token made...), written to the audit log by `finish`. */
+  audit?: AuditEvent[];
+  /** The MLflow route table's family of the rule the authorization step matched, e.g. "runs" (metrics). */
+  family?: string;
+  /** The authorization step's look-ups of this request: none spent means its checks were answered from the caches (metrics). */
+  lookups?: { readonly spent: number };
+  /** Why authentication refused the request, and which method was tried (metrics; bounded words). */
+  authFailure?: { method: string; reason: string };
 }
 
 /**
@@ -142,4 +153,9 @@ function originForm(url: string): string {
   if (!authority) return url;
   const rest = url.slice(authority[0].length);
   return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/** Notes a security event of this exchange for the audit log (written, if it is on, when the exchange ends). */
+export function noteAudit(ctx: RequestContext | undefined, event: AuditEvent): void {
+  if (ctx) (ctx.audit ??= []).push(event);
 }

@@ -1,6 +1,7 @@
 // Which upstream a request goes to: the routes of the configuration, matched by path prefix,
 // longest first, the way nginx picks a `location` prefix.
 import type { Config, RouteConfig } from '../config/schema.ts';
+import { compileAllowCidrs, type AllowCidrs } from './allow-cidrs.ts';
 
 export interface UpstreamRoute {
   /** As configured, without a trailing slash: "/mlflow", or "/" for the catch-all. */
@@ -11,6 +12,8 @@ export interface UpstreamRoute {
   mlflow: boolean;
   /** Users and @groups who may use the route; "*" everyone signed in; undefined: admins only. */
   allow: readonly string[] | undefined;
+  /** Client addresses that may use the route (routes[].allowCidrs), within access.allowCidrs; undefined: no narrowing. */
+  allowCidrs?: AllowCidrs;
   /** Added to each request forwarded (names lower-cased), values already read from the environment. */
   headers: readonly (readonly [string, string])[];
 }
@@ -25,6 +28,7 @@ export function compileRoutes(config: Pick<Config, 'upstream' | 'routes'>): Upst
       stripPrefix: route.stripPrefix && route.path !== '/',
       mlflow: route.mlflow,
       allow: route.allow ?? (route.mlflow ? ['*'] : undefined),
+      allowCidrs: compileAllowCidrs(route.allowCidrs),
       headers: Object.entries(route.upstreamHeaders).map(([name, value]) => [name.toLowerCase(), value] as const),
     }))
     .sort((a, b) => b.path.length - a.path.length);
@@ -34,7 +38,7 @@ type UpstreamRouteMatch =
   /** `url` is the request target as the route's upstream gets it (the prefix stripped if asked). */
   | { kind: 'route'; route: UpstreamRoute; url: string }
   /** The bare prefix of a stripped route: its pages' relative links need the trailing slash. */
-  | { kind: 'redirect'; location: string }
+  | { kind: 'redirect'; route: UpstreamRoute; location: string }
   | { kind: 'refused'; reason: string }
   | { kind: 'none' };
 
@@ -62,7 +66,7 @@ export function matchUpstreamRoute(routes: readonly UpstreamRoute[], target: str
   if (!route.stripPrefix) return { kind: 'route', route, url: target };
   const rest = target.slice(route.path.length);
   if (rest === '' || rest[0] === '?') {
-    return { kind: 'redirect', location: `${route.path}/${rest}` };
+    return { kind: 'redirect', route, location: `${route.path}/${rest}` };
   }
   return { kind: 'route', route, url: rest };
 }

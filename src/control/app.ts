@@ -10,6 +10,8 @@ import { messagePage, PAGE_HEADERS } from './pages.ts';
 import { registerPermissionRoutes, type PermissionsDependencies } from './permissions.ts';
 import { registerTokenRoutes, type TokensDependencies } from './tokens.ts';
 
+const METRICS_PATH = '/-/metrics';
+
 interface ControlDependencies {
   /**
    * Whether the upstreams answer at all (any HTTP status counts): `detail` about MLflow's, `routes`
@@ -37,10 +39,15 @@ interface ControlDependencies {
   permissions?: PermissionsDependencies;
   /** Users' own API tokens (/-/api/tokens, /-/tokens; tokens.selfService); without it those paths are 404s. */
   tokens?: TokensDependencies;
+  /** Prometheus metrics (metrics.enabled; src/server/metrics.ts checks who may read them); without it /-/metrics is a 404. */
+  metrics?(req: IncomingMessage): Promise<{ status: 200 | 401 | 403; contentType: string; body: string }>;
 }
 
-/** Paths under /-/ that answer without credentials (sign-in and sign-out check the session cookie themselves). */
-export const PUBLIC_CONTROL_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz', SIGN_IN_PATH, SIGN_OUT_PATH, OIDC_START_PATH, OIDC_CALLBACK_PATH]);
+/**
+ * Paths under /-/ that answer without credentials (sign-in and sign-out check the session cookie
+ * themselves; /-/metrics its token, address or admin credentials).
+ */
+export const PUBLIC_CONTROL_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz', METRICS_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, OIDC_START_PATH, OIDC_CALLBACK_PATH]);
 
 /** The gateway's own routes under the reserved /-/ prefix. */
 export function createControlApp(deps: ControlDependencies): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
@@ -70,6 +77,14 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
     }
     return c.json({ user: principal.user, groups: principal.groups, method: principal.method });
   });
+
+  const { metrics } = deps;
+  if (metrics) {
+    app.get(METRICS_PATH, async (c) => {
+      const answer = await metrics(c.env.incoming);
+      return c.body(answer.body, answer.status, { 'content-type': answer.contentType, 'cache-control': 'no-store' });
+    });
+  }
 
   if (deps.signIn) registerSignInRoutes(app, deps.signIn);
   if (deps.oidc) registerOidcRoutes(app, deps.oidc);

@@ -6,7 +6,7 @@ import type { Authenticator } from '../auth/authenticate.ts';
 import type { Session, SessionManager } from '../auth/session.ts';
 import { safeNextPath, SIGN_IN_PATH, SIGN_OUT_PATH } from '../auth/session-step.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
-import { contextOf, type RequestContext } from '../context/request-context.ts';
+import { contextOf, noteAudit, type RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { readForm, type FormFields } from './form-body.ts';
 import { messagePage, PAGE_HEADERS, signInPage, signOutPage } from './pages.ts';
@@ -112,10 +112,12 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
       const retryAfter = outcome.headers?.['retry-after'];
       if (retryAfter !== undefined) {
         logger.info({ reqId: ctx?.id, ip, user }, 'sign-in refused during a lockout');
+        noteAudit(ctx, { event: 'sign-in-failed', method: 'form', reason: 'locked', attemptedUser: user });
         // 401 like every refused credential, not 429: the policy is one answer everywhere.
         return again(401, `${outcome.message.charAt(0).toUpperCase()}${outcome.message.slice(1)}.`, { 'retry-after': String(retryAfter) });
       }
       logger.info({ reqId: ctx?.id, ip, user }, 'sign-in failed: invalid user name or password');
+      noteAudit(ctx, { event: 'sign-in-failed', method: 'form', reason: 'invalid', attemptedUser: user });
       return again(401, WRONG_CREDENTIALS);
     }
     let issued;
@@ -126,6 +128,7 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
     }
     if (ctx) ctx.principal = { user, method: 'session', groups: [] };
     logger.info({ reqId: ctx?.id, ip, user, session: issued.session.id }, 'signed in');
+    noteAudit(ctx, { event: 'sign-in', method: 'form', session: issued.session.id });
     return seeOther(c, next, sessions.setCookie(issued, secure));
   });
 
@@ -162,6 +165,7 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
         logger.error({ reqId: ctx?.id, err }, 'could not save the ended session to session.revocationsFile; only this process refuses it');
       }
       logger.info({ reqId: ctx?.id, ip: ctx?.clientIp, user: current.user, session: current.id, provider: current.source }, 'signed out');
+      noteAudit(ctx, { event: 'sign-out', session: current.id, provider: current.source });
       // A provider's user is signed out there too (RP-initiated logout), and comes back to the sign-in page.
       const { origin } = externalOrigin(req, deps.tls, deps.proxies);
       const atProvider = current.source !== undefined && origin ? await deps.endProviderSession?.(current.source, `${origin}${SIGN_IN_PATH}?signed-out`) : undefined;

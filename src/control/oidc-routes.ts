@@ -11,7 +11,7 @@ import type { ProviderRefresh } from '../auth/oidc-refresh.ts';
 import { cookieValue, type SessionManager } from '../auth/session.ts';
 import { safeNextPath, SIGN_IN_PATH } from '../auth/session-step.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
-import { contextOf } from '../context/request-context.ts';
+import { contextOf, noteAudit } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { messagePage, PAGE_HEADERS } from './pages.ts';
 
@@ -93,6 +93,7 @@ export function registerOidcRoutes(app: Hono<Env>, deps: OidcDependencies): void
     const result = await provider.finish(new URL(req.url ?? '/', origin ?? 'https://mlgate.invalid'), flow);
     if (!result.ok) {
       logger.info({ ...log, provider: provider.name, status: result.status, detail: result.detail }, 'provider sign-in refused');
+      noteAudit(ctx, { event: 'sign-in-failed', method: `oidc:${provider.name}`, reason: 'provider-refused' });
       return refusal(c, result.status, result.title, result.message, secure);
     }
     const issued = await sessions.issueExternal(result.user, provider.name, result.groups);
@@ -110,6 +111,7 @@ export function registerOidcRoutes(app: Hono<Env>, deps: OidcDependencies): void
     }
     if (ctx) ctx.principal = { user: result.user, method: 'session', groups: result.groups, external: true, source: provider.name };
     logger.info({ ...log, provider: provider.name, user: result.user, subject: result.subject, groups: result.groups, session: issued.session.id }, 'signed in');
+    noteAudit(ctx, { event: 'sign-in', method: 'oidc', provider: provider.name, session: issued.session.id });
     c.header('set-cookie', flowCookie(secure, '', 0), { append: true });
     c.header('set-cookie', sessions.setCookie(issued, secure), { append: true });
     c.header('cache-control', 'no-store');

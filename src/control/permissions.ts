@@ -19,7 +19,7 @@ import type { Context, Hono } from 'hono';
 import { checkSameOrigin, externalOrigin } from '../auth/csrf.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
-import type { RequestContext } from '../context/request-context.ts';
+import { noteAudit, type RequestContext } from '../context/request-context.ts';
 import { mayUseWorkspace, type Subject } from '../authz/decide.ts';
 import type { Grantee } from '../authz/grant-tags.ts';
 import {
@@ -182,7 +182,8 @@ function permissionsService(deps: PermissionsDependencies) {
     return found.ok ? { ok: true, value: permissionsView(found.value) } : found;
   }
 
-  async function grant(caller: Caller, kind: CarrierKind, ref: string, grantee: Grantee, level: PermissionLevel, reqId?: string): Promise<Outcome<PermissionsView>> {
+  async function grant(caller: Caller, kind: CarrierKind, ref: string, grantee: Grantee, level: PermissionLevel, ctx?: RequestContext): Promise<Outcome<PermissionsView>> {
+    const reqId = ctx?.id;
     const { principal } = caller;
     const found = await managed(caller, kind, ref);
     if (!found.ok) return found;
@@ -193,10 +194,12 @@ function permissionsService(deps: PermissionsDependencies) {
     }
     deps.grantsChanged?.(found.value);
     logger.info({ reqId, user: principal.user, resource: describeResource(found.value), grantee: describeGrantee(grantee), level }, 'grant set');
+    noteAudit(ctx, { event: 'grant-set', resource: describeResource(found.value), grantee: describeGrantee(grantee), level });
     return { ok: true, value: permissionsView(await reread(found.value)) };
   }
 
-  async function revoke(caller: Caller, kind: CarrierKind, ref: string, grantee: Grantee, reqId?: string): Promise<Outcome<PermissionsView>> {
+  async function revoke(caller: Caller, kind: CarrierKind, ref: string, grantee: Grantee, ctx?: RequestContext): Promise<Outcome<PermissionsView>> {
+    const reqId = ctx?.id;
     const { principal } = caller;
     const found = await managed(caller, kind, ref);
     if (!found.ok) return found;
@@ -209,6 +212,7 @@ function permissionsService(deps: PermissionsDependencies) {
     if (!removed) return fail(404, 'RESOURCE_DOES_NOT_EXIST', `${describeGrantee(grantee)} has no grant on ${describeResource(found.value)}; nothing was changed`);
     deps.grantsChanged?.(found.value);
     logger.info({ reqId, user: principal.user, resource: describeResource(found.value), grantee: describeGrantee(grantee) }, 'grant revoked');
+    noteAudit(ctx, { event: 'grant-revoked', resource: describeResource(found.value), grantee: describeGrantee(grantee) });
     return { ok: true, value: permissionsView(await reread(found.value)) };
   }
 
@@ -255,6 +259,7 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
 
   const principalOf = (c: Context<Env>) => deps.contextOf(c.env.incoming)?.principal;
   const requestIdOf = (c: Context<Env>) => deps.contextOf(c.env.incoming)?.id;
+  const contextFor = (c: Context<Env>) => deps.contextOf(c.env.incoming);
   const error = (c: Context<Env>, failure: Pick<Failure, 'status' | 'code' | 'message'>) => c.json({ error_code: failure.code, message: failure.message }, failure.status);
   const answer = <T>(c: Context<Env>, outcome: Outcome<T>) => (outcome.ok ? c.json(outcome.value as object) : error(c, outcome));
   const unauthenticated = fail(401, 'UNAUTHENTICATED', 'not signed in');
@@ -357,14 +362,14 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
       const level = await levelFromBody(c);
       if (!level.ok) return error(c, level);
       const { caller, ref, grantee } = change.value;
-      return answer(c, await service.grant(caller, kind, ref, grantee, level.value, requestIdOf(c)));
+      return answer(c, await service.grant(caller, kind, ref, grantee, level.value, contextFor(c)));
     }));
 
     app.delete(grantPath, guarded(async (c) => {
       const change = grantChange(c);
       if (!change.ok) return error(c, change);
       const { caller, ref, grantee } = change.value;
-      return answer(c, await service.revoke(caller, kind, ref, grantee, requestIdOf(c)));
+      return answer(c, await service.revoke(caller, kind, ref, grantee, contextFor(c)));
     }));
   }
 
@@ -446,9 +451,9 @@ export function registerPermissionRoutes(app: Hono<Env>, deps: PermissionsDepend
     if (action === 'grant') {
       const level = parsePermissionLevel(text('level'));
       if (!level) return renderPage(c, caller, 400, { error: `Choose a level: ${PERMISSION_LEVELS.join(', ')}.` });
-      outcome = await service.grant(caller, kind, ref, parsed.grantee, level, requestIdOf(c));
+      outcome = await service.grant(caller, kind, ref, parsed.grantee, level, contextFor(c));
     } else {
-      outcome = await service.revoke(caller, kind, ref, parsed.grantee, requestIdOf(c));
+      outcome = await service.revoke(caller, kind, ref, parsed.grantee, contextFor(c));
     }
     if (!outcome.ok) return renderPage(c, caller, outcome.status, { error: `${capitalise(outcome.message)}.` });
     // See Other: the browser follows with a GET, so reloading never sends the form again.

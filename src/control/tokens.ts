@@ -22,7 +22,7 @@ import { checkSameOrigin, externalOrigin } from '../auth/csrf.ts';
 import type { Principal } from '../auth/principal.ts';
 import { duration, formatDuration } from '../config/schema.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
-import type { RequestContext } from '../context/request-context.ts';
+import { noteAudit, type RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
 import { readBodyLimited } from './form-body.ts';
 import { messagePage, PAGE_HEADERS } from './pages.ts';
@@ -137,7 +137,8 @@ function tokensService(deps: TokensDependencies) {
     return { ok: true, value: now + ms };
   }
 
-  async function create(principal: Principal, nameGiven: unknown, expiresGiven: unknown, reqId?: string): Promise<Outcome<CreatedToken>> {
+  async function create(principal: Principal, nameGiven: unknown, expiresGiven: unknown, ctx?: RequestContext): Promise<Outcome<CreatedToken>> {
+    const reqId = ctx?.id;
     if (principal.token !== undefined) {
       return fail(403, 'PERMISSION_DENIED', 'an API token cannot make more tokens; sign in (or use a password) to make one');
     }
@@ -160,6 +161,7 @@ function tokensService(deps: TokensDependencies) {
       }));
       deps.tokensChanged?.();
       logger.info({ reqId, user: principal.user, token: record.id, expires: record.expires }, 'API token made');
+      noteAudit(ctx, { event: 'token-issued', token: record.id, owner: record.user, expires: record.expires });
       return { ok: true, value: { token, ...viewOf(record, undefined, Date.now()) } };
     } catch (err) {
       if (err instanceof TokenLimitError) return fail(409, 'RESOURCE_LIMIT_EXCEEDED', err.message);
@@ -168,12 +170,14 @@ function tokensService(deps: TokensDependencies) {
   }
 
   /** Someone else's token (for a non-admin) answers exactly like one that does not exist. */
-  async function revoke(principal: Principal, admin: boolean, id: string, reqId?: string): Promise<Outcome<TokenView>> {
+  async function revoke(principal: Principal, admin: boolean, id: string, ctx?: RequestContext): Promise<Outcome<TokenView>> {
+    const reqId = ctx?.id;
     const missing = fail(404, 'RESOURCE_DOES_NOT_EXIST', `no token ${JSON.stringify(id.slice(0, 40))} among ${admin ? 'the tokens' : `the tokens of user ${principal.user}`}`);
     const revoked = await serialised(() => revokeToken(file, id, (record) => admin || record.user === principal.user));
     if (!revoked) return missing;
     deps.tokensChanged?.();
     logger.info({ reqId, user: principal.user, token: revoked.id, owner: revoked.user }, 'API token revoked');
+    noteAudit(ctx, { event: 'token-revoked', token: revoked.id, owner: revoked.user });
     return { ok: true, value: viewOf(revoked, undefined, Date.now()) };
   }
 
@@ -184,6 +188,7 @@ function tokensService(deps: TokensDependencies) {
 export function registerTokenRoutes(app: Hono<Env>, deps: TokensDependencies): void {
   const service = tokensService(deps);
   const requestIdOf = (c: Context<Env>) => deps.contextOf(c.env.incoming)?.id;
+  const contextFor = (c: Context<Env>) => deps.contextOf(c.env.incoming);
   const error = (c: Context<Env>, failure: Pick<Failure, 'status' | 'code' | 'message'>) => c.json({ error_code: failure.code, message: failure.message }, failure.status);
 
   /** Who asks, and whether the policy in force makes them an admin. */
@@ -233,7 +238,7 @@ export function registerTokenRoutes(app: Hono<Env>, deps: TokensDependencies): v
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return error(c, fail(400, 'INVALID_PARAMETER_VALUE', 'the request body must be a JSON object: {"name": ..., "expires": ...}'));
     const { name, expires } = body as { name?: unknown; expires?: unknown };
-    const made = await service.create(caller.principal, name, expires, requestIdOf(c));
+    const made = await service.create(caller.principal, name, expires, contextFor(c));
     return made.ok ? c.json(made.value, 201, { 'cache-control': 'no-store' }) : error(c, made);
   });
 
@@ -242,7 +247,7 @@ export function registerTokenRoutes(app: Hono<Env>, deps: TokensDependencies): v
     if (!caller) return error(c, unauthenticated);
     const foreign = foreignOrigin(c);
     if (foreign) return error(c, foreign);
-    const revoked = await service.revoke(caller.principal, caller.admin, c.req.param('id'), requestIdOf(c));
+    const revoked = await service.revoke(caller.principal, caller.admin, c.req.param('id'), contextFor(c));
     return revoked.ok ? c.json({ revoked: revoked.value }) : error(c, revoked);
   });
 
@@ -287,14 +292,14 @@ export function registerTokenRoutes(app: Hono<Env>, deps: TokensDependencies): v
     const form = new URLSearchParams(raw.toString('utf8'));
     const action = form.get('action');
     if (action === 'create') {
-      const made = await service.create(principal, form.get('name') ?? '', form.get('expires') ?? '', requestIdOf(c));
+      const made = await service.create(principal, form.get('name') ?? '', form.get('expires') ?? '', contextFor(c));
       if (!made.ok) return renderPage(c, principal, made.status, { error: `${capitalise(made.message)}; no token was made.`, name: form.get('name') ?? '' });
       // Answered here, not through a redirect: the token must not go into a URL or the history.
       return renderPage(c, principal, 201, { created: made.value });
     }
     if (action === 'revoke') {
       // The page revokes only the caller's own tokens, admins' included (they use the API for others').
-      const revoked = await service.revoke(principal, false, form.get('id') ?? '', requestIdOf(c));
+      const revoked = await service.revoke(principal, false, form.get('id') ?? '', contextFor(c));
       if (!revoked.ok) return renderPage(c, principal, revoked.status, { error: `${capitalise(revoked.message)}; nothing was changed.` });
       // See Other: the browser follows with a GET, so reloading never sends the form again.
       return c.body(null, 303, { location: `${TOKENS_PAGE}?done=revoked`, 'cache-control': 'no-store' });

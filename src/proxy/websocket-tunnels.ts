@@ -30,6 +30,11 @@ function closeFrame(code: number, reason: string): Buffer {
 
 export class WebSocketTunnels {
   private readonly open = new Map<Duplex, Tunnel>();
+
+  /** Tunnels open now (mlgate_websocket_tunnels). */
+  get size(): number {
+    return this.open.size;
+  }
   private timer?: NodeJS.Timeout;
 
   constructor(private readonly logger: Logger) {}

@@ -24,10 +24,12 @@ import { describePolicy, PolicyStore } from '../authz/policy.ts';
 import { Resolver } from '../authz/resolver.ts';
 import type { Config } from '../config/schema.ts';
 import { IDENTITY_HEADERS } from '../config/schema.ts';
+import { compileAllowCidrs } from '../context/allow-cidrs.ts';
 import { trustedProxies } from '../context/client-ip.ts';
 import { contextOf } from '../context/request-context.ts';
 import { createControlApp } from '../control/app.ts';
 import { createPermissionsDependencies, type PrincipalLevelOf } from '../control/permissions.ts';
+import { createAuditLog } from '../log/audit-log.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createForwarder } from '../proxy/forwarder.ts';
 import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
@@ -36,6 +38,7 @@ import { BodyBudget } from '../authz/read-body.ts';
 import { prepareAcme } from './acme.ts';
 import { ensureCertificate, REMAKE_COMMAND } from './certificate.ts';
 import { createConnectionGuard } from './connection-guard.ts';
+import { createMetrics, type MetricsCaller } from './metrics.ts';
 import { mlflowReadiness, probeUpstream } from './startup-checks.ts';
 import { createSlowRequestWatch } from './slow-requests.ts';
 import { createRequestPipeline } from './request-pipeline.ts';
@@ -109,6 +112,10 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     : undefined;
   apiTokens?.start();
   const lockout = config.lockout.enabled ? new Lockout(config.lockout, logger) : undefined;
+  // The audit log (docs/operations.md): lockouts as they start, policy versions as they come into force.
+  const audit = createAuditLog(config.audit, logger);
+  if (audit && lockout) lockout.onLock = (scope, ip, user, lockedForMs) => audit.record({ event: 'lockout', scope, lockedUser: user, lockedForMs }, { ip });
+  if (audit) policy.onChange((next) => audit.record({ event: 'policy-reloaded', file: config.authz.policyFile, admins: describePolicy(next, '').admins as string[] }));
   const authenticator = createAuthenticator({
     realm: config.auth.realm,
     store,
@@ -200,18 +207,33 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     },
   });
   // /-/readyz details (upstream addresses) for admins only: their Authorization header is checked as anywhere else.
+  const allowCidrs = compileAllowCidrs(config.access.allowCidrs);
   const isAdminRequest = async (req: IncomingMessage) => {
     const ctx = contextOf(req);
+    // /-/readyz answers every address; one outside access.allowCidrs gets no credential checked.
+    if (allowCidrs && !allowCidrs.allows(ctx?.clientIp ?? '')) return false;
     const certified = ctx && clientCertificates?.authenticate(req, ctx);
     if (certified) return certified.ok && isAdmin(certified.principal, policy.current());
     const outcome = await authenticator.authenticate(req);
     return outcome.ok && isAdmin(outcome.principal, policy.current());
   };
+  // /-/metrics (metrics.token and metrics.allowCidrs are checked first): an admin's credentials, as for /-/readyz details.
+  const metricsCaller = async (req: IncomingMessage): Promise<MetricsCaller> => {
+    const ctx = contextOf(req);
+    const outcome = (ctx && clientCertificates?.authenticate(req, ctx)) || await authenticator.authenticate(req);
+    if (!outcome.ok) return 'refused';
+    return isAdmin(outcome.principal, policy.current()) ? 'admin' : 'user';
+  };
+  const metrics = config.metrics.enabled ? createMetrics(config.metrics, {
+    version: VERSION, routes, mlflow: upstream, openConnections: () => connections.open, openTunnels: () => tunnels.size,
+    lockouts: lockout && (() => lockout.started), authzLookups: () => resolver.lookups, probe: probeUpstream,
+  }) : undefined;
   const control = createControlApp({
     upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []),
     isAdminRequest,
     mlflow: async () => mlflowReadiness(await serverInfo.facts(), config.authz.allowUnknownRoutes),
     version: VERSION, logger, signIn, oidc, permissions,
+    metrics: metrics && ((req) => metrics.scrape(req, metricsCaller)),
     // Users' own tokens: only where the gateway accepts tokens at all.
     tokens: apiTokens && config.tokens.selfService ? {
       contextOf, file: config.tokens.file, maxPerUser: config.tokens.maxPerUser, externalMaxTtlMs: config.tokens.externalMaxTtl,
@@ -242,6 +264,9 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     trustedOrigins,
     slowRequests,
     connections,
+    audit,
+    allowCidrs,
+    metrics,
   });
   server.on('request', pipeline.handleRequest);
   const upgrading = new Set<Duplex>();
@@ -284,6 +309,9 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     authz: { policy, resolver, authorizer },
     reload() {
       logger.info('re-reading the users, tokens, policy and certificate files');
+      // After logrotate renamed the audit file, new lines go to a new one at its path.
+      audit?.reopen();
+      audit?.record({ event: 'config-reloaded', files: [config.auth.htpasswd, ...(apiTokens ? [config.tokens.file] : []), config.authz.policyFile, ...(certificate ? [certificate.cert] : [])] });
       store.reload(false);
       apiTokens?.reload(false);
       policy.reload();
@@ -323,6 +351,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         resolver.close();
         serverInfo.close();
         await pool.close();
+        await audit?.close();
         logger.info('mlgate stopped');
         logger.flush();
       })();

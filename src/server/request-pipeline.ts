@@ -21,18 +21,22 @@ import { subjectOf } from '../authz/decide.ts';
 import type { Policy } from '../authz/policy.ts';
 import { mayUseRoute, routeRefusal } from '../authz/route-access.ts';
 import { DEFAULT_WORKSPACE, WORKSPACE_HEADER } from '../authz/workspace.ts';
+import type { AllowCidrs } from '../context/allow-cidrs.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
 import { createRequestContext, pathOf, type GatewayRequest, type RequestContext } from '../context/request-context.ts';
 import { matchUpstreamRoute, type UpstreamRoute } from '../context/upstream-routes.ts';
 import { PUBLIC_CONTROL_PATHS } from '../control/app.ts';
 import { logAccess } from '../http/access-log.ts';
+import { auditExchange } from '../http/audit-exchange.ts';
 import { sendError } from '../http/errors.ts';
 import { internalError, type GatewayError } from '../http/gateway-error.ts';
+import type { AuditLog } from '../log/audit-log.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ForwardOptions, Forwarder } from '../proxy/forwarder.ts';
 import { upstreamHeaderBuilder, type IdentityHeaders } from '../proxy/request-headers.ts';
 import type { WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import type { ConnectionGuard } from './connection-guard.ts';
+import { authFailureOf, type GatewayMetrics } from './metrics.ts';
 import type { SlowRequestWatch } from './slow-requests.ts';
 
 interface PipelineOptions {
@@ -61,6 +65,12 @@ interface PipelineOptions {
   slowRequests: SlowRequestWatch;
   /** Connections per client IP behind trusted proxies (limits.maxConnectionsPerIp). */
   connections: ConnectionGuard;
+  /** The audit log (audit.enabled): each exchange's security events, written in `finish`. */
+  audit?: Pick<AuditLog, 'record'>;
+  /** Prometheus metrics (metrics.enabled): each exchange counted once, in `finish`. */
+  metrics?: Pick<GatewayMetrics, 'observe'>;
+  /** Client addresses that may use the gateway (access.allowCidrs); undefined: every address. */
+  allowCidrs?: AllowCidrs;
 }
 
 /** What admission decided about a request or upgrade; the transport's writer carries it out. */
@@ -88,6 +98,14 @@ const TOO_MANY_CONNECTIONS: GatewayError = Object.freeze({
 
 const STATUS_TEXT: Record<number, string> = { 308: 'Permanent Redirect', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
+/** The orchestrator's probes answer from any address (access.allowCidrs does not apply to them). */
+const PROBE_PATHS: ReadonlySet<string> = new Set(['/-/healthz', '/-/readyz']);
+
+/** A client address outside an allow-list; the list itself is not revealed. */
+function addressRefusal(clientIp: string): GatewayError {
+  return { status: 403, code: 'PERMISSION_DENIED', message: `requests from this address (${clientIp || 'unknown'}) are not allowed here` };
+}
+
 function refuse(error: GatewayError): Verdict {
   return { kind: 'refuse', error };
 }
@@ -103,6 +121,8 @@ export function createRequestPipeline(options: PipelineOptions) {
 
   function admit(req: IncomingMessage, ctx: RequestContext): Verdict | Promise<Verdict> {
     if (!options.connections.admit(req, ctx.clientIp)) return refuse(TOO_MANY_CONNECTIONS);
+    // Before anything is read or checked for this client: no password, lockout count or session.
+    if (!PROBE_PATHS.has(ctx.path) && !addressAllowed(ctx, options.allowCidrs)) return refuse(addressRefusal(ctx.clientIp));
     if (ctx.path.startsWith('/-/')) {
       if (ctx.upgrade) return refuse({ status: 404, code: 'ENDPOINT_NOT_FOUND', message: `the gateway takes no WebSocket on ${ctx.path}` });
       if (PUBLIC_CONTROL_PATHS.has(ctx.path)) return CONTROL;
@@ -119,7 +139,10 @@ export function createRequestPipeline(options: PipelineOptions) {
   }
 
   function admitAuthenticated(req: IncomingMessage, ctx: RequestContext, authentication: Authentication): Verdict | Promise<Verdict> {
-    if (!authentication.ok) return 'signIn' in authentication ? { kind: 'redirect', status: 302, location: authentication.signIn } : refuse(authentication.error);
+    if (!authentication.ok) {
+      ctx.authFailure = authFailureOf(req, authentication);
+      return 'signIn' in authentication ? { kind: 'redirect', status: 302, location: authentication.signIn } : refuse(authentication.error);
+    }
     const { principal, stillSignedIn } = authentication;
     const subject = subjectOf(principal, options.policy.current());
     ctx.principal = principal;
@@ -150,6 +173,8 @@ export function createRequestPipeline(options: PipelineOptions) {
    */
   function selectRoute(ctx: RequestContext): Verdict | undefined {
     const match = matchUpstreamRoute(options.routes, ctx.target);
+    // A route's own allow-list narrows access.allowCidrs, still before authentication.
+    if ((match.kind === 'route' || match.kind === 'redirect') && !addressAllowed(ctx, match.route.allowCidrs, match.route)) return refuse(addressRefusal(ctx.clientIp));
     if (match.kind === 'refused') return refuse({ status: 400, code: 'INVALID_PARAMETER_VALUE', message: `path refused: ${match.reason}` });
     if (match.kind === 'redirect') {
       return ctx.upgrade
@@ -177,6 +202,14 @@ export function createRequestPipeline(options: PipelineOptions) {
     const reason = crossSiteReason(req, externalOrigin(req, options.tls, options.proxies).origin, options.trustedOrigins);
     if (reason === undefined) return undefined;
     return { status: 403, code: 'PERMISSION_DENIED', message: `cross-site request refused: ${reason}. Requests with a browser's remembered password must come from this site's own pages` };
+  }
+
+  /** Whether the client address (ctx.clientIp: behind trusted proxies, the forwarded client) is in the list; a refusal is logged. */
+  function addressAllowed(ctx: RequestContext, list: AllowCidrs | undefined, route?: UpstreamRoute): boolean {
+    if (!list || list.allows(ctx.clientIp)) return true;
+    logger.info({ reqId: ctx.id, ip: ctx.clientIp, peer: ctx.peerTrusted ? ctx.peerIp : undefined, path: ctx.path, route: route?.path },
+      route ? `client address not in routes[].allowCidrs of ${route.path}: refused` : 'client address not in access.allowCidrs: refused');
+    return false;
   }
 
   function authenticate(req: IncomingMessage, ctx: RequestContext): Authentication | Promise<Authentication> {
@@ -226,7 +259,9 @@ export function createRequestPipeline(options: PipelineOptions) {
   /** The exchange is over, however it ended: what was held for it is given back, and it is logged once. */
   function finish(ctx: RequestContext, method: string | undefined, status: number, aborted: boolean): void {
     for (const atEnd of ctx.atEnd) atEnd();
+    options.metrics?.observe(ctx, method, status);
     logAccess(logger, ctx, method, status, aborted);
+    if (options.audit) auditExchange(options.audit, ctx, method, status);
   }
 
   // ---- HTTP: the listener and its writer. ----
@@ -281,6 +316,7 @@ export function createRequestPipeline(options: PipelineOptions) {
   }
 
   function refuseRequest(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, error: GatewayError): void {
+    ctx.refusal = error;
     let headers = error.status === 401 && error.challenge !== false ? { 'www-authenticate': authenticator.challenge, ...error.headers } : error.headers;
     // With the body still coming, "Connection: close" would make Node close at once with unread
     // bytes: a reset that can destroy this very answer. The slow-request watch drains the rest
@@ -344,6 +380,7 @@ export function createRequestPipeline(options: PipelineOptions) {
   }
 
   function refuseUpgrade(socket: Duplex, ctx: RequestContext, error: GatewayError): void {
+    ctx.refusal = error;
     if (error.status >= 500 && error.code !== 'INTERNAL_ERROR') logger.warn({ reqId: ctx.id, status: error.status }, error.message);
     ctx.upgradeStatus = error.status;
     const body = JSON.stringify({ error_code: error.code, message: error.message });
