@@ -99,18 +99,24 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     // A credential verified a moment ago is no guess: it passes any lockout, and costs no hash.
     if (stored !== undefined && checker.isVerified(user, password, stored)) return { ok: true, principal };
     const ip = typeof clientIp === 'string' ? clientIp : clientIp();
+    const check = (lock: Lock | undefined): AuthOutcome | Promise<AuthOutcome> => {
+      if (lock) return locked(lock);
+      return passwordOutcome(checker.check(user, password, stored), principal, (ok) => (ok ? lockout.recordSuccess(ip, user) : lockout.recordFailure(ip, user)));
+    };
+    // A promise only with state.redis, and only for an attempt that is about to cost a hash anyway.
     const lock = lockout.lockFor(ip, user);
-    if (lock) return locked(lock);
-    return passwordOutcome(checker.check(user, password, stored), principal, (ok) => (ok ? lockout.recordSuccess(ip, user) : lockout.recordFailure(ip, user)));
+    return lock instanceof Promise ? lock.then(check) : check(lock);
   }
 
-  function passwordOutcome(verdict: boolean | Promise<boolean>, principal: Principal, countAttempt?: (ok: boolean) => void): AuthOutcome | Promise<AuthOutcome> {
-    const outcome = (ok: boolean): AuthOutcome => {
-      countAttempt?.(ok);
-      return ok ? { ok: true, principal } : wrongPassword;
+  function passwordOutcome(verdict: boolean | Promise<boolean>, principal: Principal, countAttempt?: (ok: boolean) => void | Promise<void>): AuthOutcome | Promise<AuthOutcome> {
+    const outcome = (ok: boolean): AuthOutcome | Promise<AuthOutcome> => {
+      const counted = countAttempt?.(ok);
+      const answer: AuthOutcome = ok ? { ok: true, principal } : wrongPassword;
+      // With Redis, a failure is answered once counted there: the next attempt, on any gateway, sees its lock.
+      return counted instanceof Promise ? counted.then(() => answer) : answer;
     };
     if (typeof verdict === 'boolean') return outcome(verdict);
-    return verdict.then(outcome, (err): AuthOutcome => (err instanceof HashPoolBusyError ? BUSY : outcome(false)));
+    return verdict.then(outcome, (err): AuthOutcome | Promise<AuthOutcome> => (err instanceof HashPoolBusyError ? BUSY : outcome(false)));
   }
 
   function authenticateBearer(token: string): AuthOutcome | Promise<AuthOutcome> {

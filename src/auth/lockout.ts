@@ -5,6 +5,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
+import type { SharedState } from '../state/redis-state.ts';
 
 /** The lockout section of the configuration (durations in ms). */
 type LockoutOptions = Omit<Config['lockout'], 'enabled'>;
@@ -44,14 +45,36 @@ export class Lockout {
   /** Told of each lockout as it starts (the audit log). */
   onLock?: (scope: LockScope, ip: string, user: string, lockedForMs: number) => void;
 
-  constructor(private readonly options: LockoutOptions, private readonly logger: Logger) {
+  /**
+   * With state.redis: failures are counted and locks kept in Redis, so a lockout earned on one gateway
+   * holds on all. Only attempts that are about to be hashed ask Redis (a cached credential never does);
+   * a lock heard of is also kept here, so this gateway refuses it without asking again. While Redis is
+   * unreachable this gateway counts alone, as without it.
+   */
+  constructor(private readonly options: LockoutOptions, private readonly logger: Logger, private readonly shared?: SharedState) {
     this.users = new LRUCache({ max: options.maxEntries });
     this.ips = new LRUCache({ max: options.maxEntries });
     this.knownIps = options.knownIpTtl > 0 ? new LRUCache({ max: options.maxEntries, ttl: options.knownIpTtl }) : undefined;
   }
 
   /** The lock that refuses this attempt, or undefined if it may be verified. */
-  lockFor(ip: string, user: string): Lock | undefined {
+  lockFor(ip: string, user: string): Lock | undefined | Promise<Lock | undefined> {
+    const local = this.localLockFor(ip, user);
+    const shared = this.shared;
+    if (local || !shared?.isReachable) return local;
+    return shared.client.multi().pttl(shared.key('lock', 'ip', ip)).pttl(shared.key('lock', 'user', user)).exec().then((replies) => {
+      const [ipMs, userMs] = (replies ?? []).map(([err, ms]) => (err ? 0 : Math.max(0, Number(ms))));
+      const now = Date.now();
+      if (ipMs) this.mirror(this.ips, ip, now, ipMs);
+      if (userMs) this.mirror(this.users, user, now, userMs);
+      return this.localLockFor(ip, user);
+    }, (err: unknown) => {
+      shared.failed(err);
+      return undefined;
+    });
+  }
+
+  private localLockFor(ip: string, user: string): Lock | undefined {
     const now = Date.now();
     const ipLockedFor = lockedFor(this.ips.get(ip), now);
     if (ipLockedFor > 0) return { scope: 'ip', retryAfterMs: ipLockedFor, message: `too many failed sign-ins from this address (${ip}); try again in ${inWords(ipLockedFor)}` };
@@ -62,7 +85,26 @@ export class Lockout {
     return undefined;
   }
 
-  recordFailure(ip: string, user: string): void {
+  /** With Redis, resolves once Redis has counted it (so the next attempt anywhere sees any lock it started). */
+  recordFailure(ip: string, user: string): void | Promise<void> {
+    const shared = this.shared;
+    if (shared?.isReachable) {
+      const { window, backoff, backoffMax, maxIpFailures, maxUserFailures } = this.options;
+      const count = (scope: LockScope, key: string, threshold: number) => shared.client.eval(FAIL_SCRIPT, 3,
+        shared.key('fail', scope, key), shared.key('lock', scope, key), shared.key('last', scope, key), threshold, window, backoff, backoffMax);
+      return Promise.all([count('ip', ip, maxIpFailures), count('user', user, maxUserFailures)]).then(([ipMs, userMs]) => {
+        const now = Date.now();
+        if (Number(ipMs) > 0) this.lockStarted(this.ips, 'ip', ip, user, now, Number(ipMs), undefined);
+        if (Number(userMs) > 0) this.lockStarted(this.users, 'user', ip, user, now, Number(userMs), undefined);
+      }, (err: unknown) => {
+        shared.failed(err);
+        this.recordFailureLocally(ip, user);
+      });
+    }
+    this.recordFailureLocally(ip, user);
+  }
+
+  private recordFailureLocally(ip: string, user: string): void {
     const now = Date.now();
     this.fail(this.ips, ip, this.options.maxIpFailures, 'ip', ip, user, now);
     this.fail(this.users, user, this.options.maxUserFailures, 'user', ip, user, now);
@@ -72,6 +114,16 @@ export class Lockout {
   recordSuccess(ip: string, user: string): void {
     this.users.delete(user);
     this.knownIps?.set(knownKey(user, ip), true);
+    const shared = this.shared;
+    // The user's count restarts everywhere; a lock already running stays (other gateways do not know this IP).
+    if (shared?.isReachable) shared.client.del(shared.key('fail', 'user', user), shared.key('last', 'user', user)).catch((err: unknown) => shared.failed(err));
+  }
+
+  /** A lock Redis told of, kept here until it ends. */
+  private mirror(tallies: LRUCache<string, Tally>, key: string, now: number, lockMs: number): void {
+    const tally = tallies.get(key) ?? { failures: [], lockedUntil: 0, lastLockMs: 0 };
+    tally.lockedUntil = Math.max(tally.lockedUntil, now + lockMs);
+    tallies.set(key, tally);
   }
 
   private fail(tallies: LRUCache<string, Tally>, key: string, threshold: number, scope: LockScope, ip: string, user: string, now: number): void {
@@ -85,15 +137,24 @@ export class Lockout {
     const relapse = tally.lastLockMs > 0;
     if (relapse || tally.failures.length >= threshold) {
       const lockMs = relapse ? Math.min(tally.lastLockMs * 2, this.options.backoffMax) : this.options.backoff;
-      this.logger.warn({
-        scope, ip, user, failures: tally.failures.length, lockedForMs: lockMs, until: new Date(now + lockMs).toISOString(),
-      }, scope === 'ip' ? 'sign-in lockout started: too many failed sign-ins from one address' : 'sign-in lockout started: too many failed sign-ins for one user');
-      this.started[scope]++;
-      this.onLock?.(scope, ip, user, lockMs);
-      tally.lockedUntil = now + lockMs;
-      tally.lastLockMs = lockMs;
-      tally.failures = [];
+      this.lockStarted(tallies, scope, ip, user, now, lockMs, tally);
+      return;
     }
+    tallies.set(key, tally);
+  }
+
+  /** A lockout starts (counted here or in Redis): logged, counted, told, and kept in the local tally. */
+  private lockStarted(tallies: LRUCache<string, Tally>, scope: LockScope, ip: string, user: string, now: number, lockMs: number, counted: Tally | undefined): void {
+    this.logger.warn({
+      scope, ip, user, failures: counted?.failures.length, shared: counted ? undefined : true, lockedForMs: lockMs, until: new Date(now + lockMs).toISOString(),
+    }, scope === 'ip' ? 'sign-in lockout started: too many failed sign-ins from one address' : 'sign-in lockout started: too many failed sign-ins for one user');
+    this.started[scope]++;
+    this.onLock?.(scope, ip, user, lockMs);
+    const key = scope === 'ip' ? ip : user;
+    const tally = counted ?? tallies.get(key) ?? { failures: [], lockedUntil: 0, lastLockMs: 0 };
+    tally.lockedUntil = now + lockMs;
+    tally.lastLockMs = lockMs;
+    tally.failures = [];
     tallies.set(key, tally);
   }
 
@@ -102,6 +163,27 @@ export class Lockout {
     return now - Math.max(tally.failures.at(-1) ?? 0, tally.lockedUntil) > this.options.window;
   }
 }
+
+/**
+ * One failure counted in Redis (KEYS: failures, lock, last lock length; ARGV: threshold, window,
+ * backoff, backoffMax). Returns the new lock's length in ms, 0 for no lock, -1 if already locked (an
+ * attempt that was in flight: it neither counts nor extends the lock). Every key expires.
+ */
+const FAIL_SCRIPT = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if last > 0 or n >= tonumber(ARGV[1]) then
+  local ms = tonumber(ARGV[3])
+  if last > 0 then ms = math.min(last * 2, tonumber(ARGV[4])) end
+  redis.call('SET', KEYS[2], '1', 'PX', ms)
+  redis.call('SET', KEYS[3], ms, 'PX', ms + tonumber(ARGV[2]))
+  redis.call('DEL', KEYS[1])
+  return ms
+end
+return 0
+`;
 
 function lockedFor(tally: Tally | undefined, now: number): number {
   return tally ? Math.max(0, tally.lockedUntil - now) : 0;

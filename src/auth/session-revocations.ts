@@ -4,6 +4,7 @@ import { open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/pro
 import { dirname } from 'node:path';
 import { snapshotFile, watchFileChanges } from '../config/watch-file.ts';
 import type { Logger } from '../log/logger.ts';
+import type { SharedState } from '../state/redis-state.ts';
 
 interface SessionRevocationsOptions {
   /** JSON file of refused session ids, shared by every gateway that uses the same config directory. */
@@ -30,7 +31,12 @@ export class SessionRevocations {
   private stopWatching: (() => void) | undefined;
   private writing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly options: SessionRevocationsOptions, private readonly logger: Logger) {}
+  /**
+   * With state.redis, a sign-out is also written to Redis (expiring with the session) before it is
+   * answered, and `sharedCheck` asks Redis on every cookie request: no cached "not signed out", so the
+   * next request on any gateway after a sign-out returns is refused. Redis unreachable: refused.
+   */
+  constructor(private readonly options: SessionRevocationsOptions, private readonly logger: Logger, private readonly shared?: SharedState) {}
 
   /** Reads the file now (a missing file is an empty list) and follows its changes. */
   start(): void {
@@ -64,7 +70,32 @@ export class SessionRevocations {
     this.revoked.set(sessionId, Math.max(expiresAtSeconds, this.revoked.get(sessionId) ?? 0));
     const write = this.writing.then(() => this.persist());
     this.writing = write.catch(() => undefined);
-    return write;
+    const shared = this.shared;
+    if (!shared) return write;
+    const ttlMs = Math.max(1000, expiresAtSeconds * 1000 - Date.now());
+    const written = shared.client.set(shared.key('session-revoked', sessionId), '1', 'PX', ttlMs).then(() => undefined, (err: unknown) => {
+      shared.failed(err);
+      throw new Error(`the shared state store (Redis) is unreachable, so other gateways may accept this session again once it is back: ${shared.problem}`);
+    });
+    return Promise.all([write, written]).then(() => undefined);
+  }
+
+  /**
+   * Without Redis: undefined (`has` says all). With it: resolves to why the session is refused (signed
+   * out on another gateway, or Redis unreachable: cookie sessions fail closed), or undefined if it is not.
+   */
+  sharedCheck(sessionId: string): Promise<{ reason: string; unavailable?: boolean } | undefined> | undefined {
+    const shared = this.shared;
+    if (!shared) return undefined;
+    if (!shared.isReachable) return Promise.resolve(unreachable(shared));
+    return shared.client.exists(shared.key('session-revoked', sessionId)).then((found) => {
+      if (!found) return undefined;
+      this.revoked.set(sessionId, Math.ceil(Date.now() / 1000) + 60);
+      return { reason: 'session signed out' };
+    }, (err: unknown) => {
+      shared.failed(err);
+      return unreachable(shared);
+    });
   }
 
   /** Entries only ever join: an id is forgotten once expired, never because another copy lacked it. */
@@ -141,4 +172,8 @@ export class SessionRevocations {
       }
     }
   }
+}
+
+function unreachable(shared: SharedState): { reason: string; unavailable: true } {
+  return { unavailable: true, reason: `the shared state store (Redis) is unreachable, so sign-outs on other gateways cannot be checked; sign in again later, or use HTTP Basic or a token (${shared.problem})` };
 }

@@ -90,6 +90,15 @@ export function createSessionStep(options: SessionStepOptions): SessionStep {
   }
 
   function accepted(req: IncomingMessage, ctx: RequestContext, cookie: string, verdict: SessionVerdict, secure: boolean, origin: string | undefined): Authentication | Promise<Authentication> {
+    if (!verdict.ok && verdict.unavailable) {
+      // state.redis unreachable: the cookie is kept (it works again once Redis is back); Basic and tokens still work.
+      logger.info({ reqId: ctx.id, reason: verdict.reason }, 'session cookie refused: shared state store unreachable');
+      if (req.headers.authorization !== undefined) {
+        const outcome = authenticator.authenticate(req);
+        return 'then' in outcome ? outcome.then(authenticationOf) : authenticationOf(outcome);
+      }
+      return { ok: false, error: { status: 401, code: 'UNAUTHENTICATED', message: `session cookie refused: ${verdict.reason}`, challenge: false } };
+    }
     if (!verdict.ok) {
       logger.debug({ reqId: ctx.id, reason: verdict.reason }, 'session cookie refused');
       ctx.setCookie = sessions.clearCookie(secure);

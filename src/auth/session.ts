@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.ts';
 import { ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import type { Logger } from '../log/logger.ts';
 import { formToken, verifyFormToken } from './csrf.ts';
+import type { SharedState } from '../state/redis-state.ts';
 import { SessionRevocations } from './session-revocations.ts';
 
 /** One browser sign-in, as carried by the session cookie. Times are seconds since the epoch. */
@@ -33,7 +34,8 @@ interface IssuedCookie {
   value: string;
 }
 
-export type SessionVerdict = { ok: true; session: Session } | { ok: false; reason: string };
+/** `unavailable`: refused only because the shared state store (state.redis) cannot be asked. */
+export type SessionVerdict = { ok: true; session: Session } | { ok: false; reason: string; unavailable?: boolean };
 
 /** The users file as sessions see it: a user's session ends when their line is removed or changed. */
 interface UserDirectory {
@@ -46,6 +48,8 @@ type ExternalSessionCheck = (source: string, user: string) => { ok: true } | { o
 interface SessionManagerOptions {
   config: Config['session'];
   watchIntervalMs: number;
+  /** state.redis: sign-outs shared with the other gateways. */
+  shared?: SharedState;
 }
 
 const ISSUER = 'mlgate';
@@ -104,7 +108,7 @@ export class SessionManager {
   constructor(private readonly options: SessionManagerOptions, private readonly users: UserDirectory, private readonly logger: Logger) {
     this.idleTimeoutMs = options.config.idleTimeout;
     this.absoluteTimeoutMs = options.config.absoluteTimeout;
-    this.revocations = new SessionRevocations({ path: options.config.revocationsFile, watchIntervalMs: options.watchIntervalMs }, logger);
+    this.revocations = new SessionRevocations({ path: options.config.revocationsFile, watchIntervalMs: options.watchIntervalMs }, logger, options.shared);
   }
 
   /** Loads (or on first start generates) the key, reads the ended sessions, and follows both files. */
@@ -182,15 +186,22 @@ export class SessionManager {
     if (known) {
       const verdict = this.stillValid(known);
       if (!verdict.ok) this.verified.delete(cacheKey);
-      return verdict;
+      return this.sharedCheck(verdict);
     }
     const generation = this.generation;
     return this.verifySignature(value).then((verified) => {
       if ('reason' in verified) return { ok: false, reason: verified.reason };
       const verdict = this.stillValid(verified);
       if (verdict.ok && generation === this.generation) this.verified.set(cacheKey, verified);
-      return verdict;
+      return this.sharedCheck(verdict);
     });
+  }
+
+  /** With state.redis: a valid session is also asked about in Redis (signed out on another gateway?). */
+  private sharedCheck(verdict: SessionVerdict): SessionVerdict | Promise<SessionVerdict> {
+    if (!verdict.ok) return verdict;
+    const shared = this.revocations.sharedCheck(verdict.session.id);
+    return shared ? shared.then((refusal) => (refusal === undefined ? verdict : { ok: false, ...refusal })) : verdict;
   }
 
   /**

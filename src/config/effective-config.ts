@@ -23,7 +23,9 @@ export function effectiveConfigYaml(config: Config, schema: z.ZodType = configSc
   const printable = structuredClone(config) as unknown as Record<string, unknown>;
   for (const path of leafPaths(schema)) {
     if (unwrap(schemaAt(schema, path)!) !== duration) continue;
-    const parent = path.slice(0, -1).reduce<Record<string, unknown>>((node, key) => node[key] as Record<string, unknown>, printable);
+    // An optional section left out (state.redis) has no parent to print.
+    const parent = path.slice(0, -1).reduce<Record<string, unknown> | undefined>((node, key) => node?.[key] as Record<string, unknown> | undefined, printable);
+    if (!parent) continue;
     const ms = parent[path.at(-1)!];
     if (typeof ms === 'number') parent[path.at(-1)!] = formatDuration(ms);
   }

@@ -348,6 +348,21 @@ export const configSchema = z.strictObject({
     knownIpTtl: duration.prefault('7d'),
     maxEntries: z.number().int().min(100).default(10_000),
   }).superRefine(lockoutDurationsFit, { when: () => true }).prefault({}),
+  /**
+   * State shared by several gateways (docs/operations.md "Several gateways: shared state in Redis"):
+   * lockouts and session sign-outs. Absent: each gateway keeps its own, as on a single host.
+   */
+  state: z.strictObject({
+    redis: z.strictObject({
+      url: z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// (TLS) URL, e.g. redis://10.0.0.5:6379/0')
+        .refine((url) => !/^rediss?:\/\/[^/@]*:[^/@]*@/.test(url), 'must not hold a password (`config check` prints it): use state.redis.password or MLGATE_STATE_REDIS_PASSWORD'),
+      /** The AUTH password (also MLGATE_STATE_REDIS_PASSWORD); a password in the URL works too. */
+      password: secret(z.string().min(1)).optional(),
+      keyPrefix: z.string().min(1).max(64).default('mlgate:'),
+      /** How long one command may take before Redis counts as unreachable. */
+      timeout: duration.prefault('1s'),
+    }).optional(),
+  }).prefault({}),
   authz: z.strictObject({
     policyFile: z.string().min(1).default('config/policy.yaml'),
     allowUnknownRoutes: z.boolean().default(false),

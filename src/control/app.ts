@@ -29,6 +29,12 @@ interface ControlDependencies {
    * when it is newer. Asked only for an admin, so anonymous probes cost MLflow nothing more.
    */
   mlflow?(): Promise<{ version: string | null; workspaces: boolean | null; newestKnown: string; warning?: string; problem?: string }>;
+  /**
+   * state.redis's health (absent: not configured). Unreachable makes /-/readyz "degraded", still 200:
+   * every gateway shares the one Redis, so 503 would take them all out of the load balancer at once,
+   * while each still serves Basic and tokens (only cookie sessions are refused).
+   */
+  sharedState?(): { reachable: boolean; problem?: string };
   version: string;
   logger: Logger;
   /** Browser sign-in and sign-out (session.enabled); without it /-/login and /-/logout are 404s. */
@@ -62,9 +68,11 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
       c.req.header('authorization') !== undefined && deps.isAdminRequest ? deps.isAdminRequest(c.env.incoming) : false,
     ]);
     const counts = { upstreams: upstreams?.total ?? 1, answering: upstreams?.answering ?? (ready ? 1 : 0) };
-    const status = ready ? 'ready' : 'unavailable';
+    const shared = deps.sharedState?.();
+    const status = !ready ? 'unavailable' : shared && !shared.reachable ? 'degraded' : 'ready';
     if (!admin) return c.json({ status, ...counts }, ready ? 200 : 503);
-    return c.json({ status, ...counts, upstream: detail, routes, mlflow: await deps.mlflow?.() }, ready ? 200 : 503);
+    const stateStore = shared && { redis: shared.reachable ? 'reachable' : 'unreachable', problem: shared.problem };
+    return c.json({ status, ...counts, upstream: detail, routes, mlflow: await deps.mlflow?.(), stateStore }, ready ? 200 : 503);
   });
 
   app.get('/-/whoami', (c) => {

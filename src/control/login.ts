@@ -162,7 +162,7 @@ export function registerSignInRoutes(app: Hono<Env>, deps: SignInDependencies): 
       try {
         await sessions.revoke(current);
       } catch (err) {
-        logger.error({ reqId: ctx?.id, err }, 'could not save the ended session to session.revocationsFile; only this process refuses it');
+        logger.error({ reqId: ctx?.id, err }, 'could not save the ended session everywhere (session.revocationsFile, or state.redis); it may be accepted elsewhere');
       }
       logger.info({ reqId: ctx?.id, ip: ctx?.clientIp, user: current.user, session: current.id, provider: current.source }, 'signed out');
       noteAudit(ctx, { event: 'sign-out', session: current.id, provider: current.source });

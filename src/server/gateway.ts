@@ -14,6 +14,7 @@ import { createJwtVerifier } from '../auth/jwt.ts';
 import { createOidcProviders, providerBearerTokens } from '../auth/oidc.ts';
 import { ProviderRefresh } from '../auth/oidc-refresh.ts';
 import { Lockout } from '../auth/lockout.ts';
+import { SharedState } from '../state/redis-state.ts';
 import { PasswordChecker } from '../auth/password-checker.ts';
 import { SessionManager } from '../auth/session.ts';
 import { createSessionStep } from '../auth/session-step.ts';
@@ -111,7 +112,10 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     ? new ApiTokenStore({ path: config.tokens.file, watchIntervalMs: config.watchInterval, userExists: (user) => store.hashOf(user) !== undefined }, logger)
     : undefined;
   apiTokens?.start();
-  const lockout = config.lockout.enabled ? new Lockout(config.lockout, logger) : undefined;
+  // state.redis (docs/operations.md "Several gateways"): no connection at all without it.
+  const shared = config.state.redis ? new SharedState(config.state.redis, logger) : undefined;
+  await shared?.waitReady(Math.max(config.state.redis?.timeout ?? 0, 1000));
+  const lockout = config.lockout.enabled ? new Lockout(config.lockout, logger, shared) : undefined;
   // The audit log (docs/operations.md): lockouts as they start, policy versions as they come into force.
   const audit = createAuditLog(config.audit, logger);
   if (audit && lockout) lockout.onLock = (scope, ip, user, lockedForMs) => audit.record({ event: 'lockout', scope, lockedUser: user, lockedForMs }, { ip });
@@ -169,7 +173,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   });
   policy.start();
   logger.info(describePolicy(policy.current(), config.authz.policyFile), 'policy loaded');
-  const sessions = config.session.enabled ? new SessionManager({ config: config.session, watchIntervalMs: config.watchInterval }, store, logger) : undefined;
+  const sessions = config.session.enabled ? new SessionManager({ config: config.session, watchIntervalMs: config.watchInterval, shared }, store, logger) : undefined;
   if (sessions) sessions.externalCheck = (source, user) => {
     const provider = oidcProviders.get(source);
     if (!provider) return { ok: false, reason: `identity provider ${source} is no longer configured` };
@@ -231,6 +235,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const control = createControlApp({
     upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []),
     isAdminRequest,
+    sharedState: shared && (() => ({ reachable: shared.isReachable, problem: shared.problem || undefined })),
     mlflow: async () => mlflowReadiness(await serverInfo.facts(), config.authz.allowUnknownRoutes),
     version: VERSION, logger, signIn, oidc, permissions,
     metrics: metrics && ((req) => metrics.scrape(req, metricsCaller)),
@@ -345,6 +350,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         store.stop();
         await refresh?.stop();
         sessions?.stop();
+        shared?.stop();
         await apiTokens?.stop();
         for (const forwarder of forwarders.values()) forwarder.close();
         policy.stop();
