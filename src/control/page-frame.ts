@@ -26,6 +26,28 @@ export function pageStyle(layoutRules: string): string {
   return `${THEME_BEFORE}\n${layoutRules.trim()}\n${THEME_AFTER}`;
 }
 
+/** The management pages' (/-/permissions, /-/tokens) layout: sections, tables, forms; `ownRules` after it. */
+const MANAGEMENT_RULES = `
+main{max-width:52rem;margin:2rem auto;padding:0 1rem}
+h1{font-size:1.5rem;margin:0 0 .5rem}
+h2{font-size:1.2rem;margin:2rem 0 .5rem}
+section{background:var(--panel);border-radius:.5rem;padding:1rem;margin:0 0 1rem}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:middle;overflow-wrap:anywhere}
+td form{margin:0}
+fieldset{border:1px solid var(--line);border-radius:.25rem;margin:.75rem 0 0;padding:.5rem .75rem .75rem;display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-end}
+legend{font-weight:600;padding:0 .25rem}
+label{display:block;font-weight:600;font-size:.875rem}
+input,select{font:inherit;padding:.35rem .5rem;border:1px solid var(--line);border-radius:.25rem;background:var(--bg);color:var(--fg)}
+button{font:inherit;font-weight:600;padding:.35rem .9rem;border:0;border-radius:.25rem;background:var(--accent);color:#fff;cursor:pointer}
+button.secondary{background:transparent;color:var(--accent);border:1px solid var(--accent)}
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+`;
+
+export function managementPageStyle(ownRules: string): string {
+  return pageStyle(`${MANAGEMENT_RULES.trim()}\n${ownRules.trim()}`);
+}
+
 const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
 
 /** Forms post only here, the page is never framed or cached, and only this style (and script) apply. */

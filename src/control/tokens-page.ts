@@ -3,25 +3,11 @@
 // assets, no script), usable with a keyboard and a screen reader; every button is a plain form POST.
 import { formatDuration } from '../config/schema.ts';
 import { escapeHtml } from '../http/errors.ts';
-import { htmlPage, pageHeaders, pageStyle } from './page-frame.ts';
+import { htmlPage, managementPageStyle, pageHeaders } from './page-frame.ts';
 
-const STYLE = pageStyle(`
-main{max-width:52rem;margin:2rem auto;padding:0 1rem}
-h1{font-size:1.5rem;margin:0 0 .5rem}
-h2{font-size:1.2rem;margin:2rem 0 .5rem}
-section{background:var(--panel);border-radius:.5rem;padding:1rem;margin:0 0 1rem}
-table{border-collapse:collapse;width:100%;margin:.5rem 0}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:middle;overflow-wrap:anywhere}
-td form{margin:0}
-fieldset{border:1px solid var(--line);border-radius:.25rem;margin:.75rem 0 0;padding:.5rem .75rem .75rem;display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-end}
-legend{font-weight:600;padding:0 .25rem}
-label{display:block;font-weight:600;font-size:.875rem}
-input,select{font:inherit;padding:.35rem .5rem;border:1px solid var(--line);border-radius:.25rem;background:var(--bg);color:var(--fg)}
+const STYLE = managementPageStyle(`
 input.token{width:100%;font-family:ui-monospace,monospace}
 pre{background:var(--bg);border:1px solid var(--line);border-radius:.25rem;padding:.5rem;overflow-x:auto}
-button{font:inherit;font-weight:600;padding:.35rem .9rem;border:0;border-radius:.25rem;background:var(--accent);color:#fff;cursor:pointer}
-button.secondary{background:transparent;color:var(--accent);border:1px solid var(--accent)}
-.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 `);
 
 /** Nothing loads from anywhere, no script runs, forms post only here, never framed or cached. */
