@@ -3,9 +3,10 @@
 // checksum, so secret scanners can find leaked ones and typos are told apart from revoked tokens.
 // Only its SHA-256 is stored: for a 256-bit random secret a slow hash adds nothing, and a lookup by
 // hash keeps the request path at one hash and one map lookup.
+import { lockFile } from '../config/file-lock.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { readFileText, ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import type { Logger } from '../log/logger.ts';
@@ -200,26 +201,14 @@ const LOCK_WAIT_MS = 5_000;
 async function whileLocked<T>(path: string, edit: () => Promise<T>): Promise<T> {
   const lock = `${path}.lock`;
   await mkdir(dirname(path), { recursive: true });
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      await (await open(lock, 'wx', 0o600)).close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
-        await rm(lock, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`${lock} is held by another edit of the tokens file; if no mlgate command or gateway is editing it, remove it. Nothing was changed`);
-      await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 20));
-    }
-  }
+  const release = await lockFile(lock, {
+    staleMs: STALE_LOCK_MS, waitMs: LOCK_WAIT_MS,
+    heldMessage: `${lock} is held by another edit of the tokens file; if no mlgate command or gateway is editing it, remove it. Nothing was changed`,
+  });
   try {
     return await edit();
   } finally {
-    await rm(lock, { force: true });
+    await release();
   }
 }
 

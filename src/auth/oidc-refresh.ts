@@ -5,9 +5,10 @@
 // longer passes requiredGroups / allowedDomains, ends that user's sessions from the provider and
 // removes their tokens; changed groups are written onto their tokens (and sessions that lost a
 // group end). A provider that does not answer changes nothing: the next interval tries again.
+import { lockFile } from '../config/file-lock.ts';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.ts';
 import { editProviderUserTokens } from './api-tokens.ts';
@@ -264,7 +265,7 @@ export class ProviderRefresh {
   private async edit(change: (entries: RefreshEntry[]) => void | Promise<void>): Promise<void> {
     const { path } = this.options;
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    const release = await lock(`${path}.lock`);
+    const release = await lockFile(`${path}.lock`, { staleMs: STALE_LOCK_MS, waitMs: LOCK_WAIT_MS, heldMessage: `${path}.lock is held by another edit of the refresh tokens file; if no gateway is editing it, remove it` });
     try {
       const entries = await this.read();
       await change(entries);
@@ -283,21 +284,3 @@ function isEntry(value: unknown): value is RefreshEntry {
     && Array.isArray(entry.groups) && typeof entry.token === 'string' && typeof entry.expires === 'string' && typeof entry.signedIn === 'string' && Array.isArray(entry.sessions);
 }
 
-async function lock(path: string): Promise<() => Promise<void>> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      await (await open(path, 'wx', 0o600)).close();
-      return () => rm(path, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const held = statSync(path, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
-        await rm(path, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`${path} is held by another edit of the refresh tokens file; if no gateway is editing it, remove it`);
-      await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 20));
-    }
-  }
-}

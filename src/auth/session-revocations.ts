@@ -1,6 +1,7 @@
+import { lockFile } from '../config/file-lock.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { snapshotFile, watchFileChanges } from '../config/watch-file.ts';
 import type { Logger } from '../log/logger.ts';
@@ -153,24 +154,12 @@ export class SessionRevocations {
     }
   }
 
-  private async lock(): Promise<() => Promise<void>> {
+  private lock(): Promise<() => Promise<void>> {
     const lockPath = `${this.options.path}.lock`;
-    for (;;) {
-      try {
-        const handle = await open(lockPath, 'wx', 0o600);
-        await handle.close();
-        return () => unlink(lockPath).catch(() => undefined);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const held = await stat(lockPath).catch(() => undefined);
-        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
-          this.logger.warn({ file: lockPath }, 'removing a stale session revocations lock');
-          await unlink(lockPath).catch(() => undefined);
-        } else {
-          await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
-        }
-      }
-    }
+    return lockFile(lockPath, {
+      staleMs: STALE_LOCK_MS, retryMs: LOCK_RETRY_MS,
+      onStale: () => this.logger.warn({ file: lockPath }, 'removing a stale session revocations lock'),
+    });
   }
 }
 
