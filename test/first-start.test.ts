@@ -105,7 +105,7 @@ describe('first start with no configuration at all', () => {
   it('uses the embedded defaults: TLS on 0.0.0.0:8888 in front of http://127.0.0.1:5000', async () => {
     const { config, file } = loadConfig({ env: {}, cwd: dir });
     expect(file).toBeUndefined();
-    expect(config).toMatchObject({ host: '0.0.0.0', port: 8888, upstream: 'http://127.0.0.1:5000', tls: { enabled: true, selfSignedDir: 'certs' }, auth: { htpasswd: 'config/htpasswd' } });
+    expect(config).toMatchObject({ host: '0.0.0.0', port: 8888, upstream: ['http://127.0.0.1:5000'], tls: { enabled: true, selfSignedDir: 'certs' }, auth: { htpasswd: 'config/htpasswd' } });
 
     const listening = jsonLogLines(cli.output().stdout).find((line) => line.msg === 'mlgate listening')!;
     expect(listening).toMatchObject({ upstream: 'http://127.0.0.1:5000', tls: true, users: 1 });

@@ -96,7 +96,7 @@ describe('/-/metrics counts a known sequence of requests', () => {
     expect(after.get('mlgate_lockouts_total{scope="user"}')).toBe(1);
     expect(after.get('mlgate_lockouts_total{scope="ip"}')).toBe(0);
     expect(after.get('mlgate_websocket_tunnels')).toBe(0);
-    expect(after.get('mlgate_upstream_up{upstream="mlflow"}')).toBe(1);
+    expect(after.get(`mlgate_upstream_up{upstream="${upstream.url}"}`)).toBe(1);
     expect(after.get('mlgate_request_duration_seconds_count{family="experiments"}')).toBe(3);
     expect(after.get('mlgate_upstream_duration_seconds_count{family="experiments"}')).toBe(3);
     expect(after.get('mlgate_request_duration_seconds_bucket{family="experiments",le="+Inf"}')).toBe(3);
@@ -127,7 +127,7 @@ describe('who may scrape', () => {
     const off = await startTestGateway({ upstream: upstream.url, users: USERS, config: { metrics: { enabled: false } } });
     try {
       const scraped = await scrape(open, {});
-      expect(scraped.get('mlgate_upstream_up{upstream="mlflow"}')).toBe(1);
+      expect(scraped.get(`mlgate_upstream_up{upstream="${upstream.url}"}`)).toBe(1);
       // One registry per gateway: the other gateway's requests are not in this one.
       expect(scraped.get('mlgate_requests_total{family="experiments",method="GET",status="200"}')).toBeUndefined();
       expect((await off.request('/-/metrics', { headers: { authorization: ADMIN } })).status).toBe(404);

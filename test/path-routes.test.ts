@@ -312,7 +312,7 @@ describe('routes in the configuration file', () => {
   it('loads the notebook-host recipe (config/notebook-host.example.yaml) as docs/jupyter.md describes it', () => {
     const configPath = fileURLToPath(new URL('../config/notebook-host.example.yaml', import.meta.url));
     const { config } = loadConfig({ configPath, env: { JUPYTER_TOKEN: 'abc123' }, cwd: dir });
-    expect(compileRoutes(config).map(({ path, upstream, stripPrefix, mlflow, allow, headers }) => ({ path, upstream: upstream.origin, stripPrefix, mlflow, allow, headers }))).toEqual([
+    expect(compileRoutes(config).map(({ path, upstreams, stripPrefix, mlflow, allow, headers }) => ({ path, upstream: upstreams[0]!.origin, stripPrefix, mlflow, allow, headers }))).toEqual([
       { path: '/mlflow', upstream: 'http://127.0.0.1:5000', stripPrefix: true, mlflow: true, allow: ['*'], headers: [] },
       { path: '/', upstream: 'http://127.0.0.1:8889', stripPrefix: false, mlflow: false, allow: ['admin', '@data-science'], headers: [['authorization', 'token abc123']] },
     ]);

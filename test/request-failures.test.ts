@@ -25,6 +25,7 @@ import { GatewayRequest } from '../src/context/request-context.ts';
 import { compileRoutes } from '../src/context/upstream-routes.ts';
 import { createControlApp } from '../src/control/app.ts';
 import { createLogger } from '../src/log/logger.ts';
+import { UpstreamPool } from '../src/proxy/upstream-pool.ts';
 import { createForwarder } from '../src/proxy/forwarder.ts';
 import { WebSocketTunnels } from '../src/proxy/websocket-tunnels.ts';
 import { createConnectionGuard } from '../src/server/connection-guard.ts';
@@ -100,7 +101,7 @@ describe('a bug in the request path costs that one request a 500 (pipeline with 
     const routes = compileRoutes(config);
     const tunnels = new WebSocketTunnels(logger);
     const forwarders = new Map(routes.map((route) => [route, createForwarder({
-      upstream: route.upstream,
+      pool: UpstreamPool.of(route.upstreams),
       timeoutMs: config.proxy.timeout,
       maxBodySize: config.proxy.maxBodySize,
       keepAliveSockets: config.proxy.keepAliveSockets,
@@ -112,7 +113,7 @@ describe('a bug in the request path costs that one request a 500 (pipeline with 
     const connections = createConnectionGuard(config.limits, proxies, logger);
     connections.attach(server);
     const slowRequests = createSlowRequestWatch(config.limits, logger);
-    const resolver = new Resolver({ upstream: new URL(config.upstream), cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
+    const resolver = new Resolver({ upstream: config.upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
     const authorizer = createAuthorizer({
       policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, maxLookupsPerRequest: config.authz.maxLookupsPerRequest,
       maxDecompressedBody: config.authz.maxDecompressedBody, bodyBudget: new BodyBudget(config.limits.checkedBodyBudget), logger,

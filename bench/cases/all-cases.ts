@@ -1,10 +1,11 @@
 // Every case, in the order they run. Cheap, steady cases first; the flood (which leaves hashing
-// work behind), idle-rss and slow-clients (which start their own gateways) last.
+// work behind), idle-rss, slow-clients and shared-state (which start their own gateways) last.
 import type { CaseName } from '../lib/options.ts';
 import { authzLogMetric } from './authz-log-metric.ts';
 import type { BenchCase } from './bench-case.ts';
 import { guessingFlood } from './guessing-flood.ts';
 import { idleRss } from './idle-rss.ts';
+import { sharedState } from './shared-state.ts';
 import { slowClients } from './slow-clients.ts';
 import { latencyOneConnection, smallBasic, smallBearer, smallNoauth } from './small-requests.ts';
 import { streamDown, streamUp } from './streaming.ts';
@@ -22,4 +23,5 @@ export const ALL_CASES: Record<CaseName, BenchCase> = {
   'guessing-flood': guessingFlood,
   'idle-rss': idleRss,
   'slow-clients': slowClients,
+  'shared-state': sharedState,
 };

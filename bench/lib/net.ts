@@ -20,6 +20,7 @@ export function freePort(): Promise<number> {
 
 interface Reply {
   status: number;
+  headers: http.IncomingHttpHeaders;
   body: string;
 }
 
@@ -32,7 +33,7 @@ export function request(url: string, options: { method?: string; headers?: Recor
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => { body += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in time`)));

@@ -23,6 +23,8 @@ interface MlgateOptions {
   workersAuto: boolean;
   /** The compiled CLI to run, when not this checkout's (--baseline: another revision's build). */
   main?: string;
+  /** More top-level keys of mlgate.yaml, as YAML lines (e.g. session: and state: for the shared-state case). */
+  extraConfig?: string[];
 }
 
 export interface Mlgate {
@@ -59,6 +61,7 @@ export async function startMlgate(ws: Workspace, options: MlgateOptions): Promis
   ];
   if (options.tls) lines.push('tls:', `  cert: ${JSON.stringify(ws.cert)}`, `  key: ${JSON.stringify(ws.key)}`);
   if (options.workersAuto) lines.push('workers: auto');
+  lines.push(...(options.extraConfig ?? []));
   await writeFile(configFile, `${lines.join('\n')}\n`);
 
   const accessLog = join(dir, 'access.log');

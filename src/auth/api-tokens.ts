@@ -2,7 +2,8 @@
 // MLFLOW_TRACKING_TOKEN. A token is "mlg_" + 43 base62 characters (32 random bytes) + a 6-character
 // checksum, so secret scanners can find leaked ones and typos are told apart from revoked tokens.
 // Only its SHA-256 is stored: for a 256-bit random secret a slow hash adds nothing, and a lookup by
-// hash keeps the request path at one hash and one map lookup.
+// hash keeps the request path at one hash and one map lookup (with state.redis: one hash and one
+// Redis GET, src/state/redis-tokens.ts).
 import { lockFile } from '../config/file-lock.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { readFileText, ReloadingFile, type FileReading } from '../config/reloadi
 import type { Logger } from '../log/logger.ts';
 import { writeFileAtomic } from './htpasswd-file.ts';
 import type { BearerVerdict, Principal } from './principal.ts';
+import type { SharedState } from '../state/redis-state.ts';
 
 export const TOKEN_PREFIX = 'mlg_';
 const SECRET_CHARS = 43; // 62^43 > 2^256
@@ -59,7 +61,7 @@ function checksum(secret: string): string {
   return base62(createHash('sha256').update(secret).digest().subarray(0, 4), CHECKSUM_CHARS);
 }
 
-function hashToken(token: string): string {
+export function hashToken(token: string): string {
   return `sha256:${createHash('sha256').update(token).digest('hex')}`;
 }
 
@@ -89,13 +91,14 @@ function lastUsedPath(tokensFile: string): string {
 
 // ---- the file -------------------------------------------------------------------------------
 
-interface ParsedTokenFile {
+/** Every token a store holds. */
+export interface TokenListing {
   records: TokenRecord[];
   /** Each names the entry ("tokens[2]") and what is wrong; never quotes a hash. */
   problems: string[];
 }
 
-function parseTokenFile(text: string): ParsedTokenFile {
+function parseTokenFile(text: string): TokenListing {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -109,7 +112,7 @@ function parseTokenFile(text: string): ParsedTokenFile {
   const problems: string[] = [];
   const ids = new Set<string>();
   data.tokens.forEach((entry: unknown, i) => {
-    const problem = recordProblem(entry);
+    const problem = tokenRecordProblem(entry);
     if (problem) return void problems.push(`tokens[${i}]: ${problem}`);
     const record = entry as TokenRecord;
     if (ids.has(record.id)) return void problems.push(`tokens[${i}]: id ${record.id} appears twice`);
@@ -124,7 +127,8 @@ function parseTokenFile(text: string): ParsedTokenFile {
   return { records, problems };
 }
 
-function recordProblem(entry: unknown): string | undefined {
+/** What is wrong with one stored token record, or undefined. */
+export function tokenRecordProblem(entry: unknown): string | undefined {
   if (!isRecord(entry)) return 'not an object';
   if (typeof entry.id !== 'string' || !ID.test(entry.id)) return 'id must be 12 hex digits';
   if (typeof entry.user !== 'string' || entry.user === '') return 'user must be a user name';
@@ -143,7 +147,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /** A missing file holds no tokens. */
-export async function readTokenFile(path: string): Promise<ParsedTokenFile> {
+export async function readTokenFile(path: string): Promise<TokenListing> {
   try {
     return parseTokenFile(await readFile(path, 'utf8'));
   } catch (err) {
@@ -165,7 +169,7 @@ async function readForEdit(path: string): Promise<TokenRecord[]> {
   return records;
 }
 
-interface IssueOptions {
+export interface IssueOptions {
   user: string;
   name: string;
   /** undefined: never expires. */
@@ -248,7 +252,7 @@ async function issueLocked(path: string, options: IssueOptions): Promise<{ token
  * The revoked token's record, or undefined (file untouched) if no token has that id (or none that
  * `may` allows: a user revoking their own).
  */
-export function revokeToken(path: string, id: string, may: (record: TokenRecord) => boolean = () => true): Promise<TokenRecord | undefined> {
+function revokeToken(path: string, id: string, may: (record: TokenRecord) => boolean = () => true): Promise<TokenRecord | undefined> {
   return whileLocked(path, async () => {
     const records = await readForEdit(path);
     const revoked = records.find((record) => record.id === id && may(record));
@@ -261,7 +265,7 @@ export function revokeToken(path: string, id: string, may: (record: TokenRecord)
  * The tokens an identity provider's user made (source and user match, external): their groups set
  * anew, or with `groups` undefined all removed (the provider dropped the user). How many there were.
  */
-export function editProviderUserTokens(path: string, source: string, user: string, groups: readonly string[] | undefined): Promise<number> {
+function editProviderUserTokens(path: string, source: string, user: string, groups: readonly string[] | undefined): Promise<number> {
   if (!existsSync(path)) return Promise.resolve(0);
   return whileLocked(path, async () => {
     const records = await readForEdit(path);
@@ -274,13 +278,59 @@ export function editProviderUserTokens(path: string, source: string, user: strin
 }
 
 /** Token id -> ISO time of last use, as the gateway last saved it. */
-export async function readLastUsed(tokensFile: string): Promise<Record<string, string>> {
+async function readLastUsed(tokensFile: string): Promise<Record<string, string>> {
   try {
     const data: unknown = JSON.parse(await readFile(lastUsedPath(tokensFile), 'utf8'));
     if (!isRecord(data)) return {};
     return Object.fromEntries(Object.entries(data).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
   } catch {
     return {}; // missing or damaged: it is only a convenience
+  }
+}
+
+// ---- where tokens are kept ------------------------------------------------------------------
+
+/**
+ * Where issued tokens are made, listed and revoked: tokens.file, or with state.redis the shared Redis
+ * (src/state/redis-tokens.ts). The gateway's pages, the CLI and identity-provider refreshes edit
+ * through this, so each works the same with either.
+ */
+export interface TokenStore {
+  /** For messages: "tokens.json", "the shared state store (Redis)". */
+  readonly where: string;
+  issue(options: IssueOptions): Promise<{ token: string; record: TokenRecord }>;
+  /** The revoked token's record, or undefined (nothing changed) if no token has that id that `may` allows. */
+  revoke(id: string, may?: (record: TokenRecord) => boolean): Promise<TokenRecord | undefined>;
+  list(): Promise<TokenListing>;
+  /** Token id -> ISO time of last use, as saved so far. */
+  lastUsed(): Promise<Record<string, string>>;
+  editProviderUserTokens(source: string, user: string, groups: readonly string[] | undefined): Promise<number>;
+}
+
+/** A store every gateway shares (src/state/redis-tokens.ts): asked on every request, nothing cached here. */
+export interface SharedTokenStore extends TokenStore {
+  lookup(hash: string): Promise<TokenRecord | undefined>;
+  noteUsed(id: string, at: number): Promise<unknown>;
+  /** Copies a tokens file in, each id only ever once. */
+  importFile(path: string): Promise<{ imported: number; problems: string[] }>;
+}
+
+export class TokenFileStore implements TokenStore {
+  constructor(readonly where: string) {}
+  issue(options: IssueOptions) {
+    return issueToken(this.where, options);
+  }
+  revoke(id: string, may?: (record: TokenRecord) => boolean) {
+    return revokeToken(this.where, id, may);
+  }
+  list() {
+    return readTokenFile(this.where);
+  }
+  lastUsed() {
+    return readLastUsed(this.where);
+  }
+  editProviderUserTokens(source: string, user: string, groups: readonly string[] | undefined) {
+    return editProviderUserTokens(this.where, source, user, groups);
   }
 }
 
@@ -304,7 +354,15 @@ interface ApiTokenStoreOptions {
   userExists(user: string): boolean;
   /** How often "last used" times are saved (at most); also saved on stop. */
   saveIntervalMs?: number;
+  /**
+   * state.redis: tokens live in Redis and every request asks it; tokens.file is imported once (each
+   * id only ever once) and then not read.
+   */
+  shared?: { tokens: SharedTokenStore; state: SharedState };
 }
+
+/** With Redis, a token's last use is written at most this often by one gateway. */
+const SHARED_LAST_USED_EVERY_MS = 60_000;
 
 const REFUSED = 'tokens file has errors; keeping the previous tokens until it is fixed';
 
@@ -318,6 +376,7 @@ interface ActiveToken {
  * The tokens of one file, looked up by hash and re-read whenever the file changes (so a revoke takes
  * effect within watchInterval). Last-use times are kept in memory and saved at most once a minute to
  * a file of their own, so the gateway never rewrites the tokens file and cannot undo a revoke.
+ * With state.redis, the gateway's view is Redis itself: no copy of the tokens is kept here.
  */
 export class ApiTokenStore {
   private byHash = new Map<string, ActiveToken>();
@@ -328,20 +387,56 @@ export class ApiTokenStore {
   private timer: NodeJS.Timeout | undefined;
   /** mtime, size and inode of the file as last read ('' when it was missing). */
   private versionRead = '';
+  /** With Redis: when this gateway last wrote each token's last use there. */
+  private readonly lastUseShared = new Map<string, number>();
+  private imported = false;
+  /** Where tokens are made, listed and revoked: the file, or Redis. */
+  readonly edits: TokenStore;
 
   constructor(private readonly options: ApiTokenStoreOptions, private readonly logger: Logger) {
     this.file = new ReloadingFile(options, { read: (initial) => this.read(initial), refused: REFUSED, apply: (records, initial) => this.apply(records, initial) }, logger);
+    this.edits = options.shared?.tokens ?? new TokenFileStore(options.path);
   }
 
   start(): void {
+    const { shared } = this.options;
+    if (shared) {
+      // Once Redis is first reachable (now, or when it comes): not at every reconnection, so that a
+      // Redis that lost its data does not get the file's tokens back behind the operator's back.
+      if (shared.state.client.status === 'ready') void this.importFile(shared);
+      else shared.state.client.once('ready', () => void this.importFile(shared));
+      this.timer = setInterval(() => this.forgetSharedWrites(), SHARED_LAST_USED_EVERY_MS).unref();
+      return;
+    }
     this.file.start();
     this.timer = setInterval(() => void this.saveLastUsed(), this.options.saveIntervalMs ?? 60_000).unref();
   }
 
   async stop(): Promise<void> {
-    this.file.stop();
     clearInterval(this.timer);
+    if (this.options.shared) return;
+    this.file.stop();
     await this.saveLastUsed();
+  }
+
+  private async importFile(shared: NonNullable<ApiTokenStoreOptions['shared']>): Promise<void> {
+    if (this.imported) return;
+    this.imported = true;
+    const file = this.options.path;
+    try {
+      const { imported, problems } = await shared.tokens.importFile(file);
+      for (const problem of problems) this.logger.warn({ file, problem }, 'tokens file: entry not imported into the shared state store (Redis)');
+      if (imported) this.logger.info({ file, imported }, 'imported API tokens from tokens.file into the shared state store (Redis); the file is not read while state.redis is set');
+    } catch (err) {
+      this.imported = false;
+      this.logger.error({ file, err }, 'could not import tokens.file into the shared state store (Redis); trying again when it is reachable again');
+      shared.state.client.once('ready', () => void this.importFile(shared));
+    }
+  }
+
+  private forgetSharedWrites(): void {
+    const before = Date.now() - SHARED_LAST_USED_EVERY_MS;
+    for (const [id, at] of this.lastUseShared) if (at <= before) this.lastUseShared.delete(id);
   }
 
   /**
@@ -350,7 +445,8 @@ export class ApiTokenStore {
    * moment `token issue` returns: so a miss first asks stat() whether the file changed (a few
    * microseconds, also under a flood of made-up tokens) and re-reads it only when it did.
    */
-  authenticate(token: string): BearerVerdict {
+  authenticate(token: string): BearerVerdict | Promise<BearerVerdict> {
+    if (this.options.shared) return this.authenticateShared(token, this.options.shared);
     const hash = hashToken(token);
     let active = this.byHash.get(hash);
     if (!active) {
@@ -359,18 +455,48 @@ export class ApiTokenStore {
       if (this.fileChanged() && this.file.reload(false)) active = this.byHash.get(hash);
       if (!active) return { ok: false, reason: 'unknown or revoked token' };
     }
+    return this.verdictOn(active);
+  }
+
+  /**
+   * With Redis: one GET by hash on every request, no answer remembered, so a revoke through any
+   * gateway is refused by the next request anywhere. Redis unreachable: refused with 503 (fail
+   * closed: nothing here can tell a token revoked elsewhere from a good one; MLflow's client
+   * retries 503s).
+   */
+  private authenticateShared(token: string, shared: NonNullable<ApiTokenStoreOptions['shared']>): BearerVerdict | Promise<BearerVerdict> {
+    const malformed = tokenFormatProblem(token);
+    if (malformed) return { ok: false, reason: malformed };
+    if (!shared.state.isReachable) return sharedUnreachable(shared.state);
+    return shared.tokens.lookup(hashToken(token)).then((record): BearerVerdict => {
+      if (!record) return { ok: false, reason: 'unknown or revoked token' };
+      return this.verdictOn(activeOf(record));
+    }, (err: unknown) => {
+      shared.state.failed(err);
+      return sharedUnreachable(shared.state);
+    });
+  }
+
+  private verdictOn(active: ActiveToken): BearerVerdict {
     const now = Date.now();
     if (now >= active.expiresAt) return { ok: false, reason: `the token expired at ${new Date(active.expiresAt).toISOString()}` };
     // An external user is not in the htpasswd file: their tokens expire instead (tokens.externalMaxTtl).
     if (!active.principal.external && !this.options.userExists(active.principal.user)) return { ok: false, reason: "the token's user no longer exists" };
     this.lastUsed.set(active.id, now);
-    this.dirty = true;
+    const shared = this.options.shared;
+    if (!shared) {
+      this.dirty = true;
+    } else if (now - (this.lastUseShared.get(active.id) ?? -Infinity) >= SHARED_LAST_USED_EVERY_MS) {
+      // Not waited for: the request goes on; a failed write is tried again at the next use.
+      this.lastUseShared.set(active.id, now);
+      shared.tokens.noteUsed(active.id, now).catch(() => this.lastUseShared.delete(active.id));
+    }
     return { ok: true, principal: active.principal };
   }
 
   /** At start-up a bad entry is skipped; on a reload a file with any problem keeps the previous tokens. */
   reload(initial: boolean): void {
-    this.file.reload(initial);
+    if (!this.options.shared) this.file.reload(initial);
   }
 
   private fileChanged(): boolean {
@@ -401,17 +527,7 @@ export class ApiTokenStore {
       return;
     }
     const byHash = new Map<string, ActiveToken>();
-    for (const record of records) {
-      byHash.set(record.hash, {
-        id: record.id,
-        expiresAt: record.expires === null ? Infinity : Date.parse(record.expires),
-        principal: Object.freeze({
-          user: record.user, method: 'bearer', groups: Object.freeze([...(record.groups ?? [])]), token: record.id,
-          ...(record.external ? { external: true } : {}),
-          ...(record.source !== undefined ? { source: record.source } : {}),
-        }),
-      });
-    }
+    for (const record of records) byHash.set(record.hash, activeOf(record));
     this.byHash = byHash;
     if (!initial) this.logger.info({ file, tokens: byHash.size }, 'tokens file reloaded');
   }
@@ -442,4 +558,23 @@ export class ApiTokenStore {
     });
     return this.saving;
   }
+}
+
+function activeOf(record: TokenRecord): ActiveToken {
+  return {
+    id: record.id,
+    expiresAt: record.expires === null ? Infinity : Date.parse(record.expires),
+    principal: Object.freeze({
+      user: record.user, method: 'bearer', groups: Object.freeze([...(record.groups ?? [])]), token: record.id,
+      ...(record.external ? { external: true } : {}),
+      ...(record.source !== undefined ? { source: record.source } : {}),
+    }),
+  };
+}
+
+function sharedUnreachable(state: SharedState): BearerVerdict {
+  return {
+    ok: false, unavailable: true,
+    reason: `the shared state store (Redis) is unreachable, so API tokens cannot be checked against revocations made on other gateways; retry shortly (${state.problem})`,
+  };
 }

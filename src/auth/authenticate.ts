@@ -121,7 +121,10 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
 
   function authenticateBearer(token: string): AuthOutcome | Promise<AuthOutcome> {
     if (token.startsWith(TOKEN_PREFIX)) {
-      return apiTokens ? fromBearer(apiTokens.authenticate(token)) : bearerRefused('mlgate API tokens are turned off on this gateway (tokens.enabled: false)');
+      if (!apiTokens) return bearerRefused('mlgate API tokens are turned off on this gateway (tokens.enabled: false)');
+      // A promise only with state.redis: the token is looked up there on every request.
+      const verdict = apiTokens.authenticate(token);
+      return 'then' in verdict ? verdict.then(fromBearer) : fromBearer(verdict);
     }
     const fromProvider = providerTokens?.(token);
     if (fromProvider) return fromProvider.then(fromBearer);

@@ -6,6 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { SharedState } from '../state/redis-state.ts';
+import { primaryChannel, type LockoutSnapshot, type LocksStarted, type PrimaryChannel } from '../state/worker-state.ts';
 
 /** The lockout section of the configuration (durations in ms). */
 type LockoutOptions = Omit<Config['lockout'], 'enabled'>;
@@ -45,6 +46,9 @@ export class Lockout {
   /** Told of each lockout as it starts (the audit log). */
   onLock?: (scope: LockScope, ip: string, user: string, lockedForMs: number) => void;
 
+  /** With `workers` above 1 and no Redis: the primary counts every worker's failures (src/state/worker-state.ts). */
+  private readonly peers: PrimaryChannel | undefined;
+
   /**
    * With state.redis: failures are counted and locks kept in Redis, so a lockout earned on one gateway
    * holds on all. Only attempts that are about to be hashed ask Redis (a cached credential never does);
@@ -55,6 +59,18 @@ export class Lockout {
     this.users = new LRUCache({ max: options.maxEntries });
     this.ips = new LRUCache({ max: options.maxEntries });
     this.knownIps = options.knownIpTtl > 0 ? new LRUCache({ max: options.maxEntries, ttl: options.knownIpTtl }) : undefined;
+    // A worker's tallies hold only the locks its primary tells of, and its known IPs: lockFor stays a
+    // lookup here, and only a failure (about to be answered 401 anyway) waits for the primary.
+    this.peers = shared ? undefined : primaryChannel();
+    this.peers?.subscribeLockout({
+      restore: (snapshot) => {
+        const now = Date.now();
+        for (const lock of snapshot.locks) this.mirror(lock.scope === 'ip' ? this.ips : this.users, lock.key, now, lock.ms);
+        for (const [key, ms] of snapshot.knownIps) this.knownIps?.set(key, true, { ttl: ms });
+      },
+      locked: (scope, key, ms) => this.mirror(scope === 'ip' ? this.ips : this.users, key, Date.now(), ms),
+      signedIn: (ip, user) => this.forgetUser(ip, user),
+    });
   }
 
   /** The lock that refuses this attempt, or undefined if it may be verified. */
@@ -85,7 +101,10 @@ export class Lockout {
     return undefined;
   }
 
-  /** With Redis, resolves once Redis has counted it (so the next attempt anywhere sees any lock it started). */
+  /**
+   * With Redis, resolves once Redis has counted it (so the next attempt anywhere sees any lock it
+   * started); in a worker, once the primary has counted it and every worker holds the lock it started.
+   */
   recordFailure(ip: string, user: string): void | Promise<void> {
     const shared = this.shared;
     if (shared?.isReachable) {
@@ -94,11 +113,21 @@ export class Lockout {
         shared.key('fail', scope, key), shared.key('lock', scope, key), shared.key('last', scope, key), threshold, window, backoff, backoffMax);
       return Promise.all([count('ip', ip, maxIpFailures), count('user', user, maxUserFailures)]).then(([ipMs, userMs]) => {
         const now = Date.now();
-        if (Number(ipMs) > 0) this.lockStarted(this.ips, 'ip', ip, user, now, Number(ipMs), undefined);
-        if (Number(userMs) > 0) this.lockStarted(this.users, 'user', ip, user, now, Number(userMs), undefined);
+        if (Number(ipMs) > 0) this.lockStarted(this.ips, 'ip', ip, user, now, Number(ipMs));
+        if (Number(userMs) > 0) this.lockStarted(this.users, 'user', ip, user, now, Number(userMs));
       }, (err: unknown) => {
         shared.failed(err);
         this.recordFailureLocally(ip, user);
+      });
+    }
+    const peers = this.peers;
+    if (peers) {
+      return peers.failure(ip, user).then((started) => {
+        // No answer from the primary (it is going away): counted here, as one process would.
+        if (!started) return this.recordFailureLocally(ip, user);
+        const now = Date.now();
+        if (started.ip > 0) this.lockStarted(this.ips, 'ip', ip, user, now, started.ip);
+        if (started.user > 0) this.lockStarted(this.users, 'user', ip, user, now, started.user);
       });
     }
     this.recordFailureLocally(ip, user);
@@ -106,51 +135,93 @@ export class Lockout {
 
   private recordFailureLocally(ip: string, user: string): void {
     const now = Date.now();
-    this.fail(this.ips, ip, this.options.maxIpFailures, 'ip', ip, user, now);
-    this.fail(this.users, user, this.options.maxUserFailures, 'user', ip, user, now);
+    const ipLock = this.fail(this.ips, ip, this.options.maxIpFailures, now);
+    if (ipLock) this.announce('ip', ip, user, now, ipLock.ms, ipLock.failures);
+    const userLock = this.fail(this.users, user, this.options.maxUserFailures, now);
+    if (userLock) this.announce('user', ip, user, now, userLock.ms, userLock.failures);
+  }
+
+  /** The primary's count of a failure a worker reported: the locks it started, which that worker logs and tells. */
+  countFailure(ip: string, user: string): LocksStarted {
+    const now = Date.now();
+    return {
+      ip: this.fail(this.ips, ip, this.options.maxIpFailures, now)?.ms ?? 0,
+      user: this.fail(this.users, user, this.options.maxUserFailures, now)?.ms ?? 0,
+    };
+  }
+
+  /** The locks in force and the known IPs, for a worker that (re)starts. */
+  snapshot(): LockoutSnapshot {
+    const now = Date.now();
+    const locks: LockoutSnapshot['locks'] = [];
+    for (const [scope, tallies] of [['ip', this.ips], ['user', this.users]] as const) {
+      for (const [key, tally] of tallies.entries()) {
+        const ms = lockedFor(tally, now);
+        if (ms > 0) locks.push({ scope, key, ms });
+      }
+    }
+    const knownIps: [string, number][] = [];
+    for (const key of this.knownIps?.keys() ?? []) knownIps.push([key, this.knownIps!.getRemainingTTL(key)]);
+    return { locks, knownIps };
   }
 
   /** The user's failures are forgotten and this IP becomes exempt from the user's lockouts; the IP's count stays. */
   recordSuccess(ip: string, user: string): void {
-    this.users.delete(user);
-    this.knownIps?.set(knownKey(user, ip), true);
+    this.forgetUser(ip, user);
+    this.peers?.signedIn(ip, user);
     const shared = this.shared;
     // The user's count restarts everywhere; a lock already running stays (other gateways do not know this IP).
     if (shared?.isReachable) shared.client.del(shared.key('fail', 'user', user), shared.key('last', 'user', user)).catch((err: unknown) => shared.failed(err));
   }
 
-  /** A lock Redis told of, kept here until it ends. */
+  private forgetUser(ip: string, user: string): void {
+    this.users.delete(user);
+    this.knownIps?.set(knownKey(user, ip), true);
+  }
+
+  /** A lock Redis or the primary told of, kept here until it ends. */
   private mirror(tallies: LRUCache<string, Tally>, key: string, now: number, lockMs: number): void {
     const tally = tallies.get(key) ?? { failures: [], lockedUntil: 0, lastLockMs: 0 };
     tally.lockedUntil = Math.max(tally.lockedUntil, now + lockMs);
     tallies.set(key, tally);
   }
 
-  private fail(tallies: LRUCache<string, Tally>, key: string, threshold: number, scope: LockScope, ip: string, user: string, now: number): void {
+  /** Counts one failure; returns the lock it started (its length, and the failures that earned it). */
+  private fail(tallies: LRUCache<string, Tally>, key: string, threshold: number, now: number): { ms: number; failures: number } | undefined {
     let tally = tallies.get(key);
     if (!tally || this.isQuiet(tally, now)) tally = { failures: [], lockedUntil: 0, lastLockMs: 0 };
     // Attempts already being verified when the lock started: they neither count nor extend it.
-    if (now < tally.lockedUntil) return;
+    if (now < tally.lockedUntil) return undefined;
     const windowStart = now - this.options.window;
     tally.failures = tally.failures.filter((at) => at > windowStart);
     tally.failures.push(now);
     const relapse = tally.lastLockMs > 0;
     if (relapse || tally.failures.length >= threshold) {
-      const lockMs = relapse ? Math.min(tally.lastLockMs * 2, this.options.backoffMax) : this.options.backoff;
-      this.lockStarted(tallies, scope, ip, user, now, lockMs, tally);
-      return;
+      const ms = relapse ? Math.min(tally.lastLockMs * 2, this.options.backoffMax) : this.options.backoff;
+      const failures = tally.failures.length;
+      this.lock(tallies, key, now, ms, tally);
+      return { ms, failures };
     }
     tallies.set(key, tally);
+    return undefined;
   }
 
-  /** A lockout starts (counted here or in Redis): logged, counted, told, and kept in the local tally. */
-  private lockStarted(tallies: LRUCache<string, Tally>, scope: LockScope, ip: string, user: string, now: number, lockMs: number, counted: Tally | undefined): void {
+  /** A lockout counted in Redis or by the primary starts: announced here, and kept in the local tally. */
+  private lockStarted(tallies: LRUCache<string, Tally>, scope: LockScope, ip: string, user: string, now: number, lockMs: number): void {
+    this.announce(scope, ip, user, now, lockMs, undefined);
+    this.lock(tallies, scope === 'ip' ? ip : user, now, lockMs);
+  }
+
+  /** A lockout starts: logged, counted, told (`failures` undefined: counted elsewhere). */
+  private announce(scope: LockScope, ip: string, user: string, now: number, lockMs: number, failures: number | undefined): void {
     this.logger.warn({
-      scope, ip, user, failures: counted?.failures.length, shared: counted ? undefined : true, lockedForMs: lockMs, until: new Date(now + lockMs).toISOString(),
+      scope, ip, user, failures, shared: failures === undefined ? true : undefined, lockedForMs: lockMs, until: new Date(now + lockMs).toISOString(),
     }, scope === 'ip' ? 'sign-in lockout started: too many failed sign-ins from one address' : 'sign-in lockout started: too many failed sign-ins for one user');
     this.started[scope]++;
     this.onLock?.(scope, ip, user, lockMs);
-    const key = scope === 'ip' ? ip : user;
+  }
+
+  private lock(tallies: LRUCache<string, Tally>, key: string, now: number, lockMs: number, counted?: Tally): void {
     const tally = counted ?? tallies.get(key) ?? { failures: [], lockedUntil: 0, lastLockMs: 0 };
     tally.lockedUntil = now + lockMs;
     tally.lastLockMs = lockMs;

@@ -5,13 +5,19 @@
 // longer passes requiredGroups / allowedDomains, ends that user's sessions from the provider and
 // removes their tokens; changed groups are written onto their tokens (and sessions that lost a
 // group end). A provider that does not answer changes nothing: the next interval tries again.
+//
+// A rotated refresh token works once. One host: one process refreshes (gateway.ts). Several gateways
+// with state.redis: each refreshes, but a user is refreshed by one at a time (a Redis lock with an
+// expiry, SET NX PX), and the entry is read again once the lock is held, so a token another gateway
+// has just spent is never spent twice.
 import { lockFile } from '../config/file-lock.ts';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.ts';
-import { editProviderUserTokens } from './api-tokens.ts';
+import type { SharedState } from '../state/redis-state.ts';
+import type { TokenStore } from './api-tokens.ts';
 import { writeFileAtomic } from './htpasswd-file.ts';
 import type { OidcProvider, RefreshResult } from './oidc.ts';
 import type { Session } from './session.ts';
@@ -45,10 +51,12 @@ interface ProviderRefreshOptions {
   key(): Buffer;
   /** Ends one session everywhere (as sign-out does). */
   revokeSession(session: Session): Promise<void>;
-  /** The tokens file (tokens.file), when tokens are on. */
-  tokensFile?: string;
-  /** Called after the tokens file changed, so this process re-reads it at once. */
+  /** Where API tokens are kept (tokens.file or Redis), when tokens are on. */
+  tokens?: TokenStore;
+  /** Called after the tokens changed, so this process re-reads tokens.file at once. */
   tokensChanged?(): void;
+  /** state.redis: users are refreshed under a lock there, so that several gateways may run refreshes. */
+  shared?: SharedState;
   absoluteTimeoutMs: number;
   externalMaxTtlMs: number;
   logger: Logger;
@@ -60,6 +68,11 @@ const MAX_SESSIONS_PER_ENTRY = 100;
 const EXPIRY_MARGIN_SECONDS = 60;
 const STALE_LOCK_MS = 30_000;
 const LOCK_WAIT_MS = 5_000;
+/** Held no longer than a refresh can take: the provider's answer (its timeout) and the edits after it. */
+const refreshLockMs = (provider: OidcProvider) => 60_000 + 4 * provider.settings.timeout;
+
+// Deletes the lock only if it is still this gateway's (it may have expired and been taken since).
+const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 export class ProviderRefresh {
   private readonly timers: NodeJS.Timeout[] = [];
@@ -115,14 +128,42 @@ export class ProviderRefresh {
   private async round(provider: OidcProvider): Promise<void> {
     const now = Date.now();
     const entries = (await this.read()).filter((entry) => entry.provider === provider.name && Date.parse(entry.expires) > now);
+    const { shared } = this.options;
+    if (shared && entries.length && !shared.isReachable) {
+      // Without the lock another gateway could spend the same refresh token: the user would look dropped.
+      this.options.logger.warn({ provider: provider.name, notRefreshed: entries.length, problem: shared.problem }, "cannot refresh users' groups: the shared state store (Redis) is unreachable; keeping their sessions and tokens, trying again at the next interval");
+      return;
+    }
     for (const [done, entry] of entries.entries()) {
       if (this.stopped) return;
-      const result = await this.refreshOne(provider, entry);
+      const result = shared ? await this.refreshLocked(shared, provider, entry) : await this.refreshOne(provider, entry);
       if (result?.kind === 'unreachable' && !result.refreshToken) {
         // Down (or its token endpoint failing): the others would only wait for the same timeout.
         this.options.logger.warn({ provider: provider.name, detail: result.detail, notRefreshed: entries.length - done }, "cannot refresh users' groups: the identity provider did not answer usably; keeping their sessions and tokens, trying again at the next interval");
         return;
       }
+    }
+  }
+
+  /**
+   * refreshOne under the user's Redis lock, on the entry as it is once the lock is held. Undefined:
+   * another gateway holds the lock, or has refreshed the user since this round read the file.
+   */
+  private async refreshLocked(shared: SharedState, provider: OidcProvider, read: RefreshEntry): Promise<RefreshResult | undefined> {
+    const key = shared.key('oidc-refresh', provider.name, read.user);
+    const owner = randomBytes(16).toString('hex');
+    try {
+      if (await shared.client.set(key, owner, 'PX', refreshLockMs(provider), 'NX') !== 'OK') return undefined;
+    } catch (err) {
+      shared.failed(err);
+      return undefined;
+    }
+    try {
+      const current = (await this.read()).find((entry) => entry.provider === read.provider && entry.user === read.user);
+      if (!current || current.token !== read.token) return undefined;
+      return await this.refreshOne(provider, current);
+    } finally {
+      await shared.client.eval(RELEASE, 1, key, owner).catch((err: unknown) => shared.failed(err));
     }
   }
 
@@ -197,8 +238,8 @@ export class ProviderRefresh {
   }
 
   private async editTokens(entry: RefreshEntry, groups: readonly string[] | undefined): Promise<number> {
-    if (this.options.tokensFile === undefined) return 0;
-    const count = await editProviderUserTokens(this.options.tokensFile, entry.provider, entry.user, groups);
+    if (this.options.tokens === undefined) return 0;
+    const count = await this.options.tokens.editProviderUserTokens(entry.provider, entry.user, groups);
     if (count) this.options.tokensChanged?.();
     return count;
   }

@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { snapshotFile, watchFileChanges } from '../config/watch-file.ts';
 import type { Logger } from '../log/logger.ts';
 import type { SharedState } from '../state/redis-state.ts';
+import { primaryChannel, type PrimaryChannel } from '../state/worker-state.ts';
 
 interface SessionRevocationsOptions {
   /** JSON file of refused session ids, shared by every gateway that uses the same config directory. */
@@ -31,13 +32,21 @@ export class SessionRevocations {
   private readonly revoked = new Map<string, number>();
   private stopWatching: (() => void) | undefined;
   private writing: Promise<void> = Promise.resolve();
+  /**
+   * With `workers` above 1 and no Redis: the file is re-read only every watch interval, so a sign-out
+   * also goes through the primary to every worker before it is answered (src/state/worker-state.ts).
+   */
+  private readonly peers: PrimaryChannel | undefined;
 
   /**
    * With state.redis, a sign-out is also written to Redis (expiring with the session) before it is
    * answered, and `sharedCheck` asks Redis on every cookie request: no cached "not signed out", so the
    * next request on any gateway after a sign-out returns is refused. Redis unreachable: refused.
    */
-  constructor(private readonly options: SessionRevocationsOptions, private readonly logger: Logger, private readonly shared?: SharedState) {}
+  constructor(private readonly options: SessionRevocationsOptions, private readonly logger: Logger, private readonly shared?: SharedState) {
+    this.peers = shared ? undefined : primaryChannel();
+    this.peers?.subscribeSessions({ signedOut: (entries) => this.merge(new Map(entries)) });
+  }
 
   /** Reads the file now (a missing file is an empty list) and follows its changes. */
   start(): void {
@@ -71,6 +80,13 @@ export class SessionRevocations {
     this.revoked.set(sessionId, Math.max(expiresAtSeconds, this.revoked.get(sessionId) ?? 0));
     const write = this.writing.then(() => this.persist());
     this.writing = write.catch(() => undefined);
+    const peers = this.peers;
+    if (peers) {
+      const told = peers.signedOut(sessionId, expiresAtSeconds).then((everyWorker) => {
+        if (!everyWorker) this.logger.warn({ file: this.options.path }, 'a sign-out did not reach every worker process through the primary in time; the others refuse it once they re-read the revocations file');
+      });
+      return Promise.all([write, told]).then(() => undefined);
+    }
     const shared = this.shared;
     if (!shared) return write;
     const ttlMs = Math.max(1000, expiresAtSeconds * 1000 - Date.now());

@@ -33,6 +33,7 @@ import { RUN_USER_TAG, type RouteRule } from './route-rule.ts';
 import { matchRule, needsRequestBody } from './route-table.ts';
 import { assessmentTraceIds } from './routes-traces.ts';
 import { DEFAULT_WORKSPACE, requestWorkspace } from './workspace.ts';
+import type { GrantChange } from '../state/grant-invalidation.ts';
 
 interface AuthorizerOptions {
   /** The policy in force (a PolicyStore). */
@@ -54,6 +55,8 @@ interface AuthorizerOptions {
    * naming a workspace would be decided in one and carried out in the default one.
    */
   workspacesEnabled(): Promise<boolean | undefined>;
+  /** A resource's grants or owner changed: dropped here and announced to the other gateways (state.redis). */
+  grantsChanged?(change: GrantChange): Promise<void>;
   logger: Logger;
 }
 
@@ -442,7 +445,26 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       const access = searchAccess(subject, inWorkspace);
       filterResponse = (answer: Buffer) => filterSearchResponseBytes(filter, answer, access, maxResultsOf(message.max_results), nextPage);
     }
+    // A reserved tag (a grant, the owner) set or deleted through MLflow's own API changes permissions as
+    // /-/api/permissions does: once MLflow has taken it, and before the client hears so, every gateway
+    // is told (the answer waits for the announcement, as the permissions API's does).
+    const grantsChanged = options.grantsChanged;
+    const changed = grantsChanged && rule.writesTags && extracted.tagKeys.some(isReservedTag) ? grantChangesOf(extracted, workspace) : [];
+    if (grantsChanged && changed.length > 0 && !filterResponse) {
+      filterResponse = async (answer: Buffer) => {
+        await Promise.all(changed.map((change) => grantsChanged(change)));
+        return answer;
+      };
+    }
     return { ok: true, ...(forward ? { body: forward } : {}), ...(filterResponse ? { filterResponse } : {}) };
+  }
+
+  function grantChangesOf(extracted: ExtractedResources, workspace: string): GrantChange[] {
+    return extracted.checks.flatMap((check): GrantChange[] => {
+      if (check.ref.kind === 'experiment') return [{ workspace, kind: 'experiment', id: check.ref.id, name: check.ref.id }];
+      if (check.ref.kind === 'registered-model') return [{ workspace, kind: 'registered-model', name: check.ref.name }];
+      return [];
+    });
   }
 
   /** What the search filter (search-filter.ts) asks about the user, answered like every other check. */

@@ -13,6 +13,7 @@ import { grantsFromTags, grantTagKey, grantTagKeysOf, MAX_TAG_KEY_LENGTH, type G
 import type { PermissionLevel } from './levels.ts';
 import { errorCodeOf, jsonObject, MlflowClient, MlflowError, tagsFrom, type TaggedResource } from './mlflow-client.ts';
 import { MlflowServerInfo } from './mlflow-server-info.ts';
+import { poolOf, type Upstream } from '../proxy/upstream-pool.ts';
 import type { CarrierKind } from './route-rule.ts';
 import { DEFAULT_WORKSPACE } from './workspace.ts';
 
@@ -123,10 +124,12 @@ export class MlflowGrantsClient {
   private readonly mlflow: MlflowClient;
   private readonly serverInfo: MlflowServerInfo;
 
-  constructor(upstream: string | URL, options: GrantsClientOptions = {}) {
+  constructor(upstream: Upstream, options: GrantsClientOptions = {}) {
     const timeoutMs = options.timeoutMs ?? 30_000;
-    this.mlflow = new MlflowClient({ upstream, timeoutMs });
-    this.serverInfo = options.serverInfo ?? new MlflowServerInfo({ upstream: new URL(upstream), timeoutMs: Math.min(timeoutMs, 5_000) });
+    // One pool for both: a server found refused is skipped by the other too.
+    const pool = poolOf(upstream);
+    this.mlflow = new MlflowClient({ upstream: pool, timeoutMs });
+    this.serverInfo = options.serverInfo ?? new MlflowServerInfo({ upstream: pool, timeoutMs: Math.min(timeoutMs, 5_000) });
   }
 
   /** The upstream's origin, as messages name it (the gateway forwards to the origin too). */

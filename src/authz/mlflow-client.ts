@@ -6,6 +6,8 @@
 // not fetch, which refuses the spec's "bad ports" (6000, 6665-6669, ...) where someone may run MLflow.
 import http from 'node:http';
 import https from 'node:https';
+import { noServerUp } from '../proxy/upstream-errors.ts';
+import { poolOf, type Upstream, type UpstreamPool, type UpstreamServer } from '../proxy/upstream-pool.ts';
 
 import { DEFAULT_WORKSPACE, WORKSPACE_HEADER } from './workspace.ts';
 
@@ -32,6 +34,9 @@ type MlflowErrorCode = 'RESOURCE_DOES_NOT_EXIST' | 'INVALID_PARAMETER_VALUE' | '
 
 /** Everything a call to MLflow throws; `message` says it for a person and names the upstream. */
 export class MlflowError extends Error {
+  /** The connection was refused: nothing of the call reached the server. */
+  refused = false;
+
   constructor(readonly code: MlflowErrorCode, message: string, readonly upstreamStatus?: number) {
     super(message);
     this.name = 'MlflowError';
@@ -43,10 +48,16 @@ export interface MlflowAnswer {
   /** The body, if it is a JSON object (MLflow answers errors with one too). */
   json: Json | undefined;
   text: string;
+  /** The server that answered (one of a list's). */
+  origin?: string;
 }
 
 interface MlflowClientOptions {
-  upstream: string | URL;
+  /**
+   * The MLflow server, or its servers: a list (each call goes to one, another when its connection
+   * is refused) or the gateway's pool (its health checks decide which are up).
+   */
+  upstream: Upstream;
   /** How long MLflow may stay silent during one call. */
   timeoutMs: number;
   /** Sent with the value `mlgate` (proxy.userHeader), so MLflow's logs tell mlgate's own calls apart. */
@@ -54,17 +65,19 @@ interface MlflowClientOptions {
 }
 
 export class MlflowClient {
-  /** The upstream's origin, as messages name it (the gateway forwards to the origin too). */
+  /** The upstream's origin (its servers' origins, comma-separated), as messages name it (the gateway forwards to the origin too). */
   readonly origin: string;
+  private readonly pool: UpstreamPool;
   private readonly transport: typeof http | typeof https;
   private readonly agent: http.Agent;
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
 
   constructor(options: MlflowClientOptions) {
-    const upstream = new URL(options.upstream);
-    this.origin = upstream.origin;
-    const secure = upstream.protocol === 'https:';
+    this.pool = poolOf(options.upstream);
+    this.origin = this.pool.servers.map((server) => server.origin).join(', ');
+    // One scheme per upstream (the schema checks it): one agent for all its servers.
+    const secure = this.pool.servers[0]!.url.protocol === 'https:';
     this.transport = secure ? https : http;
     // Idle sockets are unref'd by the agent, so a CLI command still exits when it is done.
     this.agent = new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 2000 });
@@ -82,9 +95,26 @@ export class MlflowClient {
     // MLflow 3.10+ acts in the workspace this header names; none is the default workspace (and the
     // only form a server without --enable-workspaces takes).
     if (workspace !== undefined && workspace !== DEFAULT_WORKSPACE) headers = { ...headers, [WORKSPACE_HEADER]: workspace };
-    return new Promise((resolve, reject) => {
-      const failed = (err: Error) => reject(err instanceof MlflowError ? err : this.unreachable(err));
-      const req = this.transport.request(new URL(target, this.origin), { method, agent: this.agent, headers }, (res) => {
+    const tried = new Set<UpstreamServer>();
+    const attempt = (): Promise<MlflowAnswer> => {
+      const server = this.pool.choose(tried);
+      if (!server) return Promise.reject(new MlflowError('UNREACHABLE', noServerUp(this.pool.servers).message));
+      tried.add(server);
+      return this.send(server, method, target, headers, payload).catch((err: unknown) => {
+        // Refused: nothing was sent, so another server may take it.
+        if (!(err instanceof MlflowError && err.refused)) throw err;
+        server.refused('ECONNREFUSED');
+        return tried.size < this.pool.servers.length ? attempt() : Promise.reject(err);
+      });
+    };
+    return attempt();
+  }
+
+  private send(server: UpstreamServer, method: string, target: string, headers: Record<string, string>, payload: string | undefined): Promise<MlflowAnswer> {
+    const ended = server.begin();
+    return new Promise<MlflowAnswer>((resolve, reject) => {
+      const failed = (err: Error) => reject(err instanceof MlflowError ? err : this.unreachable(err, server.origin));
+      const req = this.transport.request(new URL(target, server.url), { method, agent: this.agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', failed);
@@ -96,20 +126,20 @@ export class MlflowClient {
           } catch {
             json = undefined;
           }
-          resolve({ status: res.statusCode ?? 0, json, text });
+          resolve({ status: res.statusCode ?? 0, json, text, origin: server.origin });
         });
       });
-      req.setTimeout(this.timeoutMs, () => req.destroy(new MlflowError('TIMED_OUT', `the MLflow tracking server at ${this.origin} did not answer within ${this.timeoutMs / 1000} s`)));
+      req.setTimeout(this.timeoutMs, () => req.destroy(new MlflowError('TIMED_OUT', `the MLflow tracking server at ${server.origin} did not answer within ${this.timeoutMs / 1000} s`)));
       req.on('error', failed);
       req.end(payload);
-    });
+    }).finally(ended);
   }
 
   /** The JSON object of a successful answer; any other answer throws an MlflowError naming `what` was asked. */
   objectOf(answer: MlflowAnswer, what: string): Json {
     const success = answer.status >= 200 && answer.status < 300;
     if (success && answer.json) return answer.json;
-    const server = `the MLflow tracking server at ${this.origin}`;
+    const server = `the MLflow tracking server at ${answer.origin ?? this.origin}`;
     if (success) throw new MlflowError('UPSTREAM_ERROR', `${server} answered ${what} with something that is not a JSON object`, answer.status);
     const code = errorCodeOf(answer);
     const message = typeof answer.json?.message === 'string' ? answer.json.message : answer.text.slice(0, 200).trim();
@@ -121,13 +151,15 @@ export class MlflowClient {
     this.agent.destroy();
   }
 
-  private unreachable(err: NodeJS.ErrnoException): MlflowError {
+  private unreachable(err: NodeJS.ErrnoException, origin: string): MlflowError {
     const reason = err.code ?? err.message;
-    const url = new URL(this.origin);
+    const url = new URL(origin);
     const hint = reason === 'ECONNREFUSED' || reason === 'ENOTFOUND' || reason === 'EHOSTUNREACH'
       ? `; is it running? Start it with: mlflow server --host ${url.hostname} --port ${url.port || (url.protocol === 'https:' ? 443 : 80)}, or point --upstream at it`
       : '';
-    return new MlflowError('UNREACHABLE', `cannot reach the MLflow tracking server at ${this.origin} (${reason})${hint}`);
+    const unreachable = new MlflowError('UNREACHABLE', `cannot reach the MLflow tracking server at ${origin} (${reason})${hint}`);
+    unreachable.refused = reason === 'ECONNREFUSED';
+    return unreachable;
   }
 }
 

@@ -1,6 +1,7 @@
 // What the MLflow behind the gateway says about itself: its version (GET /version, plain text, on
 // 2.x and 3.x) and whether it serves workspaces (GET /api/3.0/mlflow/server-info, 3.x only). The
 // start-up log and admins' /-/readyz name the version; the workspace feature reads the other fact.
+import type { Upstream } from '../proxy/upstream-pool.ts';
 import { MlflowClient, MlflowError } from './mlflow-client.ts';
 
 export interface MlflowServerFacts {
@@ -26,7 +27,8 @@ export class MlflowServerInfo {
   private known?: MlflowServerFacts;
   private probing?: Promise<MlflowServerFacts>;
 
-  constructor(options: { upstream: URL; timeoutMs: number; refreshMs?: number; userHeader?: string }) {
+  /** `upstream`: the MLflow server, or the gateway's pool of them (each probe asks one that is up; they share one store). */
+  constructor(options: { upstream: Upstream; timeoutMs: number; refreshMs?: number; userHeader?: string }) {
     this.client = new MlflowClient(options);
     this.refreshMs = options.refreshMs ?? 30_000;
   }

@@ -11,7 +11,10 @@
 //   nothing is not remembered either: clients choose trace ids, so it may exist a moment later.
 // - experiment (by id and by name), registered model: `cacheTtlMs` (5 s by
 //   default), and dropped at once by the writes that pass through this gateway (tag writes,
-//   renames, deletes, creates: see invalidate*). Other gateway replicas see a change within the TTL.
+//   renames, deletes, creates: see invalidate*). Other gateway replicas see a change within the TTL;
+//   with state.redis, grant changes by the next request (`freshness`, src/state/grant-invalidation.ts).
+// - an invalidation also discards the answers of look-ups still under way (`generation`): one started
+//   before the change may carry what MLflow held before it, and must not be cached after it.
 // - concurrent look-ups of the same thing share one upstream call.
 // - a look-up that finds nothing (a made-up run, logged model or dataset id; not a trace id, see
 //   above) is remembered for `missingTtlMs` (authz.cacheTtl, at most 5 s), so repeating a request
@@ -28,11 +31,13 @@ import type { ResourceInfo } from './decide.ts';
 import { grantsFromTags, grantTagKey, OWNER_TAG, type ResourceGrants } from './grant-tags.ts';
 import { errorCodeOf, jsonObject, MlflowClient, tagsFrom, type MlflowAnswer } from './mlflow-client.ts';
 import { DEFAULT_WORKSPACE } from './workspace.ts';
+import type { Upstream } from '../proxy/upstream-pool.ts';
 
 /** The upstream could not answer a look-up: the request gets a 502 (MLflow's client retries those). */
 
 interface ResolverOptions {
-  upstream: URL;
+  /** The MLflow server, or the gateway's pool of them (src/proxy/upstream-pool.ts). */
+  upstream: Upstream;
   /** How long an experiment's or model's name and tags are trusted. */
   cacheTtlMs: number;
   /** How long one upstream look-up may take. */
@@ -45,6 +50,12 @@ interface ResolverOptions {
   missingTtlMs?: number;
   /** Header to name the caller upstream (proxy.userHeader), with value `mlgate`, so MLflow's logs tell look-ups apart. */
   userHeader?: string;
+  /**
+   * Called before the experiment, model and grant-holder caches are read (once per request view):
+   * resolves when they hold nothing older than the grant changes other gateways announced
+   * (GrantInvalidation.check). Undefined, or a call answering undefined: nothing to wait for.
+   */
+  freshness?: () => Promise<void> | undefined;
 }
 
 const NO_GRANTS: ResourceGrants = Object.freeze({ users: new Map(), groups: new Map() }) as ResourceGrants;
@@ -88,6 +99,11 @@ export function missingExperiment(workspace: string, id?: string, name?: string)
 export class Resolver {
   /** Shared with the per-request views (forRequest), which count into the same numbers. */
   private readonly counters = { lookups: 0 };
+  /** Bumped by every invalidation of what expires; a look-up stores its answer only if it is unchanged. */
+  private readonly generation = { value: 0 };
+  private readonly freshness?: () => Promise<void> | undefined;
+  /** A per-request view's freshness check, made once (forRequest). */
+  private freshForRequest?: { check?: Promise<void> };
   /** The budget a per-request view charges; none on the resolver itself. */
   private budget?: LookupBudget;
   /** The MLflow workspace look-ups are made in: a view's (inWorkspace, forRequest). */
@@ -108,6 +124,7 @@ export class Resolver {
 
   constructor(options: ResolverOptions) {
     this.mlflow = new MlflowClient({ upstream: options.upstream, timeoutMs: options.timeoutMs, userHeader: options.userHeader });
+    this.freshness = options.freshness;
     this.stable = new LRUCache({ max: options.stableEntries ?? 100_000 });
     const ttl = Math.max(1, options.cacheTtlMs);
     const max = options.entries ?? 10_000;
@@ -131,6 +148,7 @@ export class Resolver {
     const view = Object.create(this) as Resolver & { workspace: string };
     view.budget = budget;
     view.workspace = workspace;
+    view.freshForRequest = {};
     return view;
   }
 
@@ -142,6 +160,23 @@ export class Resolver {
     return view;
   }
 
+  /**
+   * Before the caches that hold grants are read: the freshness check, once per request view (every
+   * time on the resolver itself and inWorkspace views, which serve no one request).
+   */
+  private fresh(): Promise<void> | undefined {
+    if (!this.freshness) return undefined;
+    const perRequest = this.freshForRequest;
+    if (!perRequest) return this.freshness();
+    return perRequest.check ??= this.freshness();
+  }
+
+  /** Runs `read` once the caches that hold grants are fresh (at once without state.redis). */
+  private whenFresh<T>(read: () => Promise<T>): Promise<T> {
+    const check = this.fresh();
+    return check ? check.then(read) : read();
+  }
+
   /** A cache key of this view's workspace ("|" is in no workspace name, so no two keys meet). */
   private key(thing: string): string {
     return `${this.workspace}|${thing}`;
@@ -151,45 +186,56 @@ export class Resolver {
 
   /** The experiment with this id: name and grants, or `exists: false`. */
   experiment(id: string): Promise<ResourceInfo> {
-    const key = this.key(id);
-    const hit = this.experimentsById.get(key);
-    if (hit) return Promise.resolve(hit);
-    return this.once(`experiment:${id}`, async () => {
-      const answer = await this.call(`/api/2.0/mlflow/experiments/get?experiment_id=${encodeURIComponent(id)}`, `experiment ${id}`);
-      const info = answer ? experimentInfo(this.workspace, answer.experiment, id) : missingExperiment(this.workspace, id);
-      this.experimentsById.set(key, info);
-      if (info.exists && info.name !== undefined) this.experimentsByName.set(this.key(info.name), info);
-      return info;
+    return this.whenFresh(() => {
+      const key = this.key(id);
+      const hit = this.experimentsById.get(key);
+      if (hit) return Promise.resolve(hit);
+      return this.once(`experiment:${id}`, async () => {
+        const generation = this.generation.value;
+        const answer = await this.call(`/api/2.0/mlflow/experiments/get?experiment_id=${encodeURIComponent(id)}`, `experiment ${id}`);
+        const info = answer ? experimentInfo(this.workspace, answer.experiment, id) : missingExperiment(this.workspace, id);
+        if (generation !== this.generation.value) return info;
+        this.experimentsById.set(key, info);
+        if (info.exists && info.name !== undefined) this.experimentsByName.set(this.key(info.name), info);
+        return info;
+      });
     });
   }
 
   /** The experiment with this name, or `exists: false` (with the name, which policy rules match on). */
   experimentByName(name: string): Promise<ResourceInfo> {
-    const key = this.key(name);
-    const hit = this.experimentsByName.get(key);
-    if (hit) return Promise.resolve(hit);
-    return this.once(`experiment-name:${name}`, async () => {
-      const answer = await this.call(`/api/2.0/mlflow/experiments/get-by-name?experiment_name=${encodeURIComponent(name)}`, `experiment "${name}"`);
-      const info = answer ? experimentInfo(this.workspace, answer.experiment) : missingExperiment(this.workspace, undefined, name);
-      this.experimentsByName.set(key, info);
-      if (info.exists && info.id !== undefined) this.experimentsById.set(this.key(info.id), info);
-      return info;
+    return this.whenFresh(() => {
+      const key = this.key(name);
+      const hit = this.experimentsByName.get(key);
+      if (hit) return Promise.resolve(hit);
+      return this.once(`experiment-name:${name}`, async () => {
+        const generation = this.generation.value;
+        const answer = await this.call(`/api/2.0/mlflow/experiments/get-by-name?experiment_name=${encodeURIComponent(name)}`, `experiment "${name}"`);
+        const info = answer ? experimentInfo(this.workspace, answer.experiment) : missingExperiment(this.workspace, undefined, name);
+        if (generation !== this.generation.value) return info;
+        this.experimentsByName.set(key, info);
+        if (info.exists && info.id !== undefined) this.experimentsById.set(this.key(info.id), info);
+        return info;
+      });
     });
   }
 
   registeredModel(name: string): Promise<ResourceInfo> {
-    const key = this.key(name);
-    const hit = this.models.get(key);
-    if (hit) return Promise.resolve(hit);
-    return this.once(`model:${name}`, async () => {
-      const answer = await this.call(`/api/2.0/mlflow/registered-models/get?name=${encodeURIComponent(name)}`, `registered model "${name}"`);
-      const model = jsonObject(answer?.registered_model);
-      const { workspace } = this;
-      const info: ResourceInfo = model
-        ? { kind: 'registered-model', workspace, name: typeof model.name === 'string' ? model.name : name, exists: true, grants: grantsFromTags(tagsFrom(model.tags)) }
-        : { kind: 'registered-model', workspace, name, exists: false, grants: NO_GRANTS };
-      this.models.set(key, info);
-      return info;
+    return this.whenFresh(() => {
+      const key = this.key(name);
+      const hit = this.models.get(key);
+      if (hit) return Promise.resolve(hit);
+      return this.once(`model:${name}`, async () => {
+        const generation = this.generation.value;
+        const answer = await this.call(`/api/2.0/mlflow/registered-models/get?name=${encodeURIComponent(name)}`, `registered model "${name}"`);
+        const model = jsonObject(answer?.registered_model);
+        const { workspace } = this;
+        const info: ResourceInfo = model
+          ? { kind: 'registered-model', workspace, name: typeof model.name === 'string' ? model.name : name, exists: true, grants: grantsFromTags(tagsFrom(model.tags)) }
+          : { kind: 'registered-model', workspace, name, exists: false, grants: NO_GRANTS };
+        if (generation === this.generation.value) this.models.set(key, info);
+        return info;
+      });
     });
   }
 
@@ -201,10 +247,15 @@ export class Resolver {
    * exist holds nothing. Cached for the TTL, and dropped by grant writes through this gateway.
    */
   holdsGrant(user: string, groups: readonly string[]): Promise<boolean> {
+    return this.whenFresh(() => this.holdsGrantNow(user, groups));
+  }
+
+  private holdsGrantNow(user: string, groups: readonly string[]): Promise<boolean> {
     const thing = `grants:${user}\n${groups.join('\n')}`;
     const hit = this.grantHolders.get(this.key(thing));
     if (hit !== undefined) return Promise.resolve(hit);
     return this.once(thing, async () => {
+      const generation = this.generation.value;
       const filters = [
         ...(/['\\]/.test(user) ? [] : [`tags.\`${OWNER_TAG}\` = '${user}'`]), // a quote in a name cannot be put in MLflow's filter
         ...[{ kind: 'user', name: user } as const, ...groups.slice(0, MAX_GRANT_GROUPS).map((name) => ({ kind: 'group', name }) as const)]
@@ -212,7 +263,7 @@ export class Resolver {
       ];
       const found = await Promise.all(filters.flatMap((filter) => [this.anyFound('POST', '/api/2.0/mlflow/experiments/search', filter), this.anyFound('GET', '/api/2.0/mlflow/registered-models/search', filter)]));
       const holds = found.includes(true);
-      this.grantHolders.set(this.key(thing), holds);
+      if (generation === this.generation.value) this.grantHolders.set(this.key(thing), holds);
       return holds;
     });
   }
@@ -315,6 +366,7 @@ export class Resolver {
 
   /** After a tag write, rename, delete, restore or create of an experiment (id unknown for creates). */
   invalidateExperiment(id?: string): void {
+    this.discardLookupsUnderWay();
     if (id === undefined) this.experimentsById.clear();
     else this.experimentsById.delete(this.key(id));
     // Names point at ids and the other way round; renames and creates are rare: drop them all.
@@ -323,6 +375,7 @@ export class Resolver {
   }
 
   invalidateRegisteredModel(name: string): void {
+    this.discardLookupsUnderWay();
     this.models.delete(this.key(name));
     this.grantHolders.clear();
   }
@@ -341,6 +394,7 @@ export class Resolver {
 
   /** Drops everything that expires (not run -> experiment, which never changes). */
   invalidateAll(): void {
+    this.discardLookupsUnderWay();
     this.experimentsById.clear();
     this.experimentsByName.clear();
     this.models.clear();
@@ -350,6 +404,15 @@ export class Resolver {
 
   close(): void {
     this.mlflow.close();
+  }
+
+  /**
+   * Look-ups under way may carry what MLflow held before the change: their answers are not cached,
+   * and a request from now on starts its own instead of sharing theirs.
+   */
+  private discardLookupsUnderWay(): void {
+    this.generation.value++;
+    this.pending.clear();
   }
 
   // ---- plumbing ----
@@ -385,7 +448,9 @@ export class Resolver {
     const started = lookup().then((found) => {
       if (found === undefined && rememberMiss) this.missing.set(key, true);
       return found;
-    }).finally(() => this.pending.delete(key));
+    }).finally(() => {
+      if (this.pending.get(key) === started) this.pending.delete(key);
+    });
     this.pending.set(key, started);
     return started;
   }

@@ -22,6 +22,7 @@ import { closestName } from '../config/suggest.ts';
 import { addConfigFlags } from './config-flags.ts';
 import { recordCommandEvent } from '../log/audit-log.ts';
 import { loadConfigOrExit } from './serve.ts';
+import { announceGrantChange } from '../state/grant-invalidation.ts';
 
 type Options = Record<string, unknown>;
 
@@ -31,9 +32,11 @@ const WORKSPACE_OPTION = ['--workspace <name>', 'the MLflow workspace the experi
 /**
  * `mlgate grant|revoke|permissions`: ownership and grants are tags on the experiment or registered
  * model in MLflow itself (mlgate has no database), so these talk to the MLflow server (`upstream`)
- * directly, from the gateway's host where it is reachable. Every gateway sees a change at once
- * (after its short permission cache). With MLflow's workspaces, --workspace names the one the
- * resource is in (names are unique only within one); without it, the default workspace.
+ * directly, from the gateway's host where it is reachable. With state.redis, a change is announced
+ * to every gateway before the command returns (src/state/grant-invalidation.ts); without it, each
+ * gateway sees it once its permission cache expires (authz.cacheTtl). With MLflow's workspaces,
+ * --workspace names the one the resource is in (names are unique only within one); without it, the
+ * default workspace.
  */
 export function registerGrant(program: Command): void {
   addConfigFlags(program.command('grant')
@@ -53,7 +56,12 @@ export function registerGrant(program: Command): void {
       if (!options.force) await refuseUnknownGrantee(config, grantee);
       const { client, resource } = await target(config, kind, ref, workspace);
       const before = currentLevel(resource, grantee);
-      await client.setGrant(resource, grantee, level);
+      try {
+        await client.setGrant(resource, grantee, level);
+      } finally {
+        // Also after a failure part-way (a legacy key left): what was written is announced.
+        await announce(config, resource);
+      }
       recordCommandEvent(config.audit, { event: 'grant-set', resource: describeResource(resource), grantee: describeGrantee(grantee), level });
       console.log(`granted ${level} on ${describeResource(resource)} to ${describeGrantee(grantee)}${before && before !== level ? ` (was ${before})` : ''}`);
     });
@@ -71,7 +79,15 @@ export function registerGrant(program: Command): void {
       const { config } = loadConfigOrExit(options);
       const { client, resource } = await target(config, kind, ref, workspace);
       const before = currentLevel(resource, grantee);
-      if (!(await client.removeGrant(resource, grantee))) {
+      let removed: boolean;
+      try {
+        removed = await client.removeGrant(resource, grantee);
+      } catch (err) {
+        await announce(config, resource);
+        throw err;
+      }
+      if (removed) await announce(config, resource);
+      if (!removed) {
         const list = ['mlgate', 'permissions', kindText, ref, ...(options.workspace === undefined ? [] : ['--workspace', workspace])].map(quoteArg).join(' ');
         throw new Error(`${describeGrantee(grantee)} has no grant on ${describeResource(resource)} ("${list}" lists them); nothing was changed`);
       }
@@ -176,6 +192,16 @@ function policyOrUndefined(path: string): Policy | undefined {
     return policy.source === undefined ? undefined : policy;
   } catch {
     return undefined;
+  }
+}
+
+/** Tells the gateways through their Redis (state.redis); without it they see the change within authz.cacheTtl. */
+async function announce(config: Config, resource: MlflowResource): Promise<void> {
+  const redis = config.state.redis;
+  if (!redis) return;
+  const problem = await announceGrantChange(redis, { workspace: resource.workspace, kind: resource.kind, id: resource.id, name: resource.name });
+  if (problem) {
+    console.error(`warning: the change is written to MLflow, but the gateways could not be told through Redis at ${redis.url.replace(/\/\/[^@/]*@/, '//***@')} (${problem}); each applies it within authz.cacheTtl (${config.authz.cacheTtl / 1000} s)`);
   }
 }
 

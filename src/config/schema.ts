@@ -70,6 +70,24 @@ const upstreamUrl = z.string().refine((value) => {
   }
 }, 'must be an http:// or https:// URL without query, fragment or credentials');
 
+/**
+ * One server or a list of them (docs/operations.md "Several MLflow servers"), always a list once
+ * parsed; a list's servers are distinct and share one scheme (one connection pool per upstream).
+ */
+function upstreamList<T extends z.ZodType<string, string>>(server: T) {
+  return z.union([server, z.array(server).min(1, 'must name at least one server')], { error: 'must be a URL or a list of URLs' })
+    .transform((value) => (typeof value === 'string' ? [value] : value))
+    .superRefine((servers, ctx) => {
+      const origins = servers.map((server) => (URL.canParse(server) ? new URL(server).origin : server));
+      origins.forEach((origin, index) => {
+        const first = origins.indexOf(origin);
+        if (first !== index) ctx.addIssue({ code: 'custom', path: [index], message: `repeats [${first}] (${origin}); each server is listed once` });
+      });
+      const schemes = new Set(servers.filter((server) => URL.canParse(server)).map((server) => new URL(server).protocol));
+      if (schemes.size > 1) ctx.addIssue({ code: 'custom', message: 'mixes http:// and https:// servers; the servers of one upstream share a scheme' });
+    });
+}
+
 /** What a certificate's subjectAltName can hold: a DNS name (a leading "*." allowed) or an IP address ([::1] too). */
 export const certificateName = z.string().refine(
   (value) => isIP(value.replace(/^\[(.*)\]$/, '$1')) !== 0 || /^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/i.test(value),
@@ -100,7 +118,9 @@ const allowEntry = z.string().regex(/^(\*|@?[^\s@][^\s]*)$/, 'must be a user nam
 
 const route = z.strictObject({
   path: routePath,
-  upstream: upstreamUrl.refine((value) => URL.canParse(value) && new URL(value).pathname === '/', 'must be an origin such as http://127.0.0.1:8889 (the request path is forwarded as is, after stripPrefix)').optional(),
+  upstream: upstreamList(upstreamUrl.refine((value) => URL.canParse(value) && new URL(value).pathname === '/', 'must be an origin such as http://127.0.0.1:8889 (the request path is forwarded as is, after stripPrefix)')).optional(),
+  /** The path proxy.healthCheck asks this route's servers for (their own, e.g. Jupyter's /api), or false: never checked, never taken out. */
+  healthCheckPath: z.union([z.string().regex(/^\/[^\s?#]*$/, 'must be a path such as /health'), z.literal(false)], { error: 'must be a path such as /api, or false' }).optional(),
   stripPrefix: z.boolean().default(false),
   mlflow: z.boolean().default(false),
   allow: z.array(allowEntry).optional(),
@@ -231,7 +251,7 @@ export const IDENTITY_HEADERS = [
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   port: port.default(8888),
-  upstream: upstreamUrl.default('http://127.0.0.1:5000'),
+  upstream: upstreamList(upstreamUrl).default(['http://127.0.0.1:5000']),
   routes: z.array(route).default([]).superRefine(routePathsUnique, { when: () => true }),
   /** Client addresses (IPs, CIDR ranges) that may use the gateway at all, checked before authentication; empty: every address. */
   access: z.strictObject({
@@ -295,6 +315,14 @@ export const configSchema = z.strictObject({
     timeout: duration.prefault('300s'),
     maxBodySize: size.prefault(0),
     keepAliveSockets: z.number().int().min(1).default(128),
+    /** Active checks of the servers of every upstream that lists two or more (Caddy's health_uri, health_interval, ...). */
+    healthCheck: z.strictObject({
+      path: z.string().regex(/^\/[^\s?#]*$/, 'must be a path such as /health').default('/health'),
+      interval: duration.prefault('5s'),
+      timeout: duration.prefault('2s'),
+      fails: z.number().int().min(1).default(2),
+      passes: z.number().int().min(1).default(1),
+    }).superRefine(healthCheckTimesFit, { when: () => true }).prefault({}),
   }).prefault({}),
   limits: z.strictObject({
     headerTimeout: duration.prefault('20s'),
@@ -413,13 +441,36 @@ function routePathsUnique(routes: unknown, ctx: z.RefinementCtx): void {
  * MLflow route elsewhere would be checked against the wrong server's experiments.
  */
 function mlflowRoutesUseTheUpstream(config: { upstream?: unknown; routes?: unknown } | null, ctx: z.RefinementCtx): void {
-  if (typeof config !== 'object' || config === null || !Array.isArray(config.routes) || typeof config.upstream !== 'string') return;
-  const upstream = URL.canParse(config.upstream) ? new URL(config.upstream).origin : config.upstream;
-  config.routes.forEach((route: { mlflow?: unknown; upstream?: unknown }, index) => {
-    if (route?.mlflow !== true || typeof route.upstream !== 'string' || !URL.canParse(route.upstream)) return;
-    if (new URL(route.upstream).origin === upstream) return;
-    ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: `must be the top-level upstream (${upstream}) on an mlflow route: grants and owners are read from that MLflow server; leave it out to use it` });
+  if (typeof config !== 'object' || config === null || !Array.isArray(config.routes)) return;
+  const upstream = originsOf(config.upstream);
+  if (!upstream) return;
+  const named = upstream.length === 1 ? upstream[0] : `[${upstream.join(', ')}]`;
+  config.routes.forEach((route: { mlflow?: unknown; upstream?: unknown; healthCheckPath?: unknown }, index) => {
+    if (route?.mlflow === true && route.healthCheckPath !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['routes', index, 'healthCheckPath'], message: 'is not for an mlflow route: MLflow\'s servers are checked at proxy.healthCheck.path' });
+    }
+    const own = originsOf(route?.upstream);
+    if (route?.mlflow !== true || !own) return;
+    // The same servers in any order: one MLflow list, one backend store.
+    if (own.length === upstream.length && own.every((origin) => upstream.includes(origin))) return;
+    ctx.addIssue({ code: 'custom', path: ['routes', index, 'upstream'], message: `must be the top-level upstream (${named}) on an mlflow route: grants and owners are read from that MLflow server; leave it out to use it` });
   });
+}
+
+/** The origins of an upstream (one URL or a list), or undefined when it is not (yet) a valid one. */
+function originsOf(value: unknown): string[] | undefined {
+  const servers = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(servers) || !servers.every((server) => typeof server === 'string' && URL.canParse(server))) return undefined;
+  return servers.map((server: string) => new URL(server).origin);
+}
+
+/** A check that may take longer than the interval would overlap the next one. */
+function healthCheckTimesFit(check: { interval?: unknown; timeout?: unknown } | null, ctx: z.RefinementCtx): void {
+  if (typeof check !== 'object' || check === null) return;
+  const { interval, timeout } = check;
+  if (typeof interval === 'number' && interval < 100) ctx.addIssue({ code: 'custom', path: ['interval'], message: 'must be at least 100ms' });
+  if (typeof timeout === 'number' && timeout < 10) ctx.addIssue({ code: 'custom', path: ['timeout'], message: 'must be at least 10ms' });
+  if (typeof interval === 'number' && typeof timeout === 'number' && timeout > interval) ctx.addIssue({ code: 'custom', path: ['timeout'], message: `must not be longer than proxy.healthCheck.interval (${interval} ms)` });
 }
 
 /** Session cookies count in whole seconds; a shorter session would end before it began. */

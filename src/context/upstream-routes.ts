@@ -6,7 +6,10 @@ import { compileAllowCidrs, type AllowCidrs } from './allow-cidrs.ts';
 export interface UpstreamRoute {
   /** As configured, without a trailing slash: "/mlflow", or "/" for the catch-all. */
   path: string;
-  upstream: URL;
+  /** Its servers (one, or a list balanced by src/proxy/upstream-pool.ts); MLflow routes: the top-level list. */
+  upstreams: readonly URL[];
+  /** What proxy.healthCheck asks its servers for (routes[].healthCheckPath); false: never checked; undefined: proxy.healthCheck.path. */
+  healthCheckPath?: string | false;
   stripPrefix: boolean;
   /** MLflow-aware: MLflow's JSON errors, per-user authorization of its API. */
   mlflow: boolean;
@@ -24,7 +27,8 @@ export function compileRoutes(config: Pick<Config, 'upstream' | 'routes'>): Upst
   return configured
     .map((route) => ({
       path: route.path,
-      upstream: new URL(route.upstream ?? config.upstream),
+      upstreams: (route.upstream ?? config.upstream).map((server) => new URL(server)),
+      healthCheckPath: route.healthCheckPath,
       stripPrefix: route.stripPrefix && route.path !== '/',
       mlflow: route.mlflow,
       allow: route.allow ?? (route.mlflow ? ['*'] : undefined),
@@ -84,10 +88,11 @@ function longestPrefix(routes: readonly UpstreamRoute[], path: string): Upstream
  * ("/login") or a URL on the upstream itself ("http://127.0.0.1:5000/login") becomes
  * "/mlflow/login"; relative references and other sites are left alone (nginx's proxy_redirect default).
  */
-export function locationUnderPrefix(location: string, route: Pick<UpstreamRoute, 'path' | 'upstream'>): string {
+export function locationUnderPrefix(location: string, route: Pick<UpstreamRoute, 'path' | 'upstreams'>): string {
   if (location.startsWith('/') && !location.startsWith('//')) return route.path + location;
-  const origin = route.upstream.origin;
-  if (location.toLowerCase().startsWith(origin.toLowerCase())) {
+  // Any of the route's servers: the one that answered is not known here, and all serve the same pages.
+  for (const { origin } of route.upstreams) {
+    if (!location.toLowerCase().startsWith(origin.toLowerCase())) continue;
     const rest = location.slice(origin.length);
     if (rest === '' || rest[0] === '/' || rest[0] === '?' || rest[0] === '#') return route.path + (rest[0] === '/' ? rest : `/${rest}`);
   }

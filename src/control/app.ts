@@ -17,7 +17,13 @@ interface ControlDependencies {
    * Whether the upstreams answer at all (any HTTP status counts): `detail` about MLflow's, `routes`
    * (with routes configured) about each route's, `upstreams` how many distinct ones and how many answered.
    */
-  upstreamReady(): Promise<{ ready: boolean; detail: string; routes?: Record<string, string>; upstreams?: { total: number; answering: number } }>;
+  upstreamReady(): Promise<{
+    ready: boolean; detail: string; routes?: Record<string, string>; upstreams?: { total: number; answering: number };
+    /** A server of a list is down while every upstream still has one up: "degraded", still 200. */
+    degraded?: boolean;
+    /** Each server's state, for admins (only when an upstream is a list of servers). */
+    servers?: readonly { url: string; state: 'up' | 'down'; checked: boolean; lastError?: string; outstanding: number }[];
+  }>;
   /**
    * Whether the request's credentials (its Authorization header) are an admin's: only admins see
    * /-/readyz's details (the upstreams' addresses and errors). Absent: nobody does.
@@ -63,16 +69,16 @@ export function createControlApp(deps: ControlDependencies): (req: IncomingMessa
 
   // Anyone gets the state and counts; the upstreams' addresses and errors only an admin's credentials.
   app.get('/-/readyz', async (c) => {
-    const [{ ready, detail, routes, upstreams }, admin] = await Promise.all([
+    const [{ ready, detail, routes, upstreams, degraded, servers }, admin] = await Promise.all([
       deps.upstreamReady(),
       c.req.header('authorization') !== undefined && deps.isAdminRequest ? deps.isAdminRequest(c.env.incoming) : false,
     ]);
     const counts = { upstreams: upstreams?.total ?? 1, answering: upstreams?.answering ?? (ready ? 1 : 0) };
     const shared = deps.sharedState?.();
-    const status = !ready ? 'unavailable' : shared && !shared.reachable ? 'degraded' : 'ready';
+    const status = !ready ? 'unavailable' : (shared && !shared.reachable) || degraded ? 'degraded' : 'ready';
     if (!admin) return c.json({ status, ...counts }, ready ? 200 : 503);
     const stateStore = shared && { redis: shared.reachable ? 'reachable' : 'unreachable', problem: shared.problem };
-    return c.json({ status, ...counts, upstream: detail, routes, mlflow: await deps.mlflow?.(), stateStore }, ready ? 200 : 503);
+    return c.json({ status, ...counts, upstream: detail, routes, servers, mlflow: await deps.mlflow?.(), stateStore }, ready ? 200 : 503);
   });
 
   app.get('/-/whoami', (c) => {

@@ -13,6 +13,7 @@
 // query parameter or X-MLFLOW-WORKSPACE header names (the page: its form's field), the default one
 // without. One the caller may not use (decide.ts mayUseWorkspace) is refused exactly as a resource
 // that does not exist is, so the answer tells nothing about which workspaces exist.
+import type { Upstream } from '../proxy/upstream-pool.ts';
 import type { IncomingMessage } from 'node:http';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
@@ -59,8 +60,11 @@ export interface PermissionsDependencies {
   contextOf(req: IncomingMessage): RequestContext | undefined;
   grants: GrantsStore;
   levelOf: PrincipalLevelOf;
-  /** Called after a grant was written, so cached permissions of that resource are dropped. */
-  grantsChanged?(resource: MlflowResource): void;
+  /**
+   * Called after a grant was written (or a write failed part-way), before the answer: cached
+   * permissions of that resource are dropped, here and (state.redis) on every gateway.
+   */
+  grantsChanged?(resource: MlflowResource): void | Promise<void>;
   tls: boolean;
   proxies: TrustedProxies;
   logger: Logger;
@@ -74,7 +78,7 @@ export interface PermissionsDependencies {
 }
 
 /** The usual wiring: MLflow at `upstream`, reached directly (as the gateway forwards). */
-export function createPermissionsDependencies(options: Omit<PermissionsDependencies, 'grants'> & { upstream: string | URL; timeoutMs?: number; serverInfo?: MlflowServerInfo }): PermissionsDependencies {
+export function createPermissionsDependencies(options: Omit<PermissionsDependencies, 'grants'> & { upstream: Upstream; timeoutMs?: number; serverInfo?: MlflowServerInfo }): PermissionsDependencies {
   const { upstream, timeoutMs, serverInfo, ...rest } = options;
   return { ...rest, grants: new MlflowGrantsClient(upstream, { timeoutMs, serverInfo }) };
 }
@@ -190,9 +194,10 @@ function permissionsService(deps: PermissionsDependencies) {
     try {
       await grants.setGrant(found.value, grantee, level);
     } catch (err) {
+      await deps.grantsChanged?.(found.value);
       return upstreamFailure(err);
     }
-    deps.grantsChanged?.(found.value);
+    await deps.grantsChanged?.(found.value);
     logger.info({ reqId, user: principal.user, resource: describeResource(found.value), grantee: describeGrantee(grantee), level }, 'grant set');
     noteAudit(ctx, { event: 'grant-set', resource: describeResource(found.value), grantee: describeGrantee(grantee), level });
     return { ok: true, value: permissionsView(await reread(found.value)) };
@@ -207,10 +212,11 @@ function permissionsService(deps: PermissionsDependencies) {
     try {
       removed = await grants.removeGrant(found.value, grantee);
     } catch (err) {
+      await deps.grantsChanged?.(found.value);
       return upstreamFailure(err);
     }
     if (!removed) return fail(404, 'RESOURCE_DOES_NOT_EXIST', `${describeGrantee(grantee)} has no grant on ${describeResource(found.value)}; nothing was changed`);
-    deps.grantsChanged?.(found.value);
+    await deps.grantsChanged?.(found.value);
     logger.info({ reqId, user: principal.user, resource: describeResource(found.value), grantee: describeGrantee(grantee) }, 'grant revoked');
     noteAudit(ctx, { event: 'grant-revoked', resource: describeResource(found.value), grantee: describeGrantee(grantee) });
     return { ok: true, value: permissionsView(await reread(found.value)) };

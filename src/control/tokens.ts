@@ -1,8 +1,8 @@
 // API tokens that users make, list and revoke themselves, without an admin: a JSON API under
-// /-/api/tokens and a page at /-/tokens. They edit tokens.file (the file `mlgate token` edits) with a
-// fresh read and an atomic write each time, as the CLI does, and then have this process's token
-// store re-read it, so a new token works and a revoked one is refused at once (other processes
-// sharing the file: within watchInterval).
+// /-/api/tokens and a page at /-/tokens. They edit the token store `mlgate token` edits: tokens.file,
+// with a fresh read and an atomic write each time, after which this process's token store re-reads
+// it, so a new token works and a revoked one is refused at once (other processes sharing the file:
+// within watchInterval); or with state.redis, Redis, which every gateway asks on every request.
 //
 // Only authenticated requests get here (the pipeline authenticates every /-/ path but the public
 // ones). Cross-site requests: the session step refuses a cookie-authenticated unsafe request from
@@ -17,13 +17,14 @@
 import type { IncomingMessage } from 'node:http';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
-import { issueToken, readLastUsed, readTokenFile, revokeToken, TokenLimitError, tokenNameProblem, type TokenRecord } from '../auth/api-tokens.ts';
+import { TokenLimitError, tokenNameProblem, type TokenRecord, type TokenStore } from '../auth/api-tokens.ts';
 import { checkSameOrigin, externalOrigin } from '../auth/csrf.ts';
 import type { Principal } from '../auth/principal.ts';
 import { duration, formatDuration } from '../config/schema.ts';
 import type { TrustedProxies } from '../context/client-ip.ts';
 import { noteAudit, type RequestContext } from '../context/request-context.ts';
 import type { Logger } from '../log/logger.ts';
+import { SharedStateUnavailableError } from '../state/redis-tokens.ts';
 import { readBodyLimited } from './form-body.ts';
 import { messagePage, PAGE_HEADERS } from './pages.ts';
 import { tokensPage, TOKENS_PAGE_HEADERS, type CreatedToken, type TokenView } from './tokens-page.ts';
@@ -39,13 +40,13 @@ const BODY_LIMIT = 16 * 1024;
 
 export interface TokensDependencies {
   contextOf(req: IncomingMessage): RequestContext | undefined;
-  /** tokens.file */
-  file: string;
+  /** tokens.file, or Redis with state.redis. */
+  store: TokenStore;
   /** tokens.maxPerUser */
   maxPerUser: number;
   /** tokens.externalMaxTtl: the longest and default life of an identity provider user's token. */
   externalMaxTtlMs: number;
-  /** Called after the file was changed: the gateway's token store re-reads it now. */
+  /** Called after the store was changed: the gateway's view of tokens.file re-reads it now. */
   tokensChanged?(): void;
   /** Last uses this process saw and has not saved yet (the store's), merged with the saved ones. */
   lastUsedHere?(): ReadonlyMap<string, number>;
@@ -58,7 +59,7 @@ type Env = { Bindings: HttpBindings };
 
 interface Failure {
   ok: false;
-  status: 400 | 401 | 403 | 404 | 409 | 413;
+  status: 400 | 401 | 403 | 404 | 409 | 413 | 503;
   code: string;
   message: string;
 }
@@ -66,6 +67,12 @@ type Outcome<T> = { ok: true; value: T } | Failure;
 
 function fail(status: Failure['status'], code: string, message: string): Failure {
   return { ok: false, status, code, message };
+}
+
+/** Redis unreachable: a 503 saying nothing changed; anything else is the request's 500. */
+function unavailable(err: unknown): Failure {
+  if (err instanceof SharedStateUnavailableError) return fail(503, 'TEMPORARILY_UNAVAILABLE', err.message);
+  throw err;
 }
 
 function viewOf(record: TokenRecord, lastUsed: string | undefined, now: number): TokenView {
@@ -88,7 +95,7 @@ type Owners = { user: string } | 'all';
 
 /** Making, listing and revoking tokens: shared by the API and the page, so both refuse and answer alike. */
 function tokensService(deps: TokensDependencies) {
-  const { file, logger } = deps;
+  const { store, logger } = deps;
   /** Edits of the file one at a time in this process: two at once would each drop the other's change. */
   let editing: Promise<unknown> = Promise.resolve();
   const serialised = <T>(edit: () => Promise<T>): Promise<T> => {
@@ -98,7 +105,7 @@ function tokensService(deps: TokensDependencies) {
   };
 
   async function list(owners: Owners): Promise<TokenView[]> {
-    const [{ records }, saved] = await Promise.all([readTokenFile(file), readLastUsed(file)]);
+    const [{ records }, saved] = await Promise.all([store.list(), store.lastUsed()]);
     const here = deps.lastUsedHere?.() ?? new Map<string, number>();
     const now = Date.now();
     return records
@@ -149,7 +156,7 @@ function tokensService(deps: TokensDependencies) {
     const expiry = expiryOf(principal, expiresGiven);
     if (!expiry.ok) return expiry;
     try {
-      const { token, record } = await serialised(() => issueToken(file, {
+      const { token, record } = await serialised(() => store.issue({
         user: principal.user,
         name,
         ttlMs: undefined,
@@ -165,7 +172,7 @@ function tokensService(deps: TokensDependencies) {
       return { ok: true, value: { token, ...viewOf(record, undefined, Date.now()) } };
     } catch (err) {
       if (err instanceof TokenLimitError) return fail(409, 'RESOURCE_LIMIT_EXCEEDED', err.message);
-      throw err;
+      return unavailable(err);
     }
   }
 
@@ -173,7 +180,12 @@ function tokensService(deps: TokensDependencies) {
   async function revoke(principal: Principal, admin: boolean, id: string, ctx?: RequestContext): Promise<Outcome<TokenView>> {
     const reqId = ctx?.id;
     const missing = fail(404, 'RESOURCE_DOES_NOT_EXIST', `no token ${JSON.stringify(id.slice(0, 40))} among ${admin ? 'the tokens' : `the tokens of user ${principal.user}`}`);
-    const revoked = await serialised(() => revokeToken(file, id, (record) => admin || record.user === principal.user));
+    let revoked: TokenRecord | undefined;
+    try {
+      revoked = await serialised(() => store.revoke(id, (record) => admin || record.user === principal.user));
+    } catch (err) {
+      return unavailable(err);
+    }
     if (!revoked) return missing;
     deps.tokensChanged?.();
     logger.info({ reqId, user: principal.user, token: revoked.id, owner: revoked.user }, 'API token revoked');
@@ -218,7 +230,11 @@ export function registerTokenRoutes(app: Hono<Env>, deps: TokensDependencies): v
       return error(c, fail(403, 'PERMISSION_DENIED', `user ${caller.principal.user} lists only their own tokens; other users' are for admins`));
     }
     const owners: Owners = everyone ? 'all' : { user: user ?? caller.principal.user };
-    return c.json({ tokens: await service.list(owners) });
+    try {
+      return c.json({ tokens: await service.list(owners) });
+    } catch (err) {
+      return error(c, unavailable(err));
+    }
   });
 
   app.post(TOKENS_API, async (c) => {
@@ -256,10 +272,18 @@ export function registerTokenRoutes(app: Hono<Env>, deps: TokensDependencies): v
   const html = (c: Context<Env>, status: number, body: string, headers = TOKENS_PAGE_HEADERS) => c.body(body, status as 200, { ...headers });
 
   async function renderPage(c: Context<Env>, principal: Principal, status: number, shown: { notice?: string; error?: string; created?: CreatedToken; name?: string }): Promise<Response> {
+    let tokens: TokenView[] = [];
+    try {
+      tokens = await service.list({ user: principal.user });
+    } catch (err) {
+      const failure = unavailable(err);
+      status = status < 400 ? failure.status : status;
+      shown = { ...shown, error: [shown.error, `${capitalise(failure.message)}; your tokens cannot be shown.`].filter(Boolean).join(' ') };
+    }
     return html(c, status, tokensPage({
       user: principal.user,
       signOut: principal.method === 'session',
-      tokens: await service.list({ user: principal.user }),
+      tokens,
       external: principal.external === true,
       externalMaxTtlMs: deps.externalMaxTtlMs,
       maxPerUser: deps.maxPerUser,

@@ -6,7 +6,9 @@ import { parse as parseUrl } from 'node:url';
 import httpProxy from 'http-proxy';
 import { contextOf, type RequestContext, type UpstreamExchange } from '../context/request-context.ts';
 import type { GatewayError } from '../http/gateway-error.ts';
+import type { Logger } from '../log/logger.ts';
 import { upstreamFailure } from './upstream-errors.ts';
+import type { UpstreamPool, UpstreamServer } from './upstream-pool.ts';
 
 /** Response headers that describe the upstream connection, not the message; the gateway frames its own. */
 const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'trailer', 'transfer-encoding', 'upgrade']);
@@ -20,7 +22,8 @@ const IDLE_UPSTREAM_SOCKET_MS = 2500;
 const IDLE_SWEEP_MS = 1000;
 
 interface ForwarderOptions {
-  upstream: URL;
+  /** The route's servers; the pipeline chooses one per request, the forwarder another only to retry. */
+  pool: UpstreamPool;
   timeoutMs: number;
   maxBodySize: number;
   keepAliveSockets: number;
@@ -33,6 +36,8 @@ interface ForwarderOptions {
   rewriteLocation?: (location: string) => string;
   /** A WebSocket tunnel is open: the upstream's socket, for closing it cleanly later. */
   onTunnel?: (client: Duplex, upstream: Duplex) => void;
+  /** Where a retry on another server is noted (info: the request, both servers and why). */
+  logger?: Logger;
 }
 
 /** How one request is forwarded, when not simply streamed as it arrives. */
@@ -54,35 +59,67 @@ export interface ForwardOptions {
 const MAX_TRANSFORMED_RESPONSE = 64 * 1024 * 1024;
 
 export interface Forwarder {
-  web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, fail: (error: GatewayError) => void, options?: ForwardOptions): void;
-  ws(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, fail: (error: GatewayError) => void): void;
+  readonly pool: UpstreamPool;
+  /** Forwards to `server`; retried on another of the pool's servers only while nothing of it can have been sent. */
+  web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, server: UpstreamServer, fail: (error: GatewayError) => void, options?: ForwardOptions): void;
+  /** Opens the tunnel through `server`; never retried (the upgrade may have reached it). */
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, server: UpstreamServer, fail: (error: GatewayError) => void): void;
   close(): void;
 }
 
+/** The exchange as the forwarder tracks it across attempts (one per server tried). */
+interface PooledExchange extends UpstreamExchange {
+  server: UpstreamServer;
+  /** The servers that failed it (made on the first retry). */
+  tried?: Set<UpstreamServer>;
+  /** Ends the current attempt's count of outstanding requests on its server. */
+  endAttempt: () => void;
+  /** Sends the request again, to another server; undefined when the gateway does not hold all of it (a streamed body). */
+  resend?: (server: UpstreamServer) => void;
+  /** The upstream socket's bytesWritten when this attempt got it: unchanged means nothing of the request left. */
+  bytesBefore?: number;
+  reusedSocket: boolean;
+}
+
+/** Connection errors after which nothing of the request reached the server, given it wrote no byte. */
+const NOT_SENT_ERRORS: ReadonlySet<string | undefined> = new Set(['ECONNRESET', 'EPIPE']);
+
 /** Streams requests to the upstream over kept-alive connections, in both directions, without buffering. */
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  const { upstream, timeoutMs, maxBodySize, rewriteLocation } = options;
-  const Agent = upstream.protocol === 'https:' ? https.Agent : http.Agent;
+  const { pool, timeoutMs, maxBodySize, rewriteLocation } = options;
+  // The schema keeps one scheme per upstream, so one agent (it pools per host and port) serves all its servers.
+  const Agent = pool.servers[0]!.url.protocol === 'https:' ? https.Agent : http.Agent;
   // No per-socket timers: re-arming them on every request costs more than the proxying itself.
   // One coarse sweep enforces both the upstream timeout and the idle-connection limit.
   const agent = new Agent({ keepAlive: true, maxFreeSockets: options.keepAliveSockets, scheduling: 'lifo' });
-  // The target is parsed once here: given as a string, http-proxy would parse it on every request.
-  // The gateway writes responses itself (selfHandleResponse) to control their framing and cleanup.
-  const proxy = httpProxy.createProxyServer({ target: parseUrl(upstream.origin), agent, changeOrigin: !options.preserveHost, xfwd: false, ws: true, selfHandleResponse: true });
-  // http-proxy's deleteLength pass turns a chunked DELETE/OPTIONS body into "Content-Length: 0",
-  // leaving the body on the upstream connection to be read as a second request (smuggling).
-  const passes = (proxy as unknown as { webPasses: { name: string }[] }).webPasses;
-  const deleteLength = passes.findIndex((pass) => pass.name === 'deleteLength');
-  if (deleteLength === -1) throw new Error('http-proxy no longer has its deleteLength pass; check what replaced it before upgrading');
-  passes.splice(deleteLength, 1);
-  // Called without per-request options, which http-proxy would copy (and re-parse the target from)
-  // on every request; its types do not list this form.
-  const proxyWeb = proxy.web.bind(proxy) as (req: IncomingMessage, res: ServerResponse, callback: (err: Error, req: IncomingMessage) => void) => void;
-  // With a body read beforehand, http-proxy pipes `buffer` upstream instead of the request; all it
-  // calls is buffer.pipe(upstreamRequest), so a one-write stand-in saves a stream per request.
-  const proxyWebBuffered = proxy.web.bind(proxy) as (req: IncomingMessage, res: ServerResponse, options: { buffer: { pipe(to: Writable): Writable } }, callback: (err: Error, req: IncomingMessage) => void) => void;
+  // One http-proxy per server, its target parsed once here: given per request, http-proxy would copy
+  // its options and re-parse the target every time.
+  const targets = new Map(pool.servers.map((server) => [server, proxyTo(server.url)] as const));
   // Upgrades get their own connection each: a tunnel must never go back into the keep-alive pool.
   const wsOptions = { agent: false as const };
+
+  function proxyTo(upstream: URL) {
+    // The gateway writes responses itself (selfHandleResponse) to control their framing and cleanup.
+    const proxy = httpProxy.createProxyServer({ target: parseUrl(upstream.origin), agent, changeOrigin: !options.preserveHost, xfwd: false, ws: true, selfHandleResponse: true });
+    // http-proxy's deleteLength pass turns a chunked DELETE/OPTIONS body into "Content-Length: 0",
+    // leaving the body on the upstream connection to be read as a second request (smuggling).
+    const passes = (proxy as unknown as { webPasses: { name: string }[] }).webPasses;
+    const deleteLength = passes.findIndex((pass) => pass.name === 'deleteLength');
+    if (deleteLength === -1) throw new Error('http-proxy no longer has its deleteLength pass; check what replaced it before upgrading');
+    passes.splice(deleteLength, 1);
+    proxy.on('proxyReq', onProxyReq);
+    proxy.on('proxyRes', onProxyRes);
+    proxy.on('proxyReqWs', onProxyReqWs);
+    return {
+      proxy,
+      // Called without per-request options, which http-proxy would copy (and re-parse the target from)
+      // on every request; its types do not list this form.
+      web: proxy.web.bind(proxy) as (req: IncomingMessage, res: ServerResponse, callback: (err: Error, req: IncomingMessage) => void) => void,
+      // With a body read beforehand, http-proxy pipes `buffer` upstream instead of the request; all it
+      // calls is buffer.pipe(upstreamRequest), so a one-write stand-in saves a stream per request.
+      webBuffered: proxy.web.bind(proxy) as (req: IncomingMessage, res: ServerResponse, options: { buffer: { pipe(to: Writable): Writable } }, callback: (err: Error, req: IncomingMessage) => void) => void,
+    };
+  }
 
   const waiting = new Set<UpstreamExchange>();
   const sweepMs = Math.max(25, Math.min(IDLE_SWEEP_MS, Math.floor(timeoutMs / 4)));
@@ -114,18 +151,21 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     state.fail(error);
   }
 
-  proxy.on('proxyReq', (proxyReq, req) => {
-    const state = contextOf(req)?.exchange;
+  // http-proxy emits it once the upstream request has its socket, before it writes a byte there.
+  function onProxyReq(proxyReq: http.ClientRequest, req: IncomingMessage): void {
+    const state = contextOf(req)?.exchange as PooledExchange | undefined;
     if (!state) return;
     // The body may have passed the limit before the upstream connection was assigned.
     if (state.tooLarge) return void proxyReq.destroy();
     state.upstreamRequest = proxyReq;
+    state.bytesBefore = proxyReq.socket?.bytesWritten;
+    state.reusedSocket = proxyReq.reusedSocket;
     state.ctx.upstreamStartedAt = process.hrtime.bigint();
     state.lastActivity = tick;
     waiting.add(state);
-  });
+  }
 
-  proxy.on('proxyRes', (proxyRes, req, res) => {
+  function onProxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
     const state = contextOf(req)?.exchange;
     if (!state || state.answered || res.headersSent) return void proxyRes.destroy();
     const { ctx } = state;
@@ -148,7 +188,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     res.once('close', () => {
       if (!proxyRes.complete) proxyRes.destroy();
     });
-  });
+  }
 
   /** A 2xx answer read whole, rewritten by state.transform, and sent with its own length. */
   function transformed(state: UpstreamExchange, proxyRes: IncomingMessage, res: ServerResponse): void {
@@ -187,7 +227,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     });
   }
 
-  proxy.on('proxyReqWs', (proxyReq, req, socket) => {
+  function onProxyReqWs(proxyReq: http.ClientRequest, req: IncomingMessage, socket: Duplex): void {
     const state = contextOf(req)?.exchange;
     proxyReq.setTimeout(timeoutMs, () => {
       if (state) state.ctx.upstreamTimedOut = true;
@@ -207,41 +247,88 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       options.onTunnel?.(socket, proxySocket);
       socket.once('close', () => proxySocket.destroy());
     });
-  });
+  }
 
   function onWebError(err: Error, req: IncomingMessage): void {
-    const state = contextOf(req)?.exchange;
+    const state = contextOf(req)?.exchange as PooledExchange | undefined;
     if (!state) return;
+    state.endAttempt();
+    const failure = err as NodeJS.ErrnoException;
+    if (failure.code === 'ECONNREFUSED') state.server.refused(failure.code);
     if (state.tooLarge) return answer(state, tooLargeError(maxBodySize));
     if (req.socket.destroyed) return; // the client left; nothing to answer
-    answer(state, upstreamFailure(err as NodeJS.ErrnoException, upstream, state.ctx.upstreamTimedOut, timeoutMs));
+    if (state.resend && !state.answered && neverSent(failure, state)) {
+      waiting.delete(state);
+      const next = pool.choose((state.tried ??= new Set()).add(state.server));
+      if (next) {
+        options.logger?.info({ reqId: state.ctx.id, upstream: state.server.origin, retriedOn: next.origin, problem: failure.code, reusedConnection: state.reusedSocket },
+          `upstream request not sent to ${state.server.origin} (${failure.code}${failure.code === 'ECONNREFUSED' ? '' : ' on a reused connection, before any byte was written'}); retried on ${next.origin}`);
+        return state.resend(next);
+      }
+    }
+    answer(state, upstreamFailure(failure, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
+  }
+
+  /**
+   * Nothing of the request can have reached the server: its connection was refused, or a kept-alive
+   * socket the server had closed failed before the gateway wrote a byte to it.
+   */
+  function neverSent(err: NodeJS.ErrnoException, state: PooledExchange): boolean {
+    if (state.ctx.upstreamTimedOut) return false;
+    if (err.code === 'ECONNREFUSED') return true;
+    const socket = state.upstreamRequest?.socket;
+    return state.reusedSocket && NOT_SENT_ERRORS.has(err.code) && socket != null && state.bytesBefore !== undefined && socket.bytesWritten === state.bytesBefore;
   }
 
   function onWsError(err: Error, req: IncomingMessage): void {
-    const state = contextOf(req)?.exchange;
-    if (state) answer(state, upstreamFailure(err as NodeJS.ErrnoException, upstream, state.ctx.upstreamTimedOut, timeoutMs));
+    const state = contextOf(req)?.exchange as PooledExchange | undefined;
+    if (!state) return;
+    const failure = err as NodeJS.ErrnoException;
+    if (failure.code === 'ECONNREFUSED') state.server.refused(failure.code);
+    answer(state, upstreamFailure(failure, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
   }
 
   return {
-    web(req, res, ctx, fail, forward) {
+    pool,
+    web(req, res, ctx, server, fail, forward) {
       const body = forward?.body;
       if (maxBodySize > 0 && (body ? body.length : Number(req.headers['content-length'] ?? 0)) > maxBodySize) {
         fail(tooLargeError(maxBodySize));
         return;
       }
-      const state: UpstreamExchange = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false, transform: forward?.transformResponse };
+      const state: PooledExchange = {
+        ctx, lastActivity: tick, fail, tooLarge: false, answered: false, transform: forward?.transformResponse,
+        server, endAttempt: () => {}, reusedSocket: false,
+      };
       ctx.exchange = state;
-      res.once('close', () => waiting.delete(state));
+      res.once('close', () => {
+        waiting.delete(state);
+        state.endAttempt();
+      });
       // An answer to rewrite must arrive as it is: no compression the gateway would have to undo.
       if (state.transform) delete req.headers['accept-encoding'];
+      const send = (to: UpstreamServer) => {
+        state.server = to;
+        state.endAttempt = to.begin();
+        state.bytesBefore = undefined;
+        state.reusedSocket = false;
+        const target = targets.get(to)!;
+        if (body) target.webBuffered(req, res, { buffer: { pipe: (upstreamRequest) => upstreamRequest.end(body) } }, onWebError);
+        else target.web(req, res, onWebError);
+      };
       if (body) {
         // The bytes that were checked, framed by their own length: nothing of the client's framing is kept.
         req.headers['content-length'] = String(body.length);
         delete req.headers['transfer-encoding'];
         delete req.headers.expect;
-        proxyWebBuffered(req, res, { buffer: { pipe: (to) => to.end(body) } }, onWebError);
-        return;
+        // The gateway holds all of it: it can go to another server as it went to the first.
+        state.resend = send;
+        return send(server);
       }
+      // No body at all: nothing is consumed from the client, so it can be sent again. A streamed
+      // body cannot: what was read went to the first server.
+      const bodyless = req.headers['transfer-encoding'] === undefined && Number(req.headers['content-length'] ?? 0) === 0;
+      if (bodyless) state.resend = send;
       req.on('data', (chunk: Buffer) => {
         ctx.bytesIn += chunk.length;
         state.lastActivity = tick;
@@ -250,15 +337,18 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           state.upstreamRequest?.destroy();
         }
       });
-      proxyWeb(req, res, onWebError);
+      send(server);
     },
-    ws(req, socket, head, ctx, fail) {
-      ctx.exchange = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false };
-      proxy.ws(req, socket, head, wsOptions, onWsError);
+    ws(req, socket, head, ctx, server, fail) {
+      const state: PooledExchange = { ctx, lastActivity: tick, fail, tooLarge: false, answered: false, server, endAttempt: server.begin(), reusedSocket: false };
+      ctx.exchange = state;
+      // A tunnel is load on its server for as long as it is open.
+      socket.once('close', state.endAttempt);
+      targets.get(server)!.proxy.ws(req, socket, head, wsOptions, onWsError);
     },
     close() {
       clearInterval(sweep);
-      proxy.close();
+      for (const target of targets.values()) target.proxy.close();
       agent.destroy();
     },
   };

@@ -19,3 +19,17 @@ export function upstreamFailure(err: NodeJS.ErrnoException, upstream: URL, timed
     message: `cannot reach the MLflow tracking server at ${upstream.origin} (${reason})${hint}`,
   };
 }
+
+/**
+ * 503 when every server of a list is out of rotation: each named with why, and what brings it back.
+ * Only lists of two or more get here (a lone server is always tried, and answers with its own error).
+ */
+export function noServerUp(servers: readonly { origin: string; lastError?: string }[]): GatewayError {
+  const named = servers.map((server) => `${server.origin} (${server.lastError ?? 'down'})`).join(', ');
+  return {
+    status: 503,
+    code: 'TEMPORARILY_UNAVAILABLE',
+    message: `none of the MLflow tracking servers is up: ${named}; each is back after proxy.healthCheck.passes good health checks`,
+    headers: { 'retry-after': '5' },
+  };
+}

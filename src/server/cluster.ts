@@ -2,8 +2,10 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { bootstrapAdminIfMissing, BOOTSTRAP_USER } from '../auth/bootstrap-admin.ts';
 import { HashWorkerPool } from '../auth/hash-worker-pool.ts';
+import { Lockout } from '../auth/lockout.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
+import { WorkerStateHub } from '../state/worker-state.ts';
 import { ensureCertificate } from './certificate.ts';
 import { printAdminPassword } from './gateway.ts';
 
@@ -17,13 +19,18 @@ export function workerCount(workers: Config['workers']): number {
 /**
  * The primary of `workers: N`: it does the first-start work once (admin user, self-signed
  * certificate) so workers do not race to create files, then runs N gateway processes that share
- * the port, restarts any that die, and on SIGTERM/SIGINT lets each finish its requests.
+ * the port, restarts any that die, and on SIGTERM/SIGINT lets each finish its requests. Without
+ * state.redis it also keeps the workers' lockout counts and sign-outs (src/state/worker-state.ts), so
+ * that limits mean the same with one process or several.
  */
 export async function runPrimary(config: Config, count: number, logger: Logger): Promise<void> {
   const pool = new HashWorkerPool(1);
   const password = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost).finally(() => pool.close());
   if (password) printAdminPassword(BOOTSTRAP_USER, password, config.auth.htpasswd);
   if (config.tls.enabled) await ensureCertificate(config.tls);
+
+  // Lockouts and sign-outs the workers share (with state.redis, Redis holds them instead).
+  if (!config.state.redis) new WorkerStateHub(config.lockout.enabled ? new Lockout(config.lockout, logger) : undefined);
 
   let stopping = false;
   let anyListened = false;

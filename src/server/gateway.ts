@@ -15,6 +15,8 @@ import { createOidcProviders, providerBearerTokens } from '../auth/oidc.ts';
 import { ProviderRefresh } from '../auth/oidc-refresh.ts';
 import { Lockout } from '../auth/lockout.ts';
 import { SharedState } from '../state/redis-state.ts';
+import { RedisTokenStore } from '../state/redis-tokens.ts';
+import { GrantInvalidation, type GrantChange } from '../state/grant-invalidation.ts';
 import { PasswordChecker } from '../auth/password-checker.ts';
 import { SessionManager } from '../auth/session.ts';
 import { createSessionStep } from '../auth/session-step.ts';
@@ -33,6 +35,7 @@ import { createPermissionsDependencies, type PrincipalLevelOf } from '../control
 import { createAuditLog } from '../log/audit-log.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createForwarder } from '../proxy/forwarder.ts';
+import { UpstreamServers, type UpstreamPool } from '../proxy/upstream-pool.ts';
 import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import { compileRoutes, locationUnderPrefix, type UpstreamRoute } from '../context/upstream-routes.ts';
 import { BodyBudget } from '../authz/read-body.ts';
@@ -79,7 +82,11 @@ export interface StartOptions {
 
 export async function startGateway(config: Config, options: StartOptions = {}): Promise<Gateway> {
   const logger = options.logger ?? createLogger(config.log);
-  const upstream = new URL(config.upstream);
+  // Every upstream's servers (docs/operations.md "Several MLflow servers"): MLflow's list first, so
+  // its servers are checked at proxy.healthCheck.path whatever route lists them too.
+  const { healthCheck } = config.proxy;
+  const upstreamServers = new UpstreamServers({ path: healthCheck.path, intervalMs: healthCheck.interval, timeoutMs: healthCheck.timeout, fails: healthCheck.fails, passes: healthCheck.passes }, logger);
+  const upstream = upstreamServers.pool(config.upstream);
   const jwt = await createJwtVerifier(config.jwt, logger); // first: a bad key stops start-up before anything is made
   // So do an unreadable provider CA and a client secret missing from the environment.
   const oidcProviders = createOidcProviders(config.oidc, { htpasswdHas: (user) => store.hashOf(user) !== undefined, logger, env: process.env });
@@ -108,13 +115,17 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     // Unknown users cost what the file's most common entry costs (bcrypt at bcryptCost while it has none).
     dummyHash: () => store.unknownUserHash ?? noUsersHash,
   });
-  const apiTokens = config.tokens.enabled
-    ? new ApiTokenStore({ path: config.tokens.file, watchIntervalMs: config.watchInterval, userExists: (user) => store.hashOf(user) !== undefined }, logger)
-    : undefined;
-  apiTokens?.start();
   // state.redis (docs/operations.md "Several gateways"): no connection at all without it.
   const shared = config.state.redis ? new SharedState(config.state.redis, logger) : undefined;
   await shared?.waitReady(Math.max(config.state.redis?.timeout ?? 0, 1000));
+  // With Redis, issued tokens live there (src/state/redis-tokens.ts) and tokens.file is imported once.
+  const apiTokens = config.tokens.enabled
+    ? new ApiTokenStore({
+        path: config.tokens.file, watchIntervalMs: config.watchInterval, userExists: (user) => store.hashOf(user) !== undefined,
+        shared: shared && { tokens: new RedisTokenStore(shared), state: shared },
+      }, logger)
+    : undefined;
+  apiTokens?.start();
   const lockout = config.lockout.enabled ? new Lockout(config.lockout, logger, shared) : undefined;
   // The audit log (docs/operations.md): lockouts as they start, policy versions as they come into force.
   const audit = createAuditLog(config.audit, logger);
@@ -150,26 +161,42 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const server = listener.server;
 
   const routes = compileRoutes(config);
+  const pools = new Map(routes.map((route) => [route, upstreamServers.pool(route.upstreams, route.healthCheckPath)] as const));
   const tunnels = new WebSocketTunnels(logger);
   const forwarders = new Map(routes.map((route) => [route, createForwarder({
-    upstream: route.upstream,
+    pool: pools.get(route)!,
     timeoutMs: config.proxy.timeout,
     maxBodySize: config.proxy.maxBodySize,
     keepAliveSockets: config.proxy.keepAliveSockets,
     preserveHost: !route.mlflow,
     rewriteLocation: route.stripPrefix ? (location) => locationUnderPrefix(location, route) : undefined,
     onTunnel: (client, upstreamSocket) => tunnels.connected(client, upstreamSocket),
+    logger,
   })] as const));
   const proxies = trustedProxies(config.proxy.trustedProxies);
   const connections = createConnectionGuard(config.limits, proxies, logger);
   connections.attach(server);
   const slowRequests = createSlowRequestWatch(config.limits, logger);
-  const resolver = new Resolver({ upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader });
+  // Grant changes on every gateway by the next request (state.redis; docs/operations.md).
+  const dropGrants = (change: GrantChange) => {
+    const inWorkspace = resolver.inWorkspace(change.workspace);
+    return change.kind === 'experiment' ? inWorkspace.invalidateExperiment(change.id) : inWorkspace.invalidateRegisteredModel(change.name);
+  };
+  const grantInvalidation = shared && new GrantInvalidation(shared, { dropResource: dropGrants, dropAll: () => resolver.invalidateAll() }, logger);
+  const grantsChanged = async (change: GrantChange) => {
+    dropGrants(change);
+    await grantInvalidation?.announce(change);
+  };
+  const resolver = new Resolver({
+    upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader,
+    freshness: grantInvalidation && (() => grantInvalidation.check()),
+  });
   const serverInfo = new MlflowServerInfo({ upstream, timeoutMs: Math.min(config.proxy.timeout, 5_000), userHeader: config.proxy.userHeader });
   const authorizer = createAuthorizer({
     policy, resolver, allowUnknownRoutes: config.authz.allowUnknownRoutes, maxCheckedBody: config.authz.maxCheckedBody, maxLookupsPerRequest: config.authz.maxLookupsPerRequest,
     maxDecompressedBody: config.authz.maxDecompressedBody, bodyBudget: new BodyBudget(config.limits.checkedBodyBudget), logger,
     workspacesEnabled: async () => (await serverInfo.facts()).workspacesEnabled,
+    grantsChanged,
   });
   policy.start();
   logger.info(describePolicy(policy.current(), config.authz.policyFile), 'policy loaded');
@@ -196,7 +223,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   // (a rotated refresh token works once), every process stores the ones its sign-ins get.
   const refresh = sessions && oidcProviders.size ? new ProviderRefresh({
     path: config.oidc.refreshTokensFile, providers: oidcProviders, key: () => sessions.derivedKey('refresh tokens'), revokeSession: (session) => sessions.revoke(session),
-    tokensFile: apiTokens ? config.tokens.file : undefined, tokensChanged: () => apiTokens?.reload(false),
+    tokens: apiTokens?.edits, tokensChanged: () => apiTokens?.reload(false), shared,
     absoluteTimeoutMs: config.session.absoluteTimeout, externalMaxTtlMs: config.tokens.externalMaxTtl, logger,
   }) : undefined;
   if (!cluster.isWorker || cluster.worker?.id === 1) refresh?.start();
@@ -205,10 +232,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const levelOf: PrincipalLevelOf = options.permissionLevel ?? ((principal, kind, info) => effectiveLevel(principal, resourceInfoFromTags(kind, info.workspace, info), policy.current()).level);
   const permissions = createPermissionsDependencies({
     upstream, timeoutMs: config.proxy.timeout, levelOf, contextOf, tls, proxies, logger, mayUseWorkspace: authorizer.mayUseWorkspace, serverInfo,
-    grantsChanged: (resource) => {
-      const inWorkspace = resolver.inWorkspace(resource.workspace);
-      return resource.kind === 'experiment' ? inWorkspace.invalidateExperiment(resource.id) : inWorkspace.invalidateRegisteredModel(resource.name);
-    },
+    grantsChanged: (resource) => grantsChanged({ workspace: resource.workspace, kind: resource.kind, id: resource.id, name: resource.name }),
   });
   // /-/readyz details (upstream addresses) for admins only: their Authorization header is checked as anywhere else.
   const allowCidrs = compileAllowCidrs(config.access.allowCidrs);
@@ -229,11 +253,12 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     return isAdmin(outcome.principal, policy.current()) ? 'admin' : 'user';
   };
   const metrics = config.metrics.enabled ? createMetrics(config.metrics, {
-    version: VERSION, routes, mlflow: upstream, openConnections: () => connections.open, openTunnels: () => tunnels.size,
+    version: VERSION, servers: upstreamServers.all, openConnections: () => connections.open, openTunnels: () => tunnels.size,
     lockouts: lockout && (() => lockout.started), authzLookups: () => resolver.lookups, probe: probeUpstream,
+    redis: shared && grantInvalidation && (() => ({ up: shared.isReachable, failures: shared.failures, grantInvalidations: grantInvalidation.drops, grantAnnounceFailures: grantInvalidation.announceFailures })),
   }) : undefined;
   const control = createControlApp({
-    upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes : []),
+    upstreamReady: () => probeRoutes(upstream, config.routes.length ? routes.map((route) => [route, pools.get(route)!] as const) : []),
     isAdminRequest,
     sharedState: shared && (() => ({ reachable: shared.isReachable, problem: shared.problem || undefined })),
     mlflow: async () => mlflowReadiness(await serverInfo.facts(), config.authz.allowUnknownRoutes),
@@ -241,7 +266,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     metrics: metrics && ((req) => metrics.scrape(req, metricsCaller)),
     // Users' own tokens: only where the gateway accepts tokens at all.
     tokens: apiTokens && config.tokens.selfService ? {
-      contextOf, file: config.tokens.file, maxPerUser: config.tokens.maxPerUser, externalMaxTtlMs: config.tokens.externalMaxTtl,
+      contextOf, store: apiTokens.edits, maxPerUser: config.tokens.maxPerUser, externalMaxTtlMs: config.tokens.externalMaxTtl,
       tokensChanged: () => apiTokens.reload(false), lastUsedHere: () => apiTokens.lastUsedHere(), tls, proxies, logger,
     } : undefined,
   });
@@ -288,6 +313,8 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   });
 
   await listen(server, config.port, config.host);
+  // Once listening: a start-up that fails leaves no checks running.
+  upstreamServers.start();
   const port = (server.address() as AddressInfo).port;
   const redirect = certificate && config.tls.redirectHttpPort !== undefined ? createHttpsRedirectServer(port, listener, acme?.challengeResponse) : undefined;
   if (redirect) await listen(redirect, config.tls.redirectHttpPort!, config.host);
@@ -300,7 +327,7 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const everywhere = config.host === '0.0.0.0' || config.host === '::';
   // What a colleague on another machine opens: this machine's name (the certificate covers it).
   const open = everywhere ? `${scheme}://${hostname()}:${port}` : url;
-  logger.info({ url, open, listen: `${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, upstream: upstream.origin, users: store.userCount, tls: Boolean(certificate) }, 'mlgate listening');
+  logger.info({ url, open, listen: `${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, upstream: upstream.servers.map((server) => server.origin).join(', '), users: store.userCount, tls: Boolean(certificate) }, 'mlgate listening');
   // The log stream buffers 4 KiB; without this, "listening" (and the URL) shows only once traffic fills it.
   logger.flush();
 
@@ -345,11 +372,13 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
         await closed;
         clearTimeout(stragglers);
         listener.stopWatching();
+        upstreamServers.stop();
         clientCertificates?.stop();
         slowRequests.close();
         store.stop();
         await refresh?.stop();
         sessions?.stop();
+        grantInvalidation?.stop();
         shared?.stop();
         await apiTokens?.stop();
         for (const forwarder of forwarders.values()) forwarder.close();
@@ -376,19 +405,33 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-/** Ready when MLflow and every route's upstream answer; each distinct upstream is asked once. */
-async function probeRoutes(mlflow: URL, routes: readonly UpstreamRoute[]): Promise<{ ready: boolean; detail: string; routes?: Record<string, string>; upstreams: { total: number; answering: number } }> {
-  const origins = [...new Set([mlflow.origin, ...routes.map((route) => route.upstream.origin)])];
-  const probes = new Map(await Promise.all(origins.map(async (origin) => [origin, await probeUpstream(new URL(origin))] as const)));
-  const main = probes.get(mlflow.origin)!;
-  const upstreams = { total: origins.length, answering: [...probes.values()].filter((probe) => probe.ready).length };
-  if (routes.length === 0) return { ...main, upstreams };
-  return {
-    ready: [...probes.values()].every((probe) => probe.ready),
-    upstreams,
-    detail: main.detail,
-    routes: Object.fromEntries(routes.map((route) => [route.path, probes.get(route.upstream.origin)!.detail])),
-  };
+/**
+ * Ready when MLflow and every route's upstream have a server that answers: a server the health
+ * checks watch (one of a list) as they last found it, any other asked now (each distinct one once).
+ * Degraded when one of a list's servers is down but each upstream still has one. `servers`, for
+ * admins, only when an upstream is a list.
+ */
+async function probeRoutes(mlflow: UpstreamPool, routes: readonly (readonly [UpstreamRoute, UpstreamPool])[]) {
+  const pools = [mlflow, ...routes.map(([, pool]) => pool)];
+  const servers = [...new Set(pools.flatMap((pool) => pool.servers))];
+  const states = new Map(await Promise.all(servers.map(async (server) => {
+    if (server.checkPath !== undefined) {
+      return [server, { ready: server.up, detail: server.up ? `${server.origin} is up` : `${server.origin}: ${server.lastError ?? 'down'}` }] as const;
+    }
+    return [server, await probeUpstream(server.url)] as const;
+  })));
+  const detailOf = (pool: UpstreamPool) => pool.servers.map((server) => states.get(server)!.detail).join('; ');
+  const upstreams = { total: servers.length, answering: [...states.values()].filter((state) => state.ready).length };
+  const ready = pools.every((pool) => pool.servers.some((server) => states.get(server)!.ready));
+  const listed = pools.some((pool) => pool.servers.length > 1) ? {
+    degraded: upstreams.answering < upstreams.total,
+    servers: servers.map((server) => ({
+      url: server.origin, state: (states.get(server)!.ready ? 'up' : 'down') as 'up' | 'down', checked: server.checkPath !== undefined,
+      ...(server.lastError !== undefined && { lastError: server.lastError }), outstanding: server.outstanding,
+    })),
+  } : {};
+  if (routes.length === 0) return { ready, detail: detailOf(mlflow), upstreams, ...listed };
+  return { ready, upstreams, detail: detailOf(mlflow), routes: Object.fromEntries(routes.map(([route, pool]) => [route.path, detailOf(pool)])), ...listed };
 }
 
 

@@ -10,7 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Authentication } from '../auth/session-step.ts';
 import { trustedProxies } from '../context/client-ip.ts';
 import { millisecondsSince, type RequestContext } from '../context/request-context.ts';
-import type { UpstreamRoute } from '../context/upstream-routes.ts';
+import type { UpstreamServer } from '../proxy/upstream-pool.ts';
 
 interface MetricsConfig {
   enabled: boolean;
@@ -25,15 +25,27 @@ interface MetricsConfig {
 /** What the gauges read at scrape time. */
 interface MetricsSources {
   version: string;
-  routes: readonly UpstreamRoute[];
-  mlflow: URL;
+  /** Every configured upstream server, each once (MLflow's and the routes'). */
+  servers: readonly UpstreamServer[];
   openConnections(): number;
   openTunnels(): number;
   /** Lockouts started since start-up, by scope (absent: lockout.enabled is false). */
   lockouts?(): { ip: number; user: number };
   /** Upstream look-ups the authorization step made (cache misses that went to MLflow). */
   authzLookups(): number;
+  /** The shared state store (absent: no state.redis). */
+  redis?(): RedisFacts;
   probe(url: URL): Promise<{ ready: boolean }>;
+}
+
+/** What the Redis of state.redis has done since start-up (counts), and whether it answers now. */
+interface RedisFacts {
+  up: boolean;
+  failures: { command: number; connection: number };
+  /** How this gateway's permission caches were dropped for grant changes: a message named the resource, an epoch moved unheard of, Redis came back. */
+  grantInvalidations: { message: number; epoch: number; reconnection: number };
+  /** Grant changes made here that could not be announced to the other gateways. */
+  grantAnnounceFailures: number;
 }
 
 /** Who asks for /-/metrics (gateway.ts): an admin, someone else signed in, or credentials that failed. */
@@ -115,22 +127,56 @@ export function createMetrics(config: MetricsConfig, sources: MetricsSources): G
       },
     });
   }
+  const redis = sources.redis;
+  if (redis) {
+    new Gauge({ name: 'mlgate_redis_up', help: 'Whether the shared state store (state.redis) answered the last command (1) or not (0).', registers: [registry], collect() { this.set(redis().up ? 1 : 0); } });
+    new Counter({
+      name: 'mlgate_redis_failures_total', help: 'Shared state store (Redis) failures: commands that failed or timed out (command), connection errors and losses (connection).', labelNames: ['kind'], registers: [registry],
+      collect() {
+        const { failures } = redis();
+        this.reset();
+        this.inc({ kind: 'command' }, failures.command);
+        this.inc({ kind: 'connection' }, failures.connection);
+      },
+    });
+    new Counter({
+      name: 'mlgate_grant_invalidations_total', help: 'Permission cache drops for grant changes made elsewhere: one resource named by a message (message), everything when the grants epoch moved unheard of (epoch) or Redis came back (reconnection).', labelNames: ['cause'], registers: [registry],
+      collect() {
+        const { grantInvalidations } = redis();
+        this.reset();
+        for (const cause of ['message', 'epoch', 'reconnection'] as const) this.inc({ cause }, grantInvalidations[cause]);
+      },
+    });
+    new Counter({
+      name: 'mlgate_grant_announce_failures_total', help: 'Grant changes made through this gateway that Redis did not take: the other gateways apply them within authz.cacheTtl.', registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(redis().grantAnnounceFailures);
+      },
+    });
+  }
   new Gauge({ name: 'mlgate_open_connections', help: 'Client connections open now.', registers: [registry], collect() { this.set(sources.openConnections()); } });
   new Gauge({ name: 'mlgate_websocket_tunnels', help: 'WebSocket tunnels open now.', registers: [registry], collect() { this.set(sources.openTunnels()); } });
 
-  // Each distinct upstream once: "mlflow" for the one `upstream` names, a route's path for the others.
-  const upstreams = new Map<string, URL>([['mlflow', sources.mlflow]]);
-  for (const route of sources.routes) {
-    if (![...upstreams.values()].some((url) => url.origin === route.upstream.origin)) upstreams.set(route.path, route.upstream);
-  }
-  let probed: { at: number; answers: Promise<[string, boolean][]> } | undefined;
+  // Per configured server, labelled with its origin (bounded by the configuration). A server the
+  // health checks watch (one of a list) reads their state; a lone one is probed, at most every 5 s.
+  const { servers } = sources;
+  const unchecked = servers.filter((server) => server.checkPath === undefined);
+  let probed: { at: number; answers: Promise<Map<UpstreamServer, boolean>> } | undefined;
   new Gauge({
-    name: 'mlgate_upstream_up', help: 'Whether the upstream answered the last probe (1) or not (0); probed at most every 5 s.', labelNames: ['upstream'], registers: [registry],
+    name: 'mlgate_upstream_up', help: 'Whether the upstream server is in rotation (a list\'s, by its health checks) or answered the last probe (a lone server, probed at most every 5 s): 1 or 0.', labelNames: ['upstream'], registers: [registry],
     async collect() {
-      if (!probed || Date.now() - probed.at > PROBE_TTL_MS) {
-        probed = { at: Date.now(), answers: Promise.all([...upstreams].map(async ([name, url]) => [name, (await sources.probe(url).catch(() => ({ ready: false }))).ready] as [string, boolean])) };
+      if (unchecked.length && (!probed || Date.now() - probed.at > PROBE_TTL_MS)) {
+        probed = { at: Date.now(), answers: Promise.all(unchecked.map(async (server) => [server, (await sources.probe(server.url).catch(() => ({ ready: false }))).ready] as const)).then((answers) => new Map(answers)) };
       }
-      for (const [name, up] of await probed.answers) this.set({ upstream: name }, up ? 1 : 0);
+      const answers = await probed?.answers;
+      for (const server of servers) this.set({ upstream: server.origin }, (server.checkPath === undefined ? answers?.get(server) : server.up) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'mlgate_upstream_outstanding_requests', help: 'Requests (and WebSocket tunnels, and the gateway\'s own MLflow look-ups) sent to the upstream server and not yet ended.', labelNames: ['upstream'], registers: [registry],
+    collect() {
+      for (const server of servers) this.set({ upstream: server.origin }, server.outstanding);
     },
   });
 

@@ -34,6 +34,8 @@ import type { AuditLog } from '../log/audit-log.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ForwardOptions, Forwarder } from '../proxy/forwarder.ts';
 import { upstreamHeaderBuilder, type IdentityHeaders } from '../proxy/request-headers.ts';
+import { noServerUp } from '../proxy/upstream-errors.ts';
+import type { UpstreamServer } from '../proxy/upstream-pool.ts';
 import type { WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import type { ConnectionGuard } from './connection-guard.ts';
 import { authFailureOf, type GatewayMetrics } from './metrics.ts';
@@ -256,6 +258,13 @@ export function createRequestPipeline(options: PipelineOptions) {
     if (ctx.workspace !== undefined && ctx.workspace !== DEFAULT_WORKSPACE) req.headers[WORKSPACE_HEADER] = ctx.workspace;
   }
 
+  /** The server of the route's upstream the exchange goes to (least outstanding requests among those up), or the 503 when none is. */
+  function chooseServer(ctx: RequestContext): { forwarder: Forwarder; server: UpstreamServer } | { error: GatewayError } {
+    const forwarder = forwarders.get(ctx.route!)!;
+    const server = forwarder.pool.choose();
+    return server ? { forwarder, server } : { error: noServerUp(forwarder.pool.servers) };
+  }
+
   /** The exchange is over, however it ended: what was held for it is given back, and it is logged once. */
   function finish(ctx: RequestContext, method: string | undefined, status: number, aborted: boolean): void {
     for (const atEnd of ctx.atEnd) atEnd();
@@ -309,7 +318,9 @@ export function createRequestPipeline(options: PipelineOptions) {
       case 'forward':
         if (res.destroyed) return; // the client left while its body was read
         prepareForUpstream(req, ctx);
-        return forwarders.get(ctx.route!)!.web(req, res, ctx, (error) => refuseRequest(req, res, ctx, error), verdict.how);
+        const target = chooseServer(ctx);
+        if ('error' in target) return refuseRequest(req, res, ctx, target.error);
+        return target.forwarder.web(req, res, ctx, target.server, (error) => refuseRequest(req, res, ctx, error), verdict.how);
       case 'client-left':
         return;
     }
@@ -364,6 +375,8 @@ export function createRequestPipeline(options: PipelineOptions) {
         return refuseUpgrade(socket, ctx, internalError(ctx.id));
       case 'forward': {
         prepareForUpstream(req, ctx);
+        const target = chooseServer(ctx);
+        if ('error' in target) return refuseUpgrade(socket, ctx, target.error);
         const { stillSignedIn } = verdict;
         tunnels.add(socket, {
           ctx,
@@ -372,7 +385,7 @@ export function createRequestPipeline(options: PipelineOptions) {
             return session.ok ? undefined : session.reason;
           }),
         });
-        return forwarders.get(ctx.route!)!.ws(req, socket, head, ctx, (error) => refuseUpgrade(socket, ctx, error));
+        return target.forwarder.ws(req, socket, head, ctx, target.server, (error) => refuseUpgrade(socket, ctx, error));
       }
       case 'client-left':
         return void socket.destroy();

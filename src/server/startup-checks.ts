@@ -25,9 +25,14 @@ export async function warnAtStartup(config: Config, logger: Logger): Promise<voi
   try {
     const noAdmin = await noAdminWarning(config);
     if (noAdmin) logger.warn({ file: config.auth.htpasswd, policyFile: config.authz.policyFile }, noAdmin);
-    const upstreamDown = await upstreamWarning(new URL(config.upstream));
-    if (upstreamDown) logger.warn({ upstream: new URL(config.upstream).origin }, upstreamDown);
-    else await logMlflowVersion(config, logger);
+    // Each of MLflow's servers; its version once one answers.
+    let answering = 0;
+    for (const server of config.upstream) {
+      const upstreamDown = await upstreamWarning(new URL(server));
+      if (upstreamDown) logger.warn({ upstream: new URL(server).origin }, upstreamDown);
+      else answering++;
+    }
+    if (answering > 0) await logMlflowVersion(config, logger);
   } catch (err) {
     logger.debug({ err }, 'start-up checks failed');
   }
@@ -78,8 +83,8 @@ async function upstreamWarning(upstream: URL): Promise<string | undefined> {
 
 /** "MLflow 3.11.1 at http://127.0.0.1:5000 (workspaces off)", and the warning when it is newer than the route lists. */
 async function logMlflowVersion(config: Config, logger: Logger): Promise<void> {
-  const upstream = new URL(config.upstream);
-  const info = new MlflowServerInfo({ upstream, timeoutMs: PROBE_TIMEOUT_MS, userHeader: config.proxy.userHeader });
+  const upstream = { origin: config.upstream.map((server) => new URL(server).origin).join(', ') };
+  const info = new MlflowServerInfo({ upstream: config.upstream, timeoutMs: PROBE_TIMEOUT_MS, userHeader: config.proxy.userHeader });
   const facts = await info.facts().finally(() => info.close());
   const fields = { upstream: upstream.origin, mlflowVersion: facts.version, workspaces: facts.workspacesEnabled };
   if (facts.version === undefined) return void logger.info({ ...fields, problem: facts.problem }, `the MLflow version at ${upstream.origin} is unknown: ${facts.problem}`);

@@ -1,5 +1,6 @@
 // The optional Redis that several gateways share (docs/operations.md "Several gateways: shared state
-// in Redis"): lockout counters and session sign-outs. Commands never queue while Redis is away: they
+// in Redis"): lockout counters and session sign-outs (grant changes: grant-invalidation.ts, on a
+// connection of its own for pub/sub). Commands never queue while Redis is away: they
 // fail at once (or after `timeout`), and each caller decides what that means (lockouts count locally,
 // cookie sessions are refused). ioredis reconnects by itself; the first failure and the recovery are
 // logged once each.
@@ -19,6 +20,8 @@ export class SharedState {
   private failedAt = 0;
   private downLogged = false;
   private stopping = false;
+  /** For /-/metrics: commands that failed (callers' `failed`) and connection errors and losses. */
+  readonly failures = { command: 0, connection: 0 };
 
   constructor(options: RedisOptions, private readonly logger: Logger) {
     this.prefix = options.keyPrefix;
@@ -33,13 +36,13 @@ export class SharedState {
       lazyConnect: false,
     });
     this.client.on('ready', () => {
-      if (this.downLogged) this.logger.info({ redis: redacted(options.url) }, 'shared state store (Redis) reachable again; lockouts and sign-outs are shared again');
+      if (this.downLogged) this.logger.info({ redis: redacted(options.url) }, 'shared state store (Redis) reachable again; lockouts, sign-outs and API tokens are shared again');
       this.failedAt = 0;
       this.downLogged = false;
     });
-    this.client.on('error', (err: Error) => this.failed(err));
+    this.client.on('error', (err: Error) => this.failed(err, 'connection'));
     this.client.on('close', () => {
-      if (!this.stopping) this.failed(new Error('connection closed'));
+      if (!this.stopping) this.failed(new Error('connection closed'), 'connection');
     });
   }
 
@@ -53,12 +56,13 @@ export class SharedState {
   }
 
   /** Noted by callers whose command failed: logs once per outage. */
-  failed(err: unknown): void {
+  failed(err: unknown, kind: 'command' | 'connection' = 'command'): void {
+    this.failures[kind]++;
     this.failedAt = Date.now();
     this.lastError = err instanceof Error ? err.message || err.name : String(err);
     if (!this.downLogged) {
       this.downLogged = true;
-      this.logger.warn({ error: this.lastError }, 'shared state store (Redis) unreachable: lockouts are counted by this gateway alone and cookie sessions are refused until it is back');
+      this.logger.warn({ error: this.lastError }, 'shared state store (Redis) unreachable: lockouts are counted by this gateway alone, and cookie sessions and API tokens are refused until it is back');
     }
   }
 

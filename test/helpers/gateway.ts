@@ -13,7 +13,8 @@ import { startGateway, type Gateway, type StartOptions } from '../../src/server/
 import { request, type RequestOptions, type TestResponse } from './http-client.ts';
 
 export interface TestGatewayOptions {
-  upstream: string;
+  /** One server, or a list of them (docs/operations.md "Several MLflow servers"). */
+  upstream: string | readonly string[];
   /** user -> password, hashed with bcrypt at the lowest cost to keep tests fast. */
   users?: Record<string, string>;
   /** Exact htpasswd file contents, instead of users. */

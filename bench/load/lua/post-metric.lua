@@ -9,3 +9,9 @@ local authorization = os.getenv("BENCH_AUTHORIZATION")
 if authorization and authorization ~= "" then
   wrk.headers["Authorization"] = authorization
 end
+-- A browser session instead (the shared-state case): its cookie, and the Origin a page of the gateway sends.
+local cookie = os.getenv("BENCH_COOKIE")
+if cookie and cookie ~= "" then
+  wrk.headers["Cookie"] = cookie
+  wrk.headers["Origin"] = os.getenv("BENCH_ORIGIN")
+end
