@@ -1,4 +1,5 @@
 import https from 'node:https';
+import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -224,5 +225,36 @@ describe('connections cut mid-transfer', () => {
     expect(outcome).toMatch(/aborted|ECONNRESET|socket hang up|closed/);
     expect(performance.now() - started).toBeLessThan(5000);
     await expectStillServing(gw);
+  });
+});
+
+describe('an upstream whose look-up answer never ends', () => {
+  it('gives up on it past 256 MiB with a 502 naming the upstream, cutting the answer off, each time', async () => {
+    let cutOff = 0;
+    const endless = http.createServer((req, res) => {
+      if (!req.url!.startsWith('/api/2.0/mlflow/experiments/get')) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error_code":"ENDPOINT_NOT_FOUND"}');
+        return;
+      }
+      // A misconfigured upstream answering a look-up with a file: far more than any page of JSON.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.on('close', () => { if (!res.writableFinished) cutOff++; });
+      generated(1024 * 2 ** 20).pipe(res);
+    });
+    await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve));
+    // Not an admin: alice's request needs the experiment looked up first.
+    const target = await startTestGateway({ upstream: `http://127.0.0.1:${(endless.address() as AddressInfo).port}`, policy: { admins: [], default: 'READ' } });
+    try {
+      for (const round of [1, 2]) {
+        const res = await target.request(`/api/2.0/mlflow/experiments/get?experiment_id=${round}`, { auth: ALICE, timeoutMs: 30_000 });
+        expect(res.status, res.text).toBe(502);
+        expect(res.json<{ message: string }>().message).toMatch(/MLflow tracking server at http:\/\/127\.0\.0\.1:\d+ answered GET \/api\/2\.0\/mlflow\/experiments\/get with more than 256 MiB/);
+        await within((async () => { while (cutOff < round) await new Promise((resolve) => setTimeout(resolve, 20)); })(), 5000, 'the upstream answer being cut off');
+      }
+    } finally {
+      await target.close();
+      endless.closeAllConnections();
+      await new Promise((resolve) => endless.close(resolve));
+    }
   });
 });

@@ -18,6 +18,9 @@ export interface Tag {
   value: string;
 }
 
+/** Larger than any page MLflow gives (search results included), small enough to stay a bound. */
+const MAX_ANSWER_BYTES = 256 * 2 ** 20;
+
 /** An experiment or registered model as MLflow describes it: what a permission decision reads. */
 export interface TaggedResource {
   /** The experiment id; registered models have none (they are known by name). */
@@ -116,7 +119,14 @@ export class MlflowClient {
       const failed = (err: Error) => reject(err instanceof MlflowError ? err : this.unreachable(err, server.origin));
       const req = this.transport.request(new URL(target, server.url), { method, agent: this.agent, headers }, (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        let received = 0;
+        res.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          // A look-up's answer is a page of JSON; one without end (a misconfigured upstream answering
+          // with a file) must not take the gateway's memory with it.
+          if (received > MAX_ANSWER_BYTES) return req.destroy(new MlflowError('UPSTREAM_ERROR', `the MLflow tracking server at ${server.origin} answered ${method} ${target.split('?')[0]} with more than ${MAX_ANSWER_BYTES / 2 ** 20} MiB`));
+          chunks.push(chunk);
+        });
         res.on('error', failed);
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');

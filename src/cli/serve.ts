@@ -7,7 +7,6 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
 import { runPrimary, workerCount } from '../server/cluster.ts';
-import { startGateway } from '../server/gateway.ts';
 import { listenError, warnAtStartup } from '../server/startup-checks.ts';
 import { createLogger } from '../log/logger.ts';
 import { addConfigFlags, flagOverrides } from './config-flags.ts';
@@ -24,6 +23,9 @@ export function registerServe(program: Command): void {
       checkPolicyOrExit(config.authz.policyFile);
       const workers = workerCount(config.workers);
       if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
+      // Imported here, not at the top: the primary of `workers: N` only forks and supervises, and
+      // the gateway's modules would cost it ~20 MB of resident memory for nothing.
+      const { startGateway } = await import('../server/gateway.ts');
       const gateway = await startGateway(config).catch((err: unknown) => { throw listenError(err, config); });
       void warnAtStartup(config, gateway.logger);
       let signals = 0;

@@ -7,7 +7,6 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { WorkerStateHub } from '../state/worker-state.ts';
 import { ensureCertificate } from './certificate.ts';
-import { printAdminPassword } from './gateway.ts';
 
 /** Restarting a worker that keeps dying right away would only spin; wait this long first. */
 const RESTART_DELAY_MS = 1000;
@@ -26,7 +25,8 @@ export function workerCount(workers: Config['workers']): number {
 export async function runPrimary(config: Config, count: number, logger: Logger): Promise<void> {
   const pool = new HashWorkerPool(1);
   const password = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost).finally(() => pool.close());
-  if (password) printAdminPassword(BOOTSTRAP_USER, password, config.auth.htpasswd);
+  // Only on a first start: the primary does not load the gateway otherwise (docs/performance.md "Memory").
+  if (password) (await import('./gateway.ts')).printAdminPassword(BOOTSTRAP_USER, password, config.auth.htpasswd);
   if (config.tls.enabled) await ensureCertificate(config.tls);
 
   // Lockouts and sign-outs the workers share (with state.redis, Redis holds them instead).

@@ -13,10 +13,10 @@
 // Redis away: no GET (the caches' TTL, authz.cacheTtl, bounds what is missed); each reconnection drops
 // the whole cache, since changes made meanwhile were neither heard of nor counted in an epoch this
 // gateway could compare (a restarted Redis starts its counter again).
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
-import type { SharedState } from './redis-state.ts';
+import { ioredis, type SharedState } from './redis-state.ts';
 
 /** The resource whose grants changed: what the cache entries are keyed by (workspace first). */
 export interface GrantChange {
@@ -162,7 +162,7 @@ export class GrantInvalidation {
  */
 export async function announceGrantChange(options: NonNullable<Config['state']['redis']>, change: GrantChange): Promise<string | undefined> {
   const timeout = Math.max(options.timeout, 50);
-  const client = new Redis(options.url, {
+  const client = new (ioredis())(options.url, {
     ...(options.password !== undefined ? { password: options.password } : {}),
     lazyConnect: true,
     maxRetriesPerRequest: 0,

@@ -4,11 +4,21 @@
 // fail at once (or after `timeout`), and each caller decides what that means (lockouts count locally,
 // cookie sessions are refused). ioredis reconnects by itself; the first failure and the recovery are
 // logged once each.
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 
 type RedisOptions = NonNullable<Config['state']['redis']>;
+
+/**
+ * ioredis, loaded when a connection is first made: it is ~7 MB of every process's resident memory,
+ * and most gateways have no state.redis. Synchronous (it is CommonJS), so a gateway configured with
+ * Redis still meets any problem loading it while it starts, not at its first request.
+ */
+export function ioredis(): typeof Redis {
+  return (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
+}
 
 const RETRY_AFTER_FAILURE_MS = 1000;
 
@@ -26,7 +36,7 @@ export class SharedState {
   constructor(options: RedisOptions, private readonly logger: Logger) {
     this.prefix = options.keyPrefix;
     const timeout = Math.max(options.timeout, 50);
-    this.client = new Redis(options.url, {
+    this.client = new (ioredis())(options.url, {
       ...(options.password !== undefined ? { password: options.password } : {}),
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
