@@ -8,7 +8,8 @@
 import { createHash, createPublicKey, type JsonWebKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, importJWK, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedCache } from '../state/bounded-cache.ts';
 import { HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, type Config, type JwtAlgorithm } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import { claimAt, groupsFrom } from './external-names.ts';
@@ -40,7 +41,7 @@ export class JwtVerifier {
     readonly algorithms: readonly JwtAlgorithm[],
     private readonly logger: Logger,
   ) {
-    this.cache = config.cacheSize > 0 && config.cacheTtl > 0 ? new LRUCache({ max: config.cacheSize }) : undefined;
+    this.cache = config.cacheSize > 0 && config.cacheTtl > 0 ? boundedCache(config.cacheSize) : undefined;
   }
 
   /** Synchronous for a token verified recently; never rejects. */

@@ -2,7 +2,8 @@
 // sliding window; past a threshold that IP or user is refused, before any hash is checked, for a
 // back-off that doubles with every further failure up to a cap. Shared by HTTP Basic and the
 // browser sign-in form.
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedCache } from '../state/bounded-cache.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { SharedState } from '../state/redis-state.ts';
@@ -56,9 +57,9 @@ export class Lockout {
    * unreachable this gateway counts alone, as without it.
    */
   constructor(private readonly options: LockoutOptions, private readonly logger: Logger, private readonly shared?: SharedState) {
-    this.users = new LRUCache({ max: options.maxEntries });
-    this.ips = new LRUCache({ max: options.maxEntries });
-    this.knownIps = options.knownIpTtl > 0 ? new LRUCache({ max: options.maxEntries, ttl: options.knownIpTtl }) : undefined;
+    this.users = boundedCache(options.maxEntries);
+    this.ips = boundedCache(options.maxEntries);
+    this.knownIps = options.knownIpTtl > 0 ? boundedCache(options.maxEntries, { ttl: options.knownIpTtl }) : undefined;
     // A worker's tallies hold only the locks its primary tells of, and its known IPs: lockFor stays a
     // lookup here, and only a failure (about to be answered 401 anyway) waits for the primary.
     this.peers = shared ? undefined : primaryChannel();

@@ -8,7 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, customFetch as joseCustomFetch, decodeJwt, jwtVerify, type FetchImplementation, type JWTPayload } from 'jose';
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../state/bounded-cache.ts';
 import * as client from 'openid-client';
 import { PUBLIC_KEY_ALGORITHMS, type Config, type OidcProviderConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
@@ -60,7 +60,7 @@ export class OidcProvider {
   private readonly secret: string | undefined;
   private keySet: ReturnType<typeof createRemoteJWKSet> | undefined;
   /** Bearer tokens verified lately, under their SHA-256, until their exp or a minute, whichever is first. */
-  private readonly verifiedTokens = new LRUCache<string, { principal: Principal; until: number }>({ max: 10_000 });
+  private readonly verifiedTokens = boundedCache<string, { principal: Principal; until: number }>(10_000);
 
   constructor(readonly settings: OidcProviderConfig, private readonly options: OidcOptions) {
     this.fetchImpl = settings.ca !== undefined ? fetchTrusting(readCa(settings)) : undefined;

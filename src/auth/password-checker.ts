@@ -1,5 +1,6 @@
 import { hash as digest, randomBytes } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedCache } from '../state/bounded-cache.ts';
 import type { HashWorkerPool } from './hash-worker-pool.ts';
 
 interface PasswordCheckerOptions {
@@ -27,7 +28,7 @@ export class PasswordChecker {
 
   constructor(private readonly pool: HashWorkerPool, private readonly options: PasswordCheckerOptions) {
     this.verified = options.cacheSize > 0 && options.cacheTtlMs > 0
-      ? new LRUCache({ max: options.cacheSize, ttl: options.cacheTtlMs })
+      ? boundedCache(options.cacheSize, { ttl: options.cacheTtlMs })
       : undefined;
   }
 

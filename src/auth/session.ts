@@ -3,7 +3,7 @@ import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'no
 import type { IncomingMessage } from 'node:http';
 import { dirname } from 'node:path';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../state/bounded-cache.ts';
 import type { Config } from '../config/schema.ts';
 import { ReloadingFile, type FileReading } from '../config/reloading-file.ts';
 import type { Logger } from '../log/logger.ts';
@@ -97,7 +97,7 @@ export class SessionManager {
   private keyText = '';
   /** Bumped when the key changes, so a verification that straddles the change is not remembered. */
   private generation = 0;
-  private readonly verified = new LRUCache<string, VerifiedCookie>({ max: VERIFIED_CACHE_SIZE, ttl: VERIFIED_CACHE_TTL_MS });
+  private readonly verified = boundedCache<string, VerifiedCookie>(VERIFIED_CACHE_SIZE, { ttl: VERIFIED_CACHE_TTL_MS });
   private readonly revocations: SessionRevocations;
   private keyFile: ReloadingFile<string> | undefined;
   /** Asked on every check of a provider's session; absent: such sessions are refused. */

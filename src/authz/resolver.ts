@@ -26,7 +26,8 @@
 // - with MLflow's workspaces, every look-up is made in one workspace (inWorkspace, forRequest) and
 //   every cache entry is keyed by it: names are unique only within a workspace, and an id from
 //   another workspace is not found in this one (test/mlflow/workspaces.test.ts).
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
+import { boundedCache } from '../state/bounded-cache.ts';
 import type { ResourceInfo } from './decide.ts';
 import { grantsFromTags, grantTagKey, OWNER_TAG, type ResourceGrants } from './grant-tags.ts';
 import { errorCodeOf, jsonObject, MlflowClient, tagsFrom, type MlflowAnswer } from './mlflow-client.ts';
@@ -125,14 +126,14 @@ export class Resolver {
   constructor(options: ResolverOptions) {
     this.mlflow = new MlflowClient({ upstream: options.upstream, timeoutMs: options.timeoutMs, userHeader: options.userHeader });
     this.freshness = options.freshness;
-    this.stable = new LRUCache({ max: options.stableEntries ?? 100_000 });
+    this.stable = boundedCache(options.stableEntries ?? 100_000);
     const ttl = Math.max(1, options.cacheTtlMs);
     const max = options.entries ?? 10_000;
-    this.experimentsById = new LRUCache({ max, ttl });
-    this.experimentsByName = new LRUCache({ max, ttl });
-    this.models = new LRUCache({ max, ttl });
-    this.grantHolders = new LRUCache({ max, ttl });
-    this.missing = new LRUCache({ max, ttl: Math.max(1, options.missingTtlMs ?? Math.min(5000, options.cacheTtlMs)) });
+    this.experimentsById = boundedCache(max, { ttl });
+    this.experimentsByName = boundedCache(max, { ttl });
+    this.models = boundedCache(max, { ttl });
+    this.grantHolders = boundedCache(max, { ttl });
+    this.missing = boundedCache(max, { ttl: Math.max(1, options.missingTtlMs ?? Math.min(5000, options.cacheTtlMs)) });
   }
 
   /** Upstream calls made (tests and benchmarks check the hot path makes none). */

@@ -6,7 +6,7 @@
 // waits for the primary. A worker that (re)starts is sent the state so far when it subscribes, which
 // is before it listens: the primary hands it connections only after that reply.
 import cluster, { type Worker } from 'node:cluster';
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from './bounded-cache.ts';
 
 /**
  * How long the primary waits for every worker to apply a lockout or sign-out before it answers the
@@ -170,7 +170,7 @@ export function primaryChannel(): PrimaryChannel | undefined {
  * keeps recent sign-outs for workers that restart, and relays both.
  */
 export class WorkerStateHub {
-  private readonly signedOut = new LRUCache<string, number>({ max: MAX_SIGN_OUTS });
+  private readonly signedOut = boundedCache<string, number>(MAX_SIGN_OUTS);
   private readonly subscribers: Record<Topic, Set<Worker>> = { lockout: new Set(), sessions: new Set() };
   private nextId = 1;
   /** Broadcasts waiting for workers to apply them: id -> the workers yet to answer, and what to do then. */
