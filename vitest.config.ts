@@ -4,6 +4,10 @@ import { defineConfig } from 'vitest/config';
 const shared = { testTimeout: 60_000, hookTimeout: 60_000 };
 // Gives each run a directory where its test workers get the compiled CLI once (test/helpers/compiled-cli.ts).
 const CLI_BUILD = 'test/helpers/cli-build.ts';
+const FORWARDING_TESTS = [
+  'request-smuggling', 'request-failures', 'upstream-errors', 'artifact-streaming', 'several-upstreams',
+  'path-routes', 'slow-clients', 'search-filtering', 'forwarded-headers', 'graceful-shutdown',
+];
 
 export default defineConfig({
   test: {
@@ -13,6 +17,16 @@ export default defineConfig({
     reporters: ['default', ['json', { outputFile: '.test-results/results.json' }], './test/helpers/skipped-reporter.ts'],
     projects: [
       { test: { ...shared, name: 'gateway', include: ['test/*.test.ts'], globalSetup: [CLI_BUILD] } },
+      // The forwarding tests again through the other HTTP forwarder (proxy.forwarder: undici; docs/performance.md).
+      {
+        test: {
+          ...shared,
+          name: 'undici',
+          include: FORWARDING_TESTS.map((name) => `test/${name}.test.ts`),
+          globalSetup: [CLI_BUILD],
+          env: { MLGATE_TEST_FORWARDER: 'undici' },
+        },
+      },
       // Against the real MLflow server and Python client: the servers are started once per run, and
       // only when a file of this project runs.
       {

@@ -3,6 +3,7 @@
 import type { CaseName } from '../lib/options.ts';
 import { authzLogMetric } from './authz-log-metric.ts';
 import type { BenchCase } from './bench-case.ts';
+import { forwarders } from './forwarders.ts';
 import { guessingFlood } from './guessing-flood.ts';
 import { idleRss } from './idle-rss.ts';
 import { sharedState } from './shared-state.ts';
@@ -24,4 +25,5 @@ export const ALL_CASES: Record<CaseName, BenchCase> = {
   'idle-rss': idleRss,
   'slow-clients': slowClients,
   'shared-state': sharedState,
+  forwarders,
 };

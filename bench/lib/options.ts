@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 export const CASE_NAMES = [
   'small-basic', 'small-bearer', 'small-noauth', 'latency-1conn', 'authz-log-metric', 'tls-handshake',
   'stream-up', 'stream-down', 'guessing-flood', 'idle-rss', 'slow-clients', 'shared-state',
+  'forwarders',
 ] as const;
 export type CaseName = (typeof CASE_NAMES)[number];
 

@@ -18,10 +18,10 @@ const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set(['connection', 'keep-al
  * `mlflow server` runs) even with the sweep's granularity, so the gateway drops a connection before
  * the upstream does and never sends a request down a socket the upstream is closing (a spurious 502).
  */
-const IDLE_UPSTREAM_SOCKET_MS = 2500;
+export const IDLE_UPSTREAM_SOCKET_MS = 2500;
 const IDLE_SWEEP_MS = 1000;
 
-interface ForwarderOptions {
+export interface ForwarderOptions {
   /** The route's servers; the pipeline chooses one per request, the forwarder another only to retry. */
   pool: UpstreamPool;
   timeoutMs: number;
@@ -56,7 +56,7 @@ export interface ForwardOptions {
 }
 
 /** More than any page of search results; past it the answer is refused rather than held. */
-const MAX_TRANSFORMED_RESPONSE = 64 * 1024 * 1024;
+export const MAX_TRANSFORMED_RESPONSE = 64 * 1024 * 1024;
 
 export interface Forwarder {
   readonly pool: UpstreamPool;
@@ -356,9 +356,13 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
 /** Status and end-to-end headers of the upstream's response; Node frames the body for this client. */
 function writeResponseHead(proxyRes: IncomingMessage, res: ServerResponse, rewriteLocation?: (location: string) => string): void {
-  const headers = proxyRes.headers;
+  writeUpstreamHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, proxyRes.headers, res, rewriteLocation);
+}
+
+/** The same for any forwarder: the upstream's status, message and parsed (lower-cased) headers. */
+export function writeUpstreamHead(status: number, statusMessage: string | undefined, headers: Record<string, string | string[] | undefined>, res: ServerResponse, rewriteLocation?: (location: string) => string): void {
   const connection = headers.connection;
-  const named = connection && connection !== 'keep-alive' && connection !== 'close' ? connection.toLowerCase().split(',').map((token) => token.trim()) : undefined;
+  const named = typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close' ? connection.toLowerCase().split(',').map((token) => token.trim()) : undefined;
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP_RESPONSE.has(name) || named?.includes(name)) continue;
@@ -367,11 +371,11 @@ function writeResponseHead(proxyRes: IncomingMessage, res: ServerResponse, rewri
     else if (name === 'location' && rewriteLocation && typeof value === 'string') res.setHeader(name, rewriteLocation(value));
     else res.setHeader(name, value);
   }
-  res.statusCode = proxyRes.statusCode ?? 502;
-  if (proxyRes.statusMessage) res.statusMessage = proxyRes.statusMessage;
+  res.statusCode = status;
+  if (statusMessage) res.statusMessage = statusMessage;
 }
 
-function tooLargeError(limit: number): GatewayError {
+export function tooLargeError(limit: number): GatewayError {
   return {
     status: 413,
     code: 'RESOURCE_EXHAUSTED',

@@ -35,6 +35,7 @@ import { createPermissionsDependencies, type PrincipalLevelOf } from '../control
 import { createAuditLog } from '../log/audit-log.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { createForwarder } from '../proxy/forwarder.ts';
+import { createUndiciForwarder } from '../proxy/undici-forwarder.ts';
 import { UpstreamServers, type UpstreamPool } from '../proxy/upstream-pool.ts';
 import { GOING_AWAY, WebSocketTunnels } from '../proxy/websocket-tunnels.ts';
 import { compileRoutes, locationUnderPrefix, type UpstreamRoute } from '../context/upstream-routes.ts';
@@ -163,7 +164,8 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   const routes = compileRoutes(config);
   const pools = new Map(routes.map((route) => [route, upstreamServers.pool(route.upstreams, route.healthCheckPath)] as const));
   const tunnels = new WebSocketTunnels(logger);
-  const forwarders = new Map(routes.map((route) => [route, createForwarder({
+  const makeForwarder = config.proxy.forwarder === 'undici' ? createUndiciForwarder : createForwarder;
+  const forwarders = new Map(routes.map((route) => [route, makeForwarder({
     pool: pools.get(route)!,
     timeoutMs: config.proxy.timeout,
     maxBodySize: config.proxy.maxBodySize,

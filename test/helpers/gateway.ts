@@ -87,6 +87,8 @@ export async function startTestGateway(options: TestGatewayOptions): Promise<Tes
     watchInterval: '50ms',
     shutdownGrace: '5s',
     ...options.config,
+    // MLGATE_TEST_FORWARDER=undici runs the same tests through the other HTTP forwarder (proxy.forwarder).
+    ...(process.env.MLGATE_TEST_FORWARDER && { proxy: { forwarder: process.env.MLGATE_TEST_FORWARDER, ...(options.config?.proxy as object | undefined) } }),
     tls: { enabled: tls, selfSignedDir: join(dir, 'certs'), ...(options.config?.tls as object | undefined) },
     auth: { htpasswd: htpasswdPath, bcryptCost: 4, hashWorkers: 1, ...(options.config?.auth as object | undefined) },
     session: { keyFile: join(dir, 'session.key'), revocationsFile: join(dir, 'session-revocations.json'), ...(options.config?.session as object | undefined) },
