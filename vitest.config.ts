@@ -39,6 +39,18 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      // The real MLflow clients' runs, artifacts and models through the undici forwarder too.
+      {
+        test: {
+          ...shared,
+          name: 'mlflow-undici',
+          include: ['test/mlflow/python-client.test.ts'],
+          globalSetup: ['test/mlflow/global-setup.ts', CLI_BUILD],
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+          env: { MLGATE_TEST_FORWARDER: 'undici' },
+        },
+      },
     ],
   },
 });

@@ -18,6 +18,9 @@ import type { UpstreamServer } from './upstream-pool.ts';
 /** Request headers undici frames itself (and refuses to be given): the body's framing and the connection's. */
 const FRAMED_BY_UNDICI: ReadonlySet<string> = new Set(['transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'expect', 'host']);
 
+/** How much of an answer may wait in the client's buffer before undici is paused (see onData): a bound per download, as http-proxy's buffers are. */
+const PAUSE_ABOVE = 64 * 1024;
+
 /** Errors of the connection attempt itself: nothing of the request can have left. */
 const CONNECT_ERRORS: ReadonlySet<string | undefined> = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT']);
 
@@ -184,7 +187,12 @@ export function createUndiciForwarder(options: ForwarderOptions): Forwarder {
           return true;
         }
         ctx.bytesOut += chunk.length;
-        return res.write(chunk);
+        // Paused, undici puts what it has not parsed back into the socket and, resumed, copies all of
+        // it into its parser's memory again: pausing at every full 16 KiB buffer made an answer sent
+        // in small chunks (MLflow 2.17's artifact downloads: ~260 bytes each) ten times slower, each
+        // resume re-copying the backlog, and the 2.17 client's 100 MB download failed. So the
+        // client's buffer may hold PAUSE_ABOVE (4x its highWaterMark) before undici is paused.
+        return res.write(chunk) || res.writableLength < PAUSE_ABOVE;
       },
       onComplete() {
         waiting.delete(state);
