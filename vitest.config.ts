@@ -17,14 +17,14 @@ export default defineConfig({
     reporters: ['default', ['json', { outputFile: '.test-results/results.json' }], './test/helpers/skipped-reporter.ts'],
     projects: [
       { test: { ...shared, name: 'gateway', include: ['test/*.test.ts'], globalSetup: [CLI_BUILD] } },
-      // The forwarding tests again through the other HTTP forwarder (proxy.forwarder: undici; docs/performance.md).
+      // The forwarding tests again through the other HTTP forwarder (proxy.forwarder: http-proxy; docs/performance.md).
       {
         test: {
           ...shared,
-          name: 'undici',
+          name: 'http-proxy',
           include: FORWARDING_TESTS.map((name) => `test/${name}.test.ts`),
           globalSetup: [CLI_BUILD],
-          env: { MLGATE_TEST_FORWARDER: 'undici' },
+          env: { MLGATE_TEST_FORWARDER: 'http-proxy' },
         },
       },
       // Against the real MLflow server and Python client: the servers are started once per run, and
@@ -39,16 +39,16 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
-      // The real MLflow clients' runs, artifacts and models through the undici forwarder too.
+      // The real MLflow clients' runs, artifacts and models through the http-proxy forwarder too.
       {
         test: {
           ...shared,
-          name: 'mlflow-undici',
+          name: 'mlflow-http-proxy',
           include: ['test/mlflow/python-client.test.ts'],
           globalSetup: ['test/mlflow/global-setup.ts', CLI_BUILD],
           testTimeout: 300_000,
           hookTimeout: 120_000,
-          env: { MLGATE_TEST_FORWARDER: 'undici' },
+          env: { MLGATE_TEST_FORWARDER: 'http-proxy' },
         },
       },
     ],

@@ -316,7 +316,7 @@ export const configSchema = z.strictObject({
     maxBodySize: size.prefault(0),
     keepAliveSockets: z.number().int().min(1).default(128),
     /** What forwards HTTP requests (docs/performance.md); WebSocket tunnels always go through http-proxy. */
-    forwarder: z.enum(['http-proxy', 'undici']).default('http-proxy'),
+    forwarder: z.enum(['undici', 'http-proxy']).default('undici'),
     /** Active checks of the servers of every upstream that lists two or more (Caddy's health_uri, health_interval, ...). */
     healthCheck: z.strictObject({
       path: z.string().regex(/^\/[^\s?#]*$/, 'must be a path such as /health').default('/health'),
