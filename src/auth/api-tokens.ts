@@ -65,6 +65,23 @@ export function hashToken(token: string): string {
   return `sha256:${createHash('sha256').update(token).digest('hex')}`;
 }
 
+/** A new token and the record kept of it (its hash, never the token), for either store. */
+export function newToken(id: string, options: IssueOptions, now: number): { token: string; record: TokenRecord } {
+  const token = generateToken();
+  const record: TokenRecord = {
+    id,
+    user: options.user,
+    name: options.name,
+    hash: hashToken(token),
+    created: new Date(now).toISOString(),
+    expires: options.expiresAt !== undefined ? new Date(options.expiresAt).toISOString() : options.ttlMs === undefined ? null : new Date(now + options.ttlMs).toISOString(),
+    ...(options.groups !== undefined ? { groups: [...options.groups] } : {}),
+    ...(options.external !== undefined ? { external: options.external } : {}),
+    ...(options.source !== undefined ? { source: options.source } : {}),
+  };
+  return { token, record };
+}
+
 export function generateToken(): string {
   const secret = base62(randomBytes(32), SECRET_CHARS);
   return TOKEN_PREFIX + secret + checksum(secret);
@@ -232,18 +249,7 @@ async function issueLocked(path: string, options: IssueOptions): Promise<{ token
   const ids = new Set(records.map((record) => record.id));
   let id: string;
   do id = randomBytes(6).toString('hex'); while (ids.has(id));
-  const token = generateToken();
-  const record: TokenRecord = {
-    id,
-    user: options.user,
-    name: options.name,
-    hash: hashToken(token),
-    created: new Date(now).toISOString(),
-    expires: options.expiresAt !== undefined ? new Date(options.expiresAt).toISOString() : options.ttlMs === undefined ? null : new Date(now + options.ttlMs).toISOString(),
-    ...(options.groups !== undefined ? { groups: [...options.groups] } : {}),
-    ...(options.external !== undefined ? { external: options.external } : {}),
-    ...(options.source !== undefined ? { source: options.source } : {}),
-  };
+  const { token, record } = newToken(id, options, now);
   await writeTokenFile(path, [...records, record]);
   return { token, record };
 }

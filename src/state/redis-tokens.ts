@@ -11,7 +11,7 @@
 //   tokens-imported     set: ids imported from tokens.file, each only ever once
 import { randomBytes } from 'node:crypto';
 import {
-  generateToken, hashToken, readTokenFile, TokenLimitError, tokenRecordProblem,
+  newToken, readTokenFile, TokenLimitError, tokenRecordProblem,
   type IssueOptions, type SharedTokenStore, type TokenListing, type TokenRecord,
 } from '../auth/api-tokens.ts';
 import type { SharedState } from './redis-state.ts';
@@ -147,18 +147,7 @@ export class RedisTokenStore implements SharedTokenStore {
   async issue(options: IssueOptions): Promise<{ token: string; record: TokenRecord }> {
     const now = Date.now();
     for (;;) {
-      const token = generateToken();
-      const record: TokenRecord = {
-        id: randomBytes(6).toString('hex'),
-        user: options.user,
-        name: options.name,
-        hash: hashToken(token),
-        created: new Date(now).toISOString(),
-        expires: options.expiresAt !== undefined ? new Date(options.expiresAt).toISOString() : options.ttlMs === undefined ? null : new Date(now + options.ttlMs).toISOString(),
-        ...(options.groups !== undefined ? { groups: [...options.groups] } : {}),
-        ...(options.external !== undefined ? { external: options.external } : {}),
-        ...(options.source !== undefined ? { source: options.source } : {}),
-      };
+      const { token, record } = newToken(randomBytes(6).toString('hex'), options, now);
       const answer = await this.ask('no token was issued', () => this.shared.client.eval(
         ISSUE, 3, this.index, this.lookupKey(record.hash), this.lastUsedKey,
         options.user, record.id, String(options.maxPerUser ?? -1), String(now), stored(record), keyExpiry(record),
