@@ -61,7 +61,7 @@ function checksum(secret: string): string {
   return base62(createHash('sha256').update(secret).digest().subarray(0, 4), CHECKSUM_CHARS);
 }
 
-export function hashToken(token: string): string {
+function hashToken(token: string): string {
   return `sha256:${createHash('sha256').update(token).digest('hex')}`;
 }
 
