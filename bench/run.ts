@@ -21,6 +21,7 @@ import { AUTOCANNON_NOTE, loadGenerator } from './load/http-load.ts';
 import { checkGoals, renderGoals } from './report/goals.ts';
 import { addRatios, type Row } from './report/rows.ts';
 import { renderTable } from './report/table.ts';
+import { profileGatewaysInto } from './servers/mlgate.ts';
 import { instanceFor, Targets, type InstanceKey } from './servers/targets.ts';
 import { startUpstream } from './servers/upstream.ts';
 
@@ -74,6 +75,11 @@ async function main(opts: Options): Promise<void> {
   const installed = { nginx: environment.nginx !== undefined, caddy: environment.caddy !== undefined };
   const baselineCommit = opts.baseline === undefined ? undefined : await resolveBaseline(opts.baseline);
   const cases = opts.cases.map((name) => ALL_CASES[name]);
+  if (opts.cpuProf) {
+    await mkdir(opts.cpuProf, { recursive: true });
+    profileGatewaysInto(opts.cpuProf);
+    process.stdout.write(`note: mlgate runs with --cpu-prof (profiles in ${opts.cpuProf}); its numbers are slower than usual\n`);
+  }
   process.stdout.write(`run       cases ${opts.cases.join(',')}; targets ${opts.targets.join(',')}; ${opts.rounds} rounds of ${opts.durationS}s; expect about ${Math.max(1, Math.round(estimateSeconds(opts) / 60))} min\n\n`);
 
   // The gateway runs compiled, as `npm start` runs it (tsx's loader thread alone costs ~30 MB).

@@ -2,11 +2,12 @@
 // HTTP server standing in for MLflow: what it sends, how it reads tags, and that every failure is
 // one MlflowError naming the upstream, for the authorization look-ups and grant management alike.
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlflowGrantsClient } from '../src/authz/grants-client.ts';
 import { MlflowClient, MlflowError, tagsFrom } from '../src/authz/mlflow-client.ts';
 import { Resolver } from '../src/authz/resolver.ts';
+import { freePort } from './helpers/tls.ts';
 
 interface Seen {
   method: string;
@@ -53,13 +54,6 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-async function unusedPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function failure(promise: Promise<unknown>): Promise<MlflowError> {
   const err = await promise.then(() => undefined, (error: unknown) => error);
@@ -146,7 +140,7 @@ describe('failures: one MlflowError with a code, naming the upstream', () => {
   });
 
   it('nothing listening: UNREACHABLE, saying how to start MLflow', async () => {
-    const port = await unusedPort();
+    const port = await freePort();
     const dead = new MlflowClient({ upstream: `http://127.0.0.1:${port}/some/path`, timeoutMs: 5000 });
     try {
       expect(await failure(dead.request('GET', '/echo'))).toMatchObject({
@@ -172,7 +166,7 @@ describe('failures: one MlflowError with a code, naming the upstream', () => {
 
 describe('the resolver and the grants client fail alike', () => {
   it('an upstream that is down: the same message from both, an MlflowError for the request path', async () => {
-    const port = await unusedPort();
+    const port = await freePort();
     const upstream = `http://127.0.0.1:${port}`;
     const resolver = new Resolver({ upstream: new URL(upstream), cacheTtlMs: 1000, timeoutMs: 5000 });
     try {

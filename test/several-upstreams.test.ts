@@ -11,6 +11,7 @@ import { startTestGateway, waitForLog, type TestGateway } from './helpers/gatewa
 import { basic } from './helpers/http-client.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
 import { openWebSocket, roundTrip } from './helpers/websocket-client.ts';
+import { freePort } from './helpers/tls.ts';
 
 const USERS = { admin: 'admin-password', alice: 'alice-password' };
 const ADMIN: [string, string] = ['admin', 'admin-password'];
@@ -19,13 +20,6 @@ const METRICS_TOKEN = 'several-upstreams-metrics-token';
 /** Fast checks, so a test waits for a server to go out and come back in a fraction of a second. */
 const HEALTH_CHECK = { interval: '100ms', timeout: '100ms', fails: 2, passes: 1 };
 
-async function unusedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Polls until `check` holds (the health checks run on their own timer). */
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
@@ -173,7 +167,7 @@ describe('retries', () => {
 
   beforeAll(async () => {
     a = await startMlflowUpstream({ defaultExperiment: true });
-    deadUrl = `http://127.0.0.1:${await unusedPort()}`;
+    deadUrl = `http://127.0.0.1:${await freePort()}`;
     // Reads the whole request with a body, then drops the connection without an answer: it has
     // been sent. Look-ups (GET) find nothing, as MLflow would answer for a new name.
     cutter = await startServer((req, res) => {
@@ -324,7 +318,7 @@ describe('every server down', () => {
   let dead: string[];
 
   beforeAll(async () => {
-    dead = [`http://127.0.0.1:${await unusedPort()}`, `http://127.0.0.1:${await unusedPort()}`];
+    dead = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
     gw = await startTestGateway({ upstream: dead, users: USERS, tls: false, config: { proxy: { healthCheck: HEALTH_CHECK } } });
   });
   afterAll(async () => {

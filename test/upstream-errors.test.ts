@@ -1,11 +1,12 @@
 import https from 'node:https';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, waitForLog, type TestGateway } from './helpers/gateway.ts';
 import { basic } from './helpers/http-client.ts';
 import { startMlflowUpstream, type MlflowUpstream } from './helpers/mlflow-upstream.ts';
+import { freePort } from './helpers/tls.ts';
 
 const ALICE: [string, string] = ['alice', 'alice-password'];
 const ARTIFACTS = '/api/2.0/mlflow-artifacts/artifacts/';
@@ -23,7 +24,7 @@ let deadUpstream: string;
 beforeAll(async () => {
   upstream = await startMlflowUpstream();
   gw = await startTestGateway({ upstream: upstream.url, policy: POLICY, config: { proxy: { timeout: '300ms', maxBodySize: LIMIT } } });
-  deadUpstream = `http://127.0.0.1:${await unusedPort()}`;
+  deadUpstream = `http://127.0.0.1:${await freePort()}`;
   orphan = await startTestGateway({ upstream: deadUpstream, policy: POLICY });
 });
 afterAll(async () => {
@@ -32,13 +33,6 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-async function unusedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The gateway still proxies ordinary requests after whatever the test did to it. */
 async function expectStillServing(target: TestGateway): Promise<void> {

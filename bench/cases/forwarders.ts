@@ -7,9 +7,9 @@
 //            /proc (utime + stime over the requests wrk counted)
 //   up/down  stream-up's and stream-down's 1 GiB transfer with curl, and the gateway's peak RSS
 import { LOG_METRIC, METRIC_BODY } from '../lib/mlflow-fixture.ts';
-import { sampleRss } from '../lib/memory-and-cpu.ts';
+import { cpuMicros, sampleRss } from '../lib/memory-and-cpu.ts';
 import { request } from '../lib/net.ts';
-import { readStat, stopProcess } from '../lib/processes.ts';
+import { stopProcess } from '../lib/processes.ts';
 import { ARTIFACT_DIR, ARTIFACT_NAME, ARTIFACT_PREFIX } from '../lib/workspace.ts';
 import { curlTransfer } from '../load/curl-transfer.ts';
 import { runLoad } from '../load/http-load.ts';
@@ -31,8 +31,6 @@ const VARIANTS: readonly (Variant & { forwarder: Forwarder; load: Load })[] = LO
 })));
 /** Unmeasured load on each fresh gateway: Node runs 30-50% slower for its first seconds (JIT, heap). */
 const WARM_UP_S = 6;
-/** Clock ticks per second in /proc/<pid>/stat (USER_HZ, 100 on Linux). */
-const TICKS_PER_S = 100;
 
 let gateways: Promise<Record<Forwarder, Mlgate>> | undefined;
 let measured = 0;
@@ -48,23 +46,18 @@ async function start(ctx: CaseContext): Promise<Record<Forwarder, Mlgate>> {
   return started;
 }
 
-function cpuTicks(pid: number): number {
-  const stat = readStat(pid);
-  return stat ? stat.utime + stat.stime : 0;
-}
-
 async function measure(ctx: CaseContext, variant: (typeof VARIANTS)[number]): Promise<Measurement> {
   const gateway = (await (gateways ??= start(ctx)))[variant.forwarder];
   const pid = gateway.process.pid;
   if (variant.load === 'small') {
     const first = await request(gateway.url + LOG_METRIC, { method: 'POST', headers: { authorization: ctx.ws.authorization, 'content-type': 'application/json' }, body: METRIC_BODY, timeoutMs: 30_000 });
     if (first.status !== 200) throw new Error(`${variant.label}: POST log-metric answered ${first.status}: ${first.body.slice(0, 300)}`);
-    const before = cpuTicks(pid);
+    const before = cpuMicros([pid]);
     const result = await runLoad({ url: gateway.url + LOG_METRIC, script: 'post-metric', threads: 2, connections: 50, durationS: ctx.options.durationS, env: { BENCH_AUTHORIZATION: ctx.ws.authorization } });
-    const ticks = cpuTicks(pid) - before;
+    const cpuUs = cpuMicros([pid]) - before;
     requireSuccess(variant.label, result.requests, result.non2xx);
     if (result.requests === 0) throw new Error(`${variant.label}: no answer within the run`);
-    return { value: result.requestsPerS, p50Ms: result.p50Ms, p99Ms: result.p99Ms, extra: { requests: result.requests, cpuUsPerRequest: (ticks / TICKS_PER_S) * 1e6 / result.requests } };
+    return { value: result.requestsPerS, p50Ms: result.p50Ms, p99Ms: result.p99Ms, extra: { requests: result.requests, cpuUsPerRequest: cpuUs / result.requests } };
   }
   const sampler = sampleRss([pid]);
   try {

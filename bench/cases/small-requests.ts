@@ -1,6 +1,7 @@
 // Small API requests (MLflow's log-metric POST) over kept-alive connections: the gateway's
 // per-request cost, with Basic auth, with a Bearer token, and against nginx without any auth.
 import { runLoad } from '../load/http-load.ts';
+import { cpuMicros } from '../lib/memory-and-cpu.ts';
 import { REPO_ROOT, TSX } from '../lib/workspace.ts';
 import { runToEnd, sleep } from '../lib/processes.ts';
 import { request } from '../lib/net.ts';
@@ -11,6 +12,9 @@ import { requireSuccess, type BenchCase, type CaseContext, type Measurement } fr
 const PATH = '/api/2.0/mlflow/runs/log-metric';
 
 async function postMetrics(ctx: CaseContext, endpoint: Endpoint, threads: number, connections: number, authorization: string): Promise<Measurement> {
+  // The gateway's CPU time per answered request (issue 18's target is for one process), from /proc.
+  const pids = endpoint.mlgate ? endpoint.pids() : [];
+  const cpuBefore = cpuMicros(pids);
   const result = await runLoad({
     url: endpoint.url + PATH, script: 'post-metric', threads, connections, durationS: ctx.options.durationS,
     // nginx's auth_basic checks bcrypt per request: give its slow answers time instead of calling them timeouts.
@@ -23,11 +27,13 @@ async function postMetrics(ctx: CaseContext, endpoint: Endpoint, threads: number
   const { timeout, connect, read, write } = result.socketErrors;
   // wrk reports 0 latencies when nothing completed; "no answer" is the truth.
   const latency = (ms: number) => (result.requests === 0 ? Infinity : ms);
-  return { value: result.requestsPerS, p50Ms: latency(result.p50Ms), p99Ms: latency(result.p99Ms), extra: { requests: result.requests, timeouts: timeout, socketErrors: connect + read + write } };
+  const cpu: Record<string, number> = pids.length > 0 && result.requests > 0 ? { cpuUsPerRequest: (cpuMicros(pids) - cpuBefore) / result.requests } : {};
+  return { value: result.requestsPerS, p50Ms: latency(result.p50Ms), p99Ms: latency(result.p99Ms), extra: { requests: result.requests, timeouts: timeout, socketErrors: connect + read + write, ...cpu } };
 }
 
 function errorNotes(extra: Record<string, number>): string {
   const parts = [];
+  if (extra.cpuUsPerRequest !== undefined) parts.push(`${extra.cpuUsPerRequest.toFixed(0)} µs CPU per request`);
   if (extra.timeouts) parts.push(`${extra.timeouts} timeouts`);
   if (extra.socketErrors) parts.push(`${extra.socketErrors} socket errors`);
   if (extra.requests === 0) parts.push('no answer within a run (median): every request waits behind the others\' bcrypt checks');

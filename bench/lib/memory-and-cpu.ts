@@ -39,6 +39,14 @@ export function sampleRss(pids: number[], intervalMs = 50): { stop(): { peakMB: 
   };
 }
 
+/** Linux reports CPU time in clock ticks of 1/100 s (USER_HZ). */
+const TICKS_PER_S = 100;
+
+/** CPU time (user + system) the processes have used so far, in µs. */
+export function cpuMicros(pids: number[]): number {
+  return (cpuTicks(pids) / TICKS_PER_S) * 1e6;
+}
+
 function cpuTicks(pids: number[]): number {
   let total = 0;
   for (const pid of pids) {

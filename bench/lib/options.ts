@@ -1,4 +1,5 @@
 // The command line: npm run bench -- [--cases a,b] [--targets x,y] [--rounds N] [--duration 5s] [--baseline rev]
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 export const CASE_NAMES = [
@@ -21,16 +22,20 @@ export interface Options {
   keep: boolean;
   /** A git revision whose build runs as mlgate-baseline, next to this checkout's in the same run. */
   baseline?: string;
+  /** Every mlgate process started runs with node --cpu-prof, its profile written into this directory when it stops. */
+  cpuProf?: string;
 }
 
-export const USAGE = `usage: npm run bench -- [--cases a,b] [--targets t1,t2] [--rounds N] [--duration 2s] [--keep] [--baseline rev]
+export const USAGE = `usage: npm run bench -- [--cases a,b] [--targets t1,t2] [--rounds N] [--duration 2s] [--keep] [--baseline rev] [--cpu-prof dir]
   --cases     ${CASE_NAMES.join(',')} (default: all)
   --targets   ${TARGET_NAMES.join(',')} (default: all; mlgate-baseline only with --baseline)
   --rounds    rounds per case and target; the table shows medians (default 3)
   --duration  length of each load run, e.g. 3s or 5 (default 2s)
   --keep      keep the temporary directory (configs and logs of every server) and print its path
   --baseline  a git revision (e.g. HEAD~1, a commit) built in a temporary worktree and run as mlgate-baseline,
-              started as mlgate is, in the same rounds: a before/after in one run`;
+              started as mlgate is, in the same rounds: a before/after in one run
+  --cpu-prof  a directory: every mlgate process runs with node --cpu-prof and writes its profile there when it stops
+              (open it in Chrome DevTools; profiling slows the gateway, so numbers of that run are not comparable)`;
 
 export function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -42,6 +47,7 @@ export function parseOptions(argv: string[]): Options {
       duration: { type: 'string', default: '2s' },
       keep: { type: 'boolean', default: false },
       baseline: { type: 'string' },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -74,6 +80,7 @@ export function parseOptions(argv: string[]): Options {
     durationS: Math.round(durationS),
     keep: values.keep ?? false,
     ...(baseline !== undefined ? { baseline } : {}),
+    ...(values['cpu-prof'] !== undefined ? { cpuProf: resolve(values['cpu-prof']) } : {}),
   };
 }
 

@@ -39,6 +39,12 @@ export interface Mlgate {
 /** The gateway refused its configuration (e.g. a key it does not know yet): a reason to skip, not a failure. */
 export class ConfigRejected extends Error {}
 
+/** Node flags every mlgate process gets (--cpu-prof: bench/run.ts sets them once, from the command line). */
+const profileFlags: string[] = [];
+export function profileGatewaysInto(dir: string): void {
+  profileFlags.splice(0, profileFlags.length, '--cpu-prof', `--cpu-prof-dir=${dir}`);
+}
+
 export async function startMlgate(ws: Workspace, options: MlgateOptions): Promise<Mlgate> {
   const port = await freePort();
   const dir = ws.path(options.name);
@@ -60,13 +66,14 @@ export async function startMlgate(ws: Workspace, options: MlgateOptions): Promis
     '  format: json',
   ];
   if (options.tls) lines.push('tls:', `  cert: ${JSON.stringify(ws.cert)}`, `  key: ${JSON.stringify(ws.key)}`);
-  if (options.workersAuto) lines.push('workers: auto');
+  // One process unless asked: `workers` defaults to auto since issue 18, and `mlgate` is the one-process row.
+  lines.push(`workers: ${options.workersAuto ? 'auto' : 1}`);
   lines.push(...(options.extraConfig ?? []));
   await writeFile(configFile, `${lines.join('\n')}\n`);
 
   const accessLog = join(dir, 'access.log');
   const logFd = openSync(accessLog, 'a');
-  const args = ['--max-semi-space-size=4', options.main ?? MLGATE_BUILT, 'serve', '--config', configFile, ...(options.tls ? [] : ['--no-tls'])];
+  const args = ['--max-semi-space-size=4', ...profileFlags, options.main ?? MLGATE_BUILT, 'serve', '--config', configFile, ...(options.tls ? [] : ['--no-tls'])];
   // Enough descriptors for the idle-rss case's 1,000 connections (plus the upstream's).
   const gateway = startProcess(options.name, process.execPath, args, { cwd: dir, env: gatewayEnv(), stdoutFd: logFd, minOpenFiles: 8192 });
   closeSync(logFd); // the child has its own copy

@@ -1,7 +1,8 @@
 // A real Redis (Debian's redis-server) for the shared-state tests: on 127.0.0.1, a free port, no
 // persistence; stop and start it again (same port) to play an outage.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './tls.ts';
 
 export interface TestRedis {
   url: string;
@@ -10,16 +11,6 @@ export interface TestRedis {
   start(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function answers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
