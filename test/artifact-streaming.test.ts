@@ -37,6 +37,8 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'mlgate.yaml'), stringify({
     host: '127.0.0.1',
     port: 0,
+    // One process: its memory is read from /proc (the child's pid), and one upstream connection is kept alive.
+    workers: 1,
     upstream: upstream.url,
     tls: { selfSignedDir: join(dir, 'certs') },
     auth: { htpasswd: join(dir, 'htpasswd'), bcryptCost: 4, hashWorkers: 1 },

@@ -158,7 +158,8 @@ describe.skipIf(ADDRESSES.length === 0)('a self-signed certificate made before t
     const oldCert = readFileSync(paths.cert, 'utf8');
     const key = readFileSync(paths.key, 'utf8');
 
-    cli = spawnCli(['serve', '--port', '0', '--host', '127.0.0.1', '--upstream', upstream.url], { cwd: dir });
+    // One process: the test waits for its one certificate reload (each worker reloads on its own watch).
+    cli = spawnCli(['serve', '--workers', '1', '--port', '0', '--host', '127.0.0.1', '--upstream', upstream.url], { cwd: dir });
     const port = Number(new URL(await listeningUrl(cli)).port);
     const lines = jsonLogLines(cli.output().stdout);
     const warning = lines.find((line) => line.level === 40 && String(line.msg).startsWith('the self-signed TLS certificate does not cover'));

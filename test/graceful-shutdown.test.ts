@@ -69,7 +69,8 @@ afterAll(async () => {
 });
 
 async function startCli(env: NodeJS.ProcessEnv = {}): Promise<{ cli: RunningCli; url: string; port: number; ca: string }> {
-  const cli = spawnCli(['serve', '--port', '0', '--host', '127.0.0.1'], { cwd: dir, env: { MLGATE_UPSTREAM: upstream.url, MLGATE_AUTH_BCRYPT_COST: '4', ...env } });
+  // One process: these tests read one process's shutdown log (workers stopping together: test/workers.test.ts).
+  const cli = spawnCli(['serve', '--port', '0', '--host', '127.0.0.1'], { cwd: dir, env: { MLGATE_UPSTREAM: upstream.url, MLGATE_AUTH_BCRYPT_COST: '4', MLGATE_WORKERS: '1', ...env } });
   running = cli;
   const url = await listeningUrl(cli);
   return { cli, url, port: Number(new URL(url).port), ca: readFileSync(join(dir, 'certs', 'mlgate.crt'), 'utf8') };

@@ -1,10 +1,11 @@
-// `workers: auto` runs one gateway process per core on one port, like nginx's worker_processes.
-// Without Redis the workers share lockouts and sign-outs through their primary: a user's limits mean
-// the same with one process or several.
+// `workers: auto` (the default) runs one gateway process per core on one port, like nginx's
+// worker_processes. Without Redis the workers share lockouts, sign-outs, grant changes and revoked
+// tokens through their primary, divide the connection limits, and one scrape of /-/metrics reports
+// them all: a user's limits mean the same with one process or several.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLogLines, listeningUrl, spawnCli, stopCli, type RunningCli } from './helpers/cli.ts';
@@ -80,25 +81,21 @@ describe('workers that cannot start', () => {
   });
 });
 
-describe('workers sharing lockouts and sign-outs through the primary (no Redis)', () => {
-  let shared: RunningCli;
-  let sharedDir: string;
-  let sharedUrl: string;
-  /** Kept-alive connections, one per worker process (by pid). */
-  let workers: Worker[];
+/** A kept-alive connection to one worker process (by pid). */
+interface Worker { pid: unknown; agent: http.Agent }
 
-  interface Worker { pid: unknown; agent: http.Agent }
-
+/** Requests to chosen workers of the gateway `cli` runs at `base`, each checked to be answered by that worker. */
+function workerConnections(cli: () => RunningCli, base: () => string) {
   /** Which process answered: the access-log line with the response's request id names its pid. */
   async function pidOf(res: TestResponse): Promise<unknown> {
     const id = String(res.headers['x-request-id']);
-    const line = (await shared.waitFor(new RegExp(`\\{[^\\n]*"reqId":"${id.replace(/[^\w-]/g, '.')}"[^\\n]*\\}`)))[0];
+    const line = (await cli().waitFor(new RegExp(`\\{[^\\n]*"reqId":"${id.replace(/[^\w-]/g, '.')}"[^\\n]*\\}`)))[0];
     return (JSON.parse(line) as { pid: unknown }).pid;
   }
 
   /** A request on the worker's connection; fails if another process answered (the connection was re-made). */
   async function via(worker: Worker, path: string, options: RequestOptions = {}): Promise<TestResponse> {
-    const res = await request(`${sharedUrl}${path}`, { ...options, agent: worker.agent });
+    const res = await request(`${base()}${path}`, { ...options, agent: worker.agent });
     expect(await pidOf(res), `${path} was answered by the worker it was sent to`).toBe(worker.pid);
     return res;
   }
@@ -107,12 +104,23 @@ describe('workers sharing lockouts and sign-outs through the primary (no Redis)'
   async function connectToAnotherWorker(known: readonly Worker[]): Promise<Worker> {
     for (let i = 0; i < 20; i++) {
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-      const pid = await pidOf(await request(`${sharedUrl}/-/whoami`, { agent }));
+      const pid = await pidOf(await request(`${base()}/-/whoami`, { agent }));
       if (!known.some((worker) => worker.pid === pid)) return { pid, agent };
       agent.destroy();
     }
     throw new Error('every new connection landed on a worker already known');
   }
+
+  return { via, connectToAnotherWorker };
+}
+
+describe('workers sharing lockouts and sign-outs through the primary (no Redis)', () => {
+  let shared: RunningCli;
+  let sharedDir: string;
+  let sharedUrl: string;
+  /** Kept-alive connections, one per worker process (by pid). */
+  let workers: Worker[];
+  const { via, connectToAnotherWorker } = workerConnections(() => shared, () => sharedUrl);
 
   /** What reached MLflow of the requests `api` sends (not the gateway's own start-up checks). */
   const searches = () => upstream.requests.filter((received) => received.url.startsWith('/api/2.0/mlflow/experiments/search')).length;
@@ -213,5 +221,164 @@ describe('workers sharing lockouts and sign-outs through the primary (no Redis)'
     expect((await api(restarted, 'erin', 'erin-password', '10.7.3.1')).json<{ message: string }>().message).toMatch(/too many failed sign-ins for user "erin"/);
     expect(searches()).toBe(forwarded);
     expect((await whoami(restarted, cookie)).status).toBe(401);
+  });
+});
+
+describe('workers by default (no `workers` set): grants, tokens and metrics of the whole gateway (no Redis)', () => {
+  let gateway: RunningCli;
+  let gatewayDir: string;
+  let gatewayUrl: string;
+  let workers: Worker[];
+  /** alice owns it (MANAGE); bob has READ from the policy until granted more. */
+  let experiment: string;
+  const { via, connectToAnotherWorker } = workerConnections(() => gateway, () => gatewayUrl);
+  const ALICE = { auth: ['alice', 'alice-password'] as [string, string] };
+  const JSON_BODY = { 'content-type': 'application/json' };
+
+  beforeAll(async () => {
+    gatewayDir = mkdtempSync(join(tmpdir(), 'mlgate-workers-default-'));
+    writeFileSync(join(gatewayDir, 'htpasswd'), await htpasswdLines({ admin: 'admin-password', alice: 'alice-password', bob: 'bob-password' }), { mode: 0o600 });
+    writeFileSync(join(gatewayDir, 'policy.yaml'), JSON.stringify({ admins: ['admin'], default: 'READ' }) + '\n');
+    experiment = upstream.store.addExperiment('workers/grants', [{ key: 'mlgate.owner', value: 'alice' }]).experiment_id;
+    // Files re-read and permissions cached for a minute: within these tests a change reaches the
+    // other worker only through the primary.
+    writeFileSync(join(gatewayDir, 'mlgate.yaml'), [
+      'watchInterval: 1m',
+      'authz: { policyFile: policy.yaml, cacheTtl: 1m }',
+      'tokens: { file: tokens.json }',
+      "metrics: { allowCidrs: ['127.0.0.1'] }",
+    ].join('\n') + '\n');
+    gateway = spawnCli(['serve', '--config', 'mlgate.yaml', '--port', '0', '--host', '127.0.0.1', '--no-tls', '--htpasswd', 'htpasswd', '--upstream', upstream.url], {
+      cwd: gatewayDir,
+      env: { MLGATE_AUTH_BCRYPT_COST: '4' },
+    });
+    gatewayUrl = await listeningUrl(gateway);
+    await gateway.waitFor(new RegExp(`(?:"msg":"mlgate listening"[^]*){${availableParallelism()}}`));
+    const first = await connectToAnotherWorker([]);
+    workers = [first, await connectToAnotherWorker([first])];
+  });
+  afterAll(async () => {
+    for (const worker of workers ?? []) worker.agent.destroy();
+    if (gateway) await stopCli(gateway);
+    if (gatewayDir) rmSync(gatewayDir, { recursive: true, force: true });
+  });
+
+  it('fork one worker per core (availableParallelism)', () => {
+    const lines = jsonLogLines(gateway.output().stdout);
+    expect(lines.find((line) => line.msg === 'mlgate primary started its workers')?.workers).toBe(availableParallelism());
+    expect(new Set(lines.filter((line) => line.msg === 'mlgate listening').map((line) => line.pid)).size).toBe(availableParallelism());
+  });
+
+  /** bob's EDIT request; its tag key is unique, so whether it reached MLflow is plain to see. */
+  const bobTags = (worker: Worker, key: string) => via(worker, '/api/2.0/mlflow/experiments/set-experiment-tag', {
+    method: 'POST', auth: ['bob', 'bob-password'], headers: JSON_BODY, body: JSON.stringify({ experiment_id: experiment, key, value: 'x' }),
+  });
+  const reachedUpstream = (key: string) => upstream.requests.some((received) => received.url.endsWith('/set-experiment-tag') && received.body.includes(`"${key}"`));
+  const bobsGrant = () => `/-/api/permissions/experiments/${experiment}/grants/users/bob`;
+
+  it('hold a grant or revocation made through one worker on the other by the next request', async () => {
+    const [a, b] = workers as [Worker, Worker];
+    // Both workers have bob's READ cached before each change.
+    expect((await bobTags(a, 'w-primed-a')).status).toBe(403);
+    expect((await bobTags(b, 'w-primed-b')).status).toBe(403);
+    for (const [from, to, round] of [[a, b, 1], [b, a, 2]] as const) {
+      expect((await via(from, bobsGrant(), { ...ALICE, method: 'PUT', headers: JSON_BODY, body: '{"level":"EDIT"}' })).status).toBe(200);
+      const granted = await bobTags(to, `w-granted-${round}`);
+      expect(granted.status, granted.text).toBe(200);
+      expect((await via(from, bobsGrant(), { ...ALICE, method: 'DELETE' })).status).toBe(200);
+      const refused = await bobTags(to, `w-revoked-${round}`);
+      expect(refused.status, refused.text).toBe(403);
+      expect(reachedUpstream(`w-revoked-${round}`)).toBe(false);
+    }
+  });
+
+  it('refuse a token revoked through one worker on the other at once', async () => {
+    const [a, b] = workers as [Worker, Worker];
+    const made = await via(a, '/-/api/tokens', { ...ALICE, method: 'POST', headers: JSON_BODY, body: '{"name":"workers-test"}' });
+    expect(made.status, made.text).toBe(201);
+    const { token, id } = made.json<{ token: string; id: string }>();
+    const search = (worker: Worker) => via(worker, '/api/2.0/mlflow/experiments/search', { method: 'POST', headers: { authorization: `Bearer ${token}`, ...JSON_BODY }, body: '{"max_results":10}' });
+    expect((await search(b)).status).toBe(200);
+    expect((await search(a)).status).toBe(200);
+    expect((await via(a, `/-/api/tokens/${id}`, { ...ALICE, method: 'DELETE' })).status).toBe(200);
+    const searches = upstream.requests.length;
+    const refused = await search(b);
+    expect(refused.status, refused.text).toBe(401);
+    expect(upstream.requests.length).toBe(searches);
+  });
+
+  it('report every worker in one scrape of /-/metrics', async () => {
+    const [a, b] = workers as [Worker, Worker];
+    // A series only these requests make: three through each worker.
+    for (const worker of [a, b, a, b, a, b]) expect((await via(worker, '/-/whoami', { method: 'PATCH' })).status).not.toBe(200);
+    const scrape = await request(`${gatewayUrl}/-/metrics`);
+    expect(scrape.status, scrape.text).toBe(200);
+    const series = scrape.text.split('\n').filter((line) => line.startsWith('mlgate_requests_total{') && line.includes('method="PATCH"'));
+    expect(series.reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0)).toBe(6);
+    // One gateway, one version: not a sum over the workers.
+    expect(scrape.text).toMatch(/^mlgate_build_info\{version="[^"]+"\} 1$/m);
+  });
+});
+
+describe('limits that hold for the whole gateway, not per worker', () => {
+  it.each([
+    ['limits.maxConnections', 'MLGATE_LIMITS_MAX_CONNECTIONS'],
+    ['limits.maxConnectionsPerIp', 'MLGATE_LIMITS_MAX_CONNECTIONS_PER_IP'],
+  ])('%s is divided among the workers: its N+1th connection is refused', async (_setting, variable) => {
+    const limitsDir = mkdtempSync(join(tmpdir(), 'mlgate-workers-limits-'));
+    writeFileSync(join(limitsDir, 'htpasswd'), await htpasswdLines({ alice: 'alice-password' }), { mode: 0o600 });
+    const limited = spawnCli(['serve', '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--no-tls', '--htpasswd', 'htpasswd', '--upstream', upstream.url], {
+      cwd: limitsDir,
+      env: { MLGATE_AUTH_BCRYPT_COST: '4', MLGATE_AUTH_HASH_WORKERS: '1', [variable]: '4' },
+    });
+    const sockets: net.Socket[] = [];
+    try {
+      const base = new URL(await listeningUrl(limited));
+      await limited.waitFor(/"msg":"mlgate listening"[^\n]*\n[^]*"msg":"mlgate listening"/);
+      /** A new connection and one request on it: the status line, or undefined when the connection was refused. */
+      const connect = () => new Promise<string | undefined>((resolve) => {
+        const socket = net.connect(Number(base.port), base.hostname, () => socket.write('GET /-/healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+        sockets.push(socket);
+        socket.once('data', (chunk) => resolve(chunk.toString('latin1').split('\r\n')[0]));
+        socket.once('error', () => resolve(undefined));
+        socket.once('close', () => resolve(undefined));
+      });
+      // Handed to the workers in turn, each connection kept open: two each.
+      const answered: (string | undefined)[] = [];
+      for (let i = 0; i < 4; i++) answered.push(await connect());
+      expect(answered).toEqual(Array(4).fill('HTTP/1.1 200 OK'));
+      expect(await connect()).toBeUndefined();
+      expect(await connect()).toBeUndefined();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await stopCli(limited);
+      rmSync(limitsDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('ACME without `workers` set', () => {
+  it('runs one gateway process and says why', async () => {
+    const acmeDir = mkdtempSync(join(tmpdir(), 'mlgate-workers-acme-'));
+    writeFileSync(join(acmeDir, 'htpasswd'), await htpasswdLines({ alice: 'alice-password' }), { mode: 0o600 });
+    // No CA answers: the gateway serves a temporary certificate meanwhile, which is all this test needs.
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const caPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    writeFileSync(join(acmeDir, 'mlgate.yaml'), `acme: { domains: [mlflow.workers.test], directory: 'https://127.0.0.1:${caPort}/dir' }\n`);
+    const single = spawnCli(['serve', '--config', 'mlgate.yaml', '--port', '0', '--host', '127.0.0.1', '--htpasswd', 'htpasswd', '--upstream', upstream.url], {
+      cwd: acmeDir,
+      env: { MLGATE_AUTH_BCRYPT_COST: '4', MLGATE_AUTH_HASH_WORKERS: '1' },
+    });
+    try {
+      await single.waitFor(/"msg":"acme\.domains: one gateway process \(ACME with several is not supported yet\)"/);
+      const lines = jsonLogLines(single.output().stdout);
+      expect(lines.filter((line) => line.msg === 'mlgate listening').map((line) => line.pid)).toEqual([single.child.pid]);
+      expect(lines.some((line) => line.msg === 'mlgate primary started its workers')).toBe(false);
+    } finally {
+      await stopCli(single);
+      rmSync(acmeDir, { recursive: true, force: true });
+    }
   });
 });

@@ -322,12 +322,15 @@ export interface SharedTokenStore extends TokenStore {
 }
 
 export class TokenFileStore implements TokenStore {
-  constructor(readonly where: string) {}
+  /** `revoked`: awaited after a token is revoked or edited, before the change is answered (ApiTokenStoreOptions.revoked). */
+  constructor(readonly where: string, private readonly revoked?: () => Promise<unknown>) {}
   issue(options: IssueOptions) {
     return issueToken(this.where, options);
   }
-  revoke(id: string, may?: (record: TokenRecord) => boolean) {
-    return revokeToken(this.where, id, may);
+  async revoke(id: string, may?: (record: TokenRecord) => boolean) {
+    const record = await revokeToken(this.where, id, may);
+    if (record) await this.revoked?.();
+    return record;
   }
   list() {
     return readTokenFile(this.where);
@@ -335,8 +338,10 @@ export class TokenFileStore implements TokenStore {
   lastUsed() {
     return readLastUsed(this.where);
   }
-  editProviderUserTokens(source: string, user: string, groups: readonly string[] | undefined) {
-    return editProviderUserTokens(this.where, source, user, groups);
+  async editProviderUserTokens(source: string, user: string, groups: readonly string[] | undefined) {
+    const count = await editProviderUserTokens(this.where, source, user, groups);
+    if (count) await this.revoked?.();
+    return count;
   }
 }
 
@@ -365,6 +370,12 @@ interface ApiTokenStoreOptions {
    * id only ever once) and then not read.
    */
   shared?: { tokens: SharedTokenStore; state: SharedState };
+  /**
+   * Without Redis, in one of several worker processes: tells the others to re-read tokens.file (a
+   * revoke is answered once they have), since each holds its own copy and would otherwise notice
+   * only at its next watch.
+   */
+  revoked?(): Promise<unknown>;
 }
 
 /** With Redis, a token's last use is written at most this often by one gateway. */
@@ -401,7 +412,7 @@ export class ApiTokenStore {
 
   constructor(private readonly options: ApiTokenStoreOptions, private readonly logger: Logger) {
     this.file = new ReloadingFile(options, { read: (initial) => this.read(initial), refused: REFUSED, apply: (records, initial) => this.apply(records, initial) }, logger);
-    this.edits = options.shared?.tokens ?? new TokenFileStore(options.path);
+    this.edits = options.shared?.tokens ?? new TokenFileStore(options.path, options.revoked && (() => options.revoked!()));
   }
 
   start(): void {

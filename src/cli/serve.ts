@@ -6,7 +6,7 @@ import { loadPolicy, PolicyError } from '../authz/policy.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
-import { runPrimary, workerCount } from '../server/cluster.ts';
+import { runPrimary, workerCount, workerShare } from '../server/cluster.ts';
 import { listenError, warnAtStartup } from '../server/startup-checks.ts';
 import { createLogger } from '../log/logger.ts';
 import { addConfigFlags, flagOverrides } from './config-flags.ts';
@@ -21,13 +21,15 @@ export function registerServe(program: Command): void {
       const { config, originOf } = loadConfigOrExit(options, 'serve');
       checkHtpasswdOrExit(config, originOf);
       checkPolicyOrExit(config.authz.policyFile);
-      const workers = workerCount(config.workers);
+      const workers = workerCount(config);
       if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
       // Imported here, not at the top: the primary of `workers: N` only forks and supervises, and
       // the gateway's modules would cost it ~20 MB of resident memory for nothing.
       const { startGateway } = await import('../server/gateway.ts');
-      const gateway = await startGateway(config).catch((err: unknown) => { throw listenError(err, config); });
+      // A worker enforces its share of the limits, so that they hold for the whole gateway.
+      const gateway = await startGateway(workerShare(config, workers)).catch((err: unknown) => { throw listenError(err, config); });
       void warnAtStartup(config, gateway.logger);
+      if (config.workers === 'auto' && config.acme.domains.length) gateway.logger.info('acme.domains: one gateway process (ACME with several is not supported yet)');
       let signals = 0;
       const stop = (signal: NodeJS.Signals) => {
         // A terminal's Ctrl-C reaches cluster workers too; only the primary's second one is urgent.

@@ -259,7 +259,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   shutdownGrace: duration.prefault('30s'),
   watchInterval: duration.prefault('1s'),
-  workers: count.default(1),
+  workers: count.default('auto'),
   tls: z.strictObject({
     enabled: z.boolean().default(true),
     cert: z.string().min(1).optional(),
@@ -537,8 +537,9 @@ function acmeFitsTls(config: { acme?: unknown; tls?: unknown; workers?: unknown 
   if (tls.enabled === false) ctx.addIssue({ code: 'custom', path, message: 'needs TLS on (tls.enabled: true): the ACME certificate is what HTTPS serves' });
   else if (tls.cert !== undefined || tls.key !== undefined) ctx.addIssue({ code: 'custom', path, message: 'is set together with tls.cert/tls.key; use one: ACME obtains the certificate itself, tls.cert serves one you manage' });
   // Each worker process would order on its own, and the CA's check would reach whichever
-  // worker the port hands it to, which may not be the one that knows the challenge.
-  else if (config.workers !== undefined && config.workers !== 1) ctx.addIssue({ code: 'custom', path, message: 'needs workers: 1 (the default); ACME with several worker processes is not supported yet' });
+  // worker the port hands it to, which may not be the one that knows the challenge. `auto` (the
+  // default) runs one process with ACME (src/server/cluster.ts workerCount).
+  else if (typeof config.workers === 'number' && config.workers !== 1) ctx.addIssue({ code: 'custom', path, message: 'needs workers: 1 or auto (one process with ACME); ACME with several worker processes is not supported yet' });
   else if ((config.acme as { challenge?: unknown }).challenge === 'http-01' && tls.redirectHttpPort === undefined) {
     ctx.addIssue({ code: 'custom', path: ['acme', 'challenge'], message: 'http-01 needs tls.redirectHttpPort (80 for a public CA): the challenge is answered on that plain-HTTP port' });
   }

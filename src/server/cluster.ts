@@ -11,26 +11,69 @@ import { ensureCertificate } from './certificate.ts';
 /** Restarting a worker that keeps dying right away would only spin; wait this long first. */
 const RESTART_DELAY_MS = 1000;
 
-export function workerCount(workers: Config['workers']): number {
-  return workers === 'auto' ? availableParallelism() : workers;
+/**
+ * The gateway processes `workers` asks for. `auto` is one per core, except with acme.domains: each
+ * worker would order certificates on its own, and the CA's check would reach whichever worker the port
+ * hands it to (the schema refuses a number above 1 with ACME).
+ */
+export function workerCount(config: Pick<Config, 'workers' | 'acme'>): number {
+  if (config.workers !== 'auto') return config.workers;
+  return config.acme.domains.length ? 1 : availableParallelism();
+}
+
+/**
+ * What one of `count` workers enforces, so that the limits a user sets hold for the whole gateway
+ * (docs/operations.md "Several worker processes"): connection limits and the checked-body memory are
+ * divided among the workers (each enforces its share, rounded up; the primary hands connections out
+ * in turn, so per-IP counts are close, not exact), `auth.hashWorkers: auto` shares the cores rather
+ * than giving each worker all of them, and idle upstream connections are divided like connections.
+ * Lockouts, sign-outs, grants and tokens are shared through the primary; caches stay per process.
+ */
+export function workerShare(config: Config, count: number): Config {
+  if (count <= 1) return config;
+  const share = (limit: number) => Math.ceil(limit / count);
+  const { limits, auth, proxy, authz } = config;
+  return {
+    ...config,
+    limits: {
+      ...limits,
+      maxConnections: share(limits.maxConnections),
+      maxConnectionsPerIp: share(limits.maxConnectionsPerIp),
+      // Never less than one checked body: a worker with less could never take the largest one.
+      checkedBodyBudget: Math.max(share(limits.checkedBodyBudget), Math.min(limits.checkedBodyBudget, authz.maxCheckedBody)),
+    },
+    auth: { ...auth, hashWorkers: auth.hashWorkers === 'auto' ? Math.max(1, Math.floor(availableParallelism() / count)) : auth.hashWorkers },
+    proxy: { ...proxy, keepAliveSockets: share(proxy.keepAliveSockets) },
+  };
 }
 
 /**
  * The primary of `workers: N`: it does the first-start work once (admin user, self-signed
  * certificate) so workers do not race to create files, then runs N gateway processes that share
  * the port, restarts any that die, and on SIGTERM/SIGINT lets each finish its requests. Without
- * state.redis it also keeps the workers' lockout counts and sign-outs (src/state/worker-state.ts), so
- * that limits mean the same with one process or several.
+ * state.redis it also keeps the workers' lockout counts and sign-outs and relays grant changes and
+ * token revocations (src/state/worker-state.ts), so that limits mean the same with one process or
+ * several (the workers divide the rest: workerShare).
  */
 export async function runPrimary(config: Config, count: number, logger: Logger): Promise<void> {
-  const pool = new HashWorkerPool(1);
-  const password = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost).finally(() => pool.close());
-  // Only on a first start: the primary does not load the gateway otherwise (docs/performance.md "Memory").
-  if (password) (await import('./gateway.ts')).printAdminPassword(BOOTSTRAP_USER, password, config.auth.htpasswd);
-  if (config.tls.enabled) await ensureCertificate(config.tls);
+  // As startGateway does: sign-in through identity providers only makes no password file.
+  const providersOnly = !config.auth.passwordSignIn && config.oidc.providers.length > 0;
+  if (!providersOnly) {
+    const pool = new HashWorkerPool(1);
+    const password = await bootstrapAdminIfMissing(config.auth.htpasswd, pool, config.auth.bcryptCost).finally(() => pool.close());
+    // Only on a first start: the primary does not load the gateway otherwise (docs/performance.md "Memory").
+    if (password) (await import('./gateway.ts')).printAdminPassword(BOOTSTRAP_USER, password, config.auth.htpasswd);
+  }
+  // Logged here, where it is made: the workers find it made.
+  const certificate = config.tls.enabled ? await ensureCertificate(config.tls) : undefined;
+  if (certificate?.generated) logger.info({ cert: certificate.cert, reason: certificate.reason, keptKey: certificate.keptKey }, 'generated a self-signed TLS certificate; clients can trust it with MLFLOW_TRACKING_SERVER_CERT_PATH');
 
-  // Lockouts and sign-outs the workers share (with state.redis, Redis holds them instead).
-  if (!config.state.redis) new WorkerStateHub(config.lockout.enabled ? new Lockout(config.lockout, logger) : undefined);
+  // Lockouts and sign-outs the workers share (with state.redis, Redis holds them instead), and the
+  // workers' metrics gathered for a scrape (prom-client and metrics.ts loaded by the first one).
+  new WorkerStateHub(
+    !config.state.redis && config.lockout.enabled ? new Lockout(config.lockout, logger) : undefined,
+    config.metrics.enabled ? async () => (await import('./metrics.ts')).workersMetrics() : undefined,
+  );
 
   let stopping = false;
   let anyListened = false;

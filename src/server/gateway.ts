@@ -17,6 +17,7 @@ import { Lockout } from '../auth/lockout.ts';
 import { SharedState } from '../state/redis-state.ts';
 import { RedisTokenStore } from '../state/redis-tokens.ts';
 import { GrantInvalidation, type GrantChange } from '../state/grant-invalidation.ts';
+import { primaryChannel } from '../state/worker-state.ts';
 import { PasswordChecker } from '../auth/password-checker.ts';
 import { SessionManager } from '../auth/session.ts';
 import { createSessionStep } from '../auth/session-step.ts';
@@ -119,14 +120,19 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
   // state.redis (docs/operations.md "Several gateways"): no connection at all without it.
   const shared = config.state.redis ? new SharedState(config.state.redis, logger) : undefined;
   await shared?.waitReady(Math.max(config.state.redis?.timeout ?? 0, 1000));
+  // Without Redis, the other worker processes of `workers` (src/state/worker-state.ts) hear of
+  // revoked tokens and changed grants through the primary before the change is answered.
+  const otherWorkers = shared ? undefined : primaryChannel();
   // With Redis, issued tokens live there (src/state/redis-tokens.ts) and tokens.file is imported once.
   const apiTokens = config.tokens.enabled
     ? new ApiTokenStore({
         path: config.tokens.file, watchIntervalMs: config.watchInterval, userExists: (user) => store.hashOf(user) !== undefined,
         shared: shared && { tokens: new RedisTokenStore(shared), state: shared },
+        revoked: otherWorkers && (() => otherWorkers.tokensChanged()),
       }, logger)
     : undefined;
   apiTokens?.start();
+  if (apiTokens) otherWorkers?.subscribeTokens(() => apiTokens.reload(false));
   const lockout = config.lockout.enabled ? new Lockout(config.lockout, logger, shared) : undefined;
   // The audit log (docs/operations.md): lockouts as they start, policy versions as they come into force.
   const audit = createAuditLog(config.audit, logger);
@@ -185,9 +191,11 @@ export async function startGateway(config: Config, options: StartOptions = {}): 
     return change.kind === 'experiment' ? inWorkspace.invalidateExperiment(change.id) : inWorkspace.invalidateRegisteredModel(change.name);
   };
   const grantInvalidation = shared && new GrantInvalidation(shared, { dropResource: dropGrants, dropAll: () => resolver.invalidateAll() }, logger);
+  otherWorkers?.subscribeGrants(dropGrants);
   const grantsChanged = async (change: GrantChange) => {
     dropGrants(change);
     await grantInvalidation?.announce(change);
+    await otherWorkers?.grantsChanged(change);
   };
   const resolver = new Resolver({
     upstream, cacheTtlMs: config.authz.cacheTtl, timeoutMs: Math.min(config.proxy.timeout, 30_000), userHeader: config.proxy.userHeader,

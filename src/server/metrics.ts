@@ -4,6 +4,13 @@
 // already holds; the gauges (connections, tunnels, lockouts, look-ups, upstreams) are read when
 // Prometheus scrapes. Every label value comes from a short fixed list or from the configuration:
 // route families, not paths; never user names.
+//
+// With `workers` above 1 a scrape reports the whole gateway: the worker that gets it asks the
+// primary, which gathers every worker's registry (prom-client's AggregatorRegistry, over the cluster's
+// IPC) and adds them up. Counters, histograms and gauges of things that add up (open connections,
+// tunnels, outstanding upstream requests) are summed; mlgate_build_info is the first worker's;
+// mlgate_upstream_up and mlgate_redis_up are the lowest any worker reports (0 when any worker has the
+// server out of rotation or cannot reach Redis).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
@@ -12,6 +19,7 @@ import type { Authentication } from '../auth/session-step.ts';
 import { trustedProxies } from '../context/client-ip.ts';
 import { millisecondsSince, type RequestContext } from '../context/request-context.ts';
 import type { UpstreamServer } from '../proxy/upstream-pool.ts';
+import { primaryChannel } from '../state/worker-state.ts';
 
 interface MetricsConfig {
   enabled: boolean;
@@ -102,11 +110,15 @@ function promClient(): typeof import('prom-client') {
 }
 
 export function createMetrics(config: MetricsConfig, sources: MetricsSources): GatewayMetrics {
-  const { collectDefaultMetrics, Counter, Gauge, Registry } = promClient();
-  const registry = new Registry();
+  const { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry } = promClient();
+  // A worker's registry answers the primary's requests for its numbers (an AggregatorRegistry is a
+  // Registry that does, once made in a worker).
+  const workers = primaryChannel();
+  const registry: Registry = workers ? new AggregatorRegistry<Registry['contentType']>() : new Registry();
+  if (workers) AggregatorRegistry.setRegistries([registry]);
   if (config.processMetrics) collectDefaultMetrics({ register: registry });
 
-  new Gauge({ name: 'mlgate_build_info', help: 'The mlgate version (always 1).', labelNames: ['version'], registers: [registry] }).set({ version: sources.version }, 1);
+  new Gauge({ name: 'mlgate_build_info', help: 'The mlgate version (always 1).', labelNames: ['version'], registers: [registry], aggregator: 'first' }).set({ version: sources.version }, 1);
 
   // The hot path adds to plain numbers (one Map look-up per exchange); prom-client reads them on
   // scrape. Its own label children hash their labels on every inc() and observe(), microseconds
@@ -139,7 +151,7 @@ export function createMetrics(config: MetricsConfig, sources: MetricsSources): G
   }
   const redis = sources.redis;
   if (redis) {
-    new Gauge({ name: 'mlgate_redis_up', help: 'Whether the shared state store (state.redis) answered the last command (1) or not (0).', registers: [registry], collect() { this.set(redis().up ? 1 : 0); } });
+    new Gauge({ name: 'mlgate_redis_up', help: 'Whether the shared state store (state.redis) answered the last command (1) or not (0).', registers: [registry], aggregator: 'min', collect() { this.set(redis().up ? 1 : 0); } });
     new Counter({
       name: 'mlgate_redis_failures_total', help: 'Shared state store (Redis) failures: commands that failed or timed out (command), connection errors and losses (connection).', labelNames: ['kind'], registers: [registry],
       collect() {
@@ -174,7 +186,7 @@ export function createMetrics(config: MetricsConfig, sources: MetricsSources): G
   const unchecked = servers.filter((server) => server.checkPath === undefined);
   let probed: { at: number; answers: Promise<Map<UpstreamServer, boolean>> } | undefined;
   new Gauge({
-    name: 'mlgate_upstream_up', help: 'Whether the upstream server is in rotation (a list\'s, by its health checks) or answered the last probe (a lone server, probed at most every 5 s): 1 or 0.', labelNames: ['upstream'], registers: [registry],
+    name: 'mlgate_upstream_up', help: 'Whether the upstream server is in rotation (a list\'s, by its health checks) or answered the last probe (a lone server, probed at most every 5 s): 1 or 0.', labelNames: ['upstream'], registers: [registry], aggregator: 'min',
     async collect() {
       if (unchecked.length && (!probed || Date.now() - probed.at > PROBE_TTL_MS)) {
         probed = { at: Date.now(), answers: Promise.all(unchecked.map(async (server) => [server, (await sources.probe(server.url).catch(() => ({ ready: false }))).ready] as const)).then((answers) => new Map(answers)) };
@@ -221,9 +233,25 @@ export function createMetrics(config: MetricsConfig, sources: MetricsSources): G
           if (caller === 'user') return refused(403, 'metrics are for admins, metrics.token and metrics.allowCidrs only');
         }
       }
-      return { status: 200, contentType: registry.contentType, body: await registry.metrics() };
+      if (!workers) return { status: 200, contentType: registry.contentType, body: await registry.metrics() };
+      const gathered = await workers.metrics();
+      // A failed scrape (a 500 with its request id), rather than part of the gateway reported as all of it.
+      if (!gathered) throw new Error('the primary process did not gather every worker\'s metrics (a worker stuck or still starting?)');
+      return { status: 200, ...gathered };
     },
   };
+}
+
+let aggregator: import('prom-client').AggregatorRegistry<Registry['contentType']> | undefined;
+
+/**
+ * The primary of `workers` above 1: every worker's metrics as one exposition, asked for by the worker
+ * that got the scrape. Rejects when a worker does not answer within 5 s. prom-client is loaded by
+ * the first scrape, not before (docs/performance.md "Memory").
+ */
+export async function workersMetrics(): Promise<{ contentType: string; body: string }> {
+  aggregator ??= new (promClient().AggregatorRegistry<Registry['contentType']>)();
+  return { contentType: aggregator.contentType, body: await aggregator.clusterMetrics() };
 }
 
 function digest(text: string): Buffer {

@@ -99,6 +99,9 @@ async function startGatewayProcess(name: string, upstream: string | string[], ht
   writeFileSync(join(dir, 'mlgate.yaml'), stringify({
     host: '127.0.0.1',
     port: 0,
+    // One process per gateway: with Redis away the test counts lockouts per gateway, and each worker
+    // process of a gateway would count alone (docs/operations.md).
+    workers: 1,
     upstream,
     tls: { enabled: false },
     auth: { htpasswd: 'htpasswd', bcryptCost: 4, hashWorkers: 1 },
