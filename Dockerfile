@@ -49,7 +49,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 
 # docker stop waits 10 s by default, shutdownGrace is 30 s: run with --stop-timeout 35 (or
 # stop_grace_period: 35s in compose), or lower MLGATE_SHUTDOWN_GRACE, so requests can finish.
-# A 4 MB young generation (V8's default is 16 MB) keeps resident memory ~40 MB lower under load at
-# no measured cost in throughput (npm start uses the same flag).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli/main.js"]
+# The young generation every way of starting mlgate uses (npm start, the mlgate command's shebang,
+# the systemd unit): docs/performance.md "Memory" has what it changes.
+ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/cli/main.js"]
 CMD ["serve"]

@@ -1,4 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
+// The flag: every way of starting mlgate runs with the same young generation (docs/performance.md
+// "Memory"). V8 sizes its heap before any code runs, so it cannot be set from here:
+// v8.setFlagsFromString after start-up leaves the young generation as it is (measured).
+// `node bin/mlgate.js` skips this line: npm's scripts, the Docker image and the systemd unit pass
+// the flag themselves. Workers of `workers: N` inherit it (node:cluster forks with execArgv).
 // Installed with a build (npm run build, the Docker image, a service): the compiled CLI.
 // From a checkout without one: the TypeScript source through tsx, a dev dependency, when it is
 // installed; otherwise (npm ci --omit=dev) how to build.

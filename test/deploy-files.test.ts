@@ -85,7 +85,7 @@ describe('deploy/systemd/mlgate.service', () => {
     expect(one('StandardOutput') ?? 'journal').toBe('journal');
     // The compiled CLI, as npm start and the image run it.
     const exec = one('ExecStart')!.split(/\s+/);
-    expect(exec).toContain('--max-semi-space-size=4');
+    expect(exec).toContain('--max-semi-space-size=8');
     expect(exec.find((arg) => arg.endsWith('.js'))).toMatch(/\/dist\/cli\/main\.js$/);
     expect(exec.slice(exec.indexOf('serve'))).toEqual(['serve', '--config', '/etc/mlgate/mlgate.yaml']);
     // Long enough for requests in flight to finish (shutdownGrace).

@@ -2,8 +2,8 @@
 // `npm install -g` of the tarball into a prefix of the test's own, then the `mlgate` that puts on
 // the PATH, run from directories that have nothing to do with the clone. The clone is a copy of
 // this checkout's files as git sees them, so the pack never touches this checkout's dist/.
-import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -144,5 +144,27 @@ describe('the installed mlgate command', () => {
     const listed = spawnSync(mlgate, ['user', 'list'], { cwd: elsewhere(), env: { ...npmEnv, MLGATE_HOME: join(here, 'state') }, encoding: 'utf8' });
     expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout).toContain('admin');
+  });
+
+  // V8 sizes its heap before any code runs, so the flag can only come from the command line: the
+  // command's shebang (`env -S node --max-semi-space-size=8`) gives it, and node:cluster hands the
+  // primary's to its workers. Started as a user types it, not as `node <file>`, which skips the shebang.
+  it('runs with the young generation bounded (--max-semi-space-size=8), in its workers too', async (context) => {
+    needsInstall(context);
+    if (process.platform !== 'linux') context.skip('reads the command lines from /proc');
+    const child = spawn(mlgate, ['serve', '--no-tls', '--host', '127.0.0.1', '--port', '0', '--upstream', upstream.url, '--workers', '2'], { cwd: elsewhere(), env: npmEnv });
+    try {
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => { output += chunk; });
+      child.stderr.on('data', (chunk: Buffer) => { output += chunk; });
+      const argsOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const workers = () => readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      await expect.poll(() => (output.match(/"msg":"mlgate listening"/g) ?? []).length, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
+      expect(argsOf(child.pid!), output).toContain('--max-semi-space-size=8');
+      expect(workers()).toHaveLength(2);
+      for (const pid of workers()) expect(argsOf(pid)).toContain('--max-semi-space-size=8');
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -13,6 +13,12 @@ import type { BenchCase, CaseContext } from './bench-case.ts';
 const CONNECTIONS = 1000;
 /** Long enough for the runtime's start-up allocations to settle, short enough for the time budget. */
 const SETTLE_MS = 1000;
+/**
+ * Then, the connections still open, long enough for the password-hashing thread to stop (10 s
+ * without work, src/auth/hash-worker-pool.ts) and for V8 to give back start-up garbage once the
+ * process is idle (its memory reducer: 8-30 s after start, measured): what an idle gateway keeps.
+ */
+const SETTLED_MS = 15_000;
 
 /** The largest VmRSS each process reached over a short window (one reading can miss a GC's high point). */
 async function rssByProcess(root: number): Promise<number[]> {
@@ -28,7 +34,7 @@ async function rssByProcess(root: number): Promise<number[]> {
 export const idleRss: BenchCase = {
   name: 'idle-rss',
   unit: 'MB',
-  about: `mlgate freshly started (no traffic), then with ${CONNECTIONS} idle keep-alive connections opened by a separate Node process, each after one authenticated GET; value = the largest process (primary or worker)`,
+  about: `mlgate freshly started (no traffic but the start check's one Basic request), then with ${CONNECTIONS} idle keep-alive connections opened by a separate Node process, each after one authenticated GET, and again ${SETTLED_MS / 1000} s later with them still open (hashing thread stopped, start-up garbage collected); value = the largest process (primary or worker) in the first two readings`,
   flavor: 'own',
   targets: ['mlgate', 'mlgate-auto'],
   async measure(ctx: CaseContext, target, _endpoint) {
@@ -51,9 +57,12 @@ export const idleRss: BenchCase = {
         if (open < CONNECTIONS) throw new Error(`only ${open} of ${CONNECTIONS} connections stayed open${ready[2]}`);
         await sleep(SETTLE_MS);
         const loaded = await rssByProcess(gateway.process.pid);
-        const extra: Record<string, number> = { idleMaxMB: Math.max(...idle), loadedMaxMB: Math.max(...loaded), processes: loaded.length };
+        await sleep(SETTLED_MS);
+        const settled = await rssByProcess(gateway.process.pid);
+        const extra: Record<string, number> = { idleMaxMB: Math.max(...idle), loadedMaxMB: Math.max(...loaded), settledMaxMB: Math.max(...settled), processes: loaded.length };
         idle.forEach((mib, i) => { extra[`idleMB${i}`] = mib; });
         loaded.forEach((mib, i) => { extra[`loadedMB${i}`] = mib; });
+        settled.forEach((mib, i) => { extra[`settledMB${i}`] = mib; });
         return { value: Math.max(...loaded, ...idle), extra };
       } catch (err) {
         throw new Error(`${(err as Error).message}; client: ${lastLines(client.output(), 2)}`);
@@ -68,7 +77,7 @@ export const idleRss: BenchCase = {
     const count = extra.processes ?? 0;
     const list = (prefix: string) => Array.from({ length: count }, (_, i) => (extra[`${prefix}${i}`] ?? 0).toFixed(0)).join('/');
     const who = count > 1 ? ' (primary/workers)' : '';
-    return `idle ${list('idleMB')} MB, ${CONNECTIONS} conns ${list('loadedMB')} MB${who}`;
+    return `idle ${list('idleMB')} MB, ${CONNECTIONS} conns ${list('loadedMB')} MB, ${list('settledMB')} MB ${SETTLED_MS / 1000} s later${who}`;
   },
 };
 

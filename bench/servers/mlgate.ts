@@ -73,7 +73,7 @@ export async function startMlgate(ws: Workspace, options: MlgateOptions): Promis
 
   const accessLog = join(dir, 'access.log');
   const logFd = openSync(accessLog, 'a');
-  const args = ['--max-semi-space-size=4', ...profileFlags, options.main ?? MLGATE_BUILT, 'serve', '--config', configFile, ...(options.tls ? [] : ['--no-tls'])];
+  const args = ['--max-semi-space-size=8', ...profileFlags, options.main ?? MLGATE_BUILT, 'serve', '--config', configFile, ...(options.tls ? [] : ['--no-tls'])];
   // Enough descriptors for the idle-rss case's 1,000 connections (plus the upstream's).
   const gateway = startProcess(options.name, process.execPath, args, { cwd: dir, env: gatewayEnv(), stdoutFd: logFd, minOpenFiles: 8192 });
   closeSync(logFd); // the child has its own copy
