@@ -139,7 +139,7 @@ function estimateSeconds(opts: Options): number {
   const d = opts.durationS;
   const perRun: Record<string, number> = {
     'small-basic': d + 0.7, 'small-bearer': d + 0.7, 'small-noauth': d + 0.5, 'latency-1conn': d + 0.7, 'authz-log-metric': d + 0.9 + 4 / opts.rounds, // + a 4 s unmeasured run per gateway row
-    'tls-handshake': d + 0.9, 'stream-up': 2.5, 'stream-down': 2.2, 'guessing-flood': d + 6.5, 'idle-rss': 21,
+    'tls-handshake': d + 0.9, 'stream-up': 2.5, 'stream-down': 2.2, 'guessing-flood': d + 6.5, 'idle-rss': 35,
     'shared-state': 2 * d + 1 + 15 / (4 * opts.rounds), // + start-up and warm-up of its three gateways, once
     forwarders: (d + 0.7 + 2.5 + 2.2) / 3 + 14 / (6 * opts.rounds), // + start-up and warm-up of its two gateways, once
   };

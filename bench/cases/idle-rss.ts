@@ -1,6 +1,7 @@
-// mlgate's resident memory per process: freshly started with no traffic, then with 1,000 idle
-// keep-alive connections attached (each made one authenticated request). A fresh instance per
-// round, so earlier cases' traffic does not count.
+// mlgate's resident memory per process: idle (started, its start check answered, then nothing for
+// 15 s), then with 1,000 keep-alive connections attached (each made one authenticated request),
+// right away and once they have been idle for 15 s. A fresh instance per round, so earlier cases'
+// traffic does not count.
 import { rssMB } from '../lib/memory-and-cpu.ts';
 import { lastLines } from '../lib/net.ts';
 import { processTree, sleep, startProcess, stopProcess } from '../lib/processes.ts';
@@ -11,10 +12,10 @@ import { ConfigRejected } from '../servers/mlgate.ts';
 import type { BenchCase, CaseContext } from './bench-case.ts';
 
 const CONNECTIONS = 1000;
-/** Long enough for the runtime's start-up allocations to settle, short enough for the time budget. */
+/** After the connections are open: the reading of a gateway that has just answered 1,000 requests. */
 const SETTLE_MS = 1000;
 /**
- * Then, the connections still open, long enough for the password-hashing thread to stop (10 s
+ * Idle means this long without a request: long enough for the password-hashing thread to stop (10 s
  * without work, src/auth/hash-worker-pool.ts) and for V8 to give back start-up garbage once the
  * process is idle (its memory reducer: 8-30 s after start, measured): what an idle gateway keeps.
  */
@@ -34,7 +35,7 @@ async function rssByProcess(root: number): Promise<number[]> {
 export const idleRss: BenchCase = {
   name: 'idle-rss',
   unit: 'MB',
-  about: `mlgate freshly started (no traffic but the start check's one Basic request), then with ${CONNECTIONS} idle keep-alive connections opened by a separate Node process, each after one authenticated GET, and again ${SETTLED_MS / 1000} s later with them still open (hashing thread stopped, start-up garbage collected); value = the largest process (primary or worker) in the first two readings`,
+  about: `mlgate idle (started, the start check's one Basic request answered, then ${SETTLED_MS / 1000} s without traffic), then with ${CONNECTIONS} keep-alive connections opened by a separate Node process, each after one authenticated GET: right away, and once they have been idle ${SETTLED_MS / 1000} s; value = the largest process (primary or worker) idle and with the idle connections`,
   flavor: 'own',
   targets: ['mlgate', 'mlgate-auto'],
   async measure(ctx: CaseContext, target, _endpoint) {
@@ -47,7 +48,7 @@ export const idleRss: BenchCase = {
       throw err;
     }
     try {
-      await sleep(SETTLE_MS);
+      await sleep(SETTLED_MS);
       const idle = await rssByProcess(gateway.process.pid);
       const args = ['--import', TSX, 'bench/load/idle-connections.ts', `${gateway.url}/health`, String(CONNECTIONS), '60', ctx.ws.authorization];
       const client = startProcess('idle connections', process.execPath, args, { cwd: REPO_ROOT, minOpenFiles: CONNECTIONS + 100 });
@@ -63,7 +64,7 @@ export const idleRss: BenchCase = {
         idle.forEach((mib, i) => { extra[`idleMB${i}`] = mib; });
         loaded.forEach((mib, i) => { extra[`loadedMB${i}`] = mib; });
         settled.forEach((mib, i) => { extra[`settledMB${i}`] = mib; });
-        return { value: Math.max(...loaded, ...idle), extra };
+        return { value: Math.max(...settled, ...idle), extra };
       } catch (err) {
         throw new Error(`${(err as Error).message}; client: ${lastLines(client.output(), 2)}`);
       } finally {
@@ -77,7 +78,7 @@ export const idleRss: BenchCase = {
     const count = extra.processes ?? 0;
     const list = (prefix: string) => Array.from({ length: count }, (_, i) => (extra[`${prefix}${i}`] ?? 0).toFixed(0)).join('/');
     const who = count > 1 ? ' (primary/workers)' : '';
-    return `idle ${list('idleMB')} MB, ${CONNECTIONS} conns ${list('loadedMB')} MB, ${list('settledMB')} MB ${SETTLED_MS / 1000} s later${who}`;
+    return `idle ${list('idleMB')} MB, ${CONNECTIONS} idle conns ${list('settledMB')} MB (${list('loadedMB')} MB just after their requests)${who}`;
   },
 };
 
