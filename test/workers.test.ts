@@ -2,12 +2,13 @@
 // worker_processes. Without Redis the workers share lockouts, sign-outs, grant changes and revoked
 // tokens through their primary, divide the connection limits, and one scrape of /-/metrics reports
 // them all: a user's limits mean the same with one process or several.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuQuota, workerCount } from '../src/server/cluster.ts';
 import { jsonLogLines, listeningUrl, spawnCli, stopCli, type RunningCli } from './helpers/cli.ts';
 import { htpasswdLines, type TestGateway } from './helpers/gateway.ts';
 import { request, type RequestOptions, type TestResponse } from './helpers/http-client.ts';
@@ -380,5 +381,46 @@ describe('ACME without `workers` set', () => {
       await stopCli(single);
       rmSync(acmeDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('workers: auto in a container', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mlgate-cgroup-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A cgroup tree and a /proc/self/cgroup as the kernel shows them, in a folder of their own. */
+  const tree = (name: string, self: string, files: Record<string, string>) => {
+    const root = join(dir, name);
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), `${text}\n`);
+    }
+    writeFileSync(join(dir, `${name}.cgroup`), self);
+    return cpuQuota(root, join(dir, `${name}.cgroup`));
+  };
+
+  it("count the CPUs of cgroup v2's cpu.max, rounded up, in the process's cgroup or at the root", () => {
+    expect(tree('v2-pod', '0::/kubepods/pod1/c1\n', { 'kubepods/pod1/c1/cpu.max': '150000 100000' })).toBe(2);
+    expect(tree('v2-container', '0::/\n', { 'cpu.max': '50000 100000' })).toBe(1);
+    // A container whose /proc/self/cgroup names the host's path, with its own cgroup mounted at the root.
+    expect(tree('v2-mounted', '0::/system.slice/docker-1.scope\n', { 'cpu.max': '400000 100000' })).toBe(4);
+    expect(tree('v2-none', '0::/\n', { 'cpu.max': 'max 100000' })).toBeUndefined();
+  });
+
+  it("count cgroup v1's cfs quota over its period", () => {
+    expect(tree('v1', '4:memory:/x\n3:cpu,cpuacct:/docker/abc\n', { 'cpu,cpuacct/cpu.cfs_quota_us': '300000', 'cpu,cpuacct/cpu.cfs_period_us': '100000' })).toBe(3);
+    expect(tree('v1-none', '1:cpu:/\n', { 'cpu/cpu.cfs_quota_us': '-1', 'cpu/cpu.cfs_period_us': '100000' })).toBeUndefined();
+  });
+
+  it('find no quota where there is no cgroup file to read', () => {
+    expect(tree('nothing', '0::/\n', {})).toBeUndefined();
+    expect(cpuQuota(join(dir, 'missing'), join(dir, 'missing.cgroup'))).toBeUndefined();
+  });
+
+  it('leave a number of workers as it is', () => {
+    expect(workerCount({ workers: 3, acme: { domains: [] } } as unknown as Parameters<typeof workerCount>[0])).toBe(3);
   });
 });

@@ -1,5 +1,7 @@
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { bootstrapAdminIfMissing, BOOTSTRAP_USER } from '../auth/bootstrap-admin.ts';
 import { HashWorkerPool } from '../auth/hash-worker-pool.ts';
 import { Lockout } from '../auth/lockout.ts';
@@ -12,13 +14,50 @@ import { ensureCertificate } from './certificate.ts';
 const RESTART_DELAY_MS = 1000;
 
 /**
- * The gateway processes `workers` asks for. `auto` is one per core, except with acme.domains: each
- * worker would order certificates on its own, and the CA's check would reach whichever worker the port
- * hands it to (the schema refuses a number above 1 with ACME).
+ * The gateway processes `workers` asks for. `auto` is one per core, at most the CPUs a cgroup quota
+ * allows (a container's --cpus, a pod's CPU limit: availableParallelism counts the machine's cores,
+ * and a 512 MiB container on a 64-core host would otherwise fork 64 workers of ~80 MB), except with
+ * acme.domains: each worker would order certificates on its own, and the CA's check would reach
+ * whichever worker the port hands it to (the schema refuses a number above 1 with ACME).
  */
 export function workerCount(config: Pick<Config, 'workers' | 'acme'>): number {
   if (config.workers !== 'auto') return config.workers;
-  return config.acme.domains.length ? 1 : availableParallelism();
+  return config.acme.domains.length ? 1 : Math.min(availableParallelism(), cpuQuota() ?? Infinity);
+}
+
+/**
+ * The CPUs this process's cgroup quota allows, rounded up (at least 1), or undefined without one:
+ * cgroup v2's cpu.max ("150000 100000"; "max" for none), or v1's cpu.cfs_quota_us (-1 for none)
+ * over cpu.cfs_period_us. Looked for in the process's own cgroup, then at the hierarchy's root,
+ * which is where a container sees its own cgroup mounted.
+ */
+export function cpuQuota(root = '/sys/fs/cgroup', selfCgroup = '/proc/self/cgroup'): number | undefined {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const cpus = (quota: number, period: number) => (quota > 0 && period > 0 ? Math.max(1, Math.ceil(quota / period)) : undefined);
+  for (const line of (read(selfCgroup) ?? '').split('\n')) {
+    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (path === undefined) continue;
+    if (controllers === '') {
+      for (const dir of [join(root, path), root]) {
+        const [quota, period] = (read(join(dir, 'cpu.max')) ?? '').split(' ');
+        if (quota === undefined || period === undefined) continue;
+        return quota === 'max' ? undefined : cpus(Number(quota), Number(period));
+      }
+    } else if (controllers!.split(',').includes('cpu')) {
+      for (const dir of [join(root, controllers!, path), join(root, controllers!), join(root, 'cpu', path), join(root, 'cpu')]) {
+        const quota = read(join(dir, 'cpu.cfs_quota_us'));
+        const period = read(join(dir, 'cpu.cfs_period_us'));
+        if (quota !== undefined && period !== undefined) return cpus(Number(quota), Number(period));
+      }
+    }
+  }
+  return undefined;
 }
 
 /**
