@@ -72,12 +72,31 @@ describe('workers that cannot start', () => {
     try {
       expect(await blocked.exited).toBe(1);
       const output = blocked.output().stdout + blocked.output().stderr;
-      expect(output).toContain(`port ${port} on 127.0.0.1 is already in use`);
-      expect(output).toContain('a worker failed to start');
+      // Once, as from one process: the primary finds the port taken before it forks anyone.
+      expect(output.split(`port ${port} on 127.0.0.1 is already in use`)).toHaveLength(2);
+      expect(output).not.toContain('mlgate primary started its workers');
       expect(output).not.toContain('worker died; starting another');
     } finally {
       if (blocked.child.exitCode === null) blocked.child.kill('SIGKILL');
       taken.close();
+    }
+  });
+
+  it('stop the primary with the reason when every worker fails, instead of restarting them forever', async () => {
+    // The primary does not read a configured certificate; each worker does, and fails on it.
+    writeFileSync(join(dir, 'not-a-certificate.pem'), 'garbage\n');
+    const broken = spawnCli(['serve', '--workers', '2', '--port', '0', '--host', '127.0.0.1', '--tls-cert', 'not-a-certificate.pem', '--tls-key', 'not-a-certificate.pem', '--htpasswd', 'htpasswd', '--upstream', upstream.url], {
+      cwd: dir,
+      env: { MLGATE_AUTH_BCRYPT_COST: '4', MLGATE_AUTH_HASH_WORKERS: '1' },
+    });
+    try {
+      expect(await broken.exited).toBe(1);
+      const output = broken.output().stdout + broken.output().stderr;
+      expect(output).toContain('not-a-certificate.pem is not a PEM certificate');
+      expect(output).toContain('a worker failed to start');
+      expect(output).not.toContain('worker died; starting another');
+    } finally {
+      if (broken.child.exitCode === null) broken.child.kill('SIGKILL');
     }
   });
 });

@@ -7,7 +7,7 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { closestName } from '../config/suggest.ts';
 import { runPrimary, workerCount, workerShare } from '../server/cluster.ts';
-import { listenError, warnAtStartup } from '../server/startup-checks.ts';
+import { listenError, probePorts, warnAtStartup } from '../server/startup-checks.ts';
 import { createLogger } from '../log/logger.ts';
 import { addConfigFlags, flagOverrides } from './config-flags.ts';
 
@@ -22,7 +22,10 @@ export function registerServe(program: Command): void {
       checkHtpasswdOrExit(config, originOf);
       checkPolicyOrExit(config.authz.policyFile);
       const workers = workerCount(config);
-      if (workers > 1 && cluster.isPrimary) return runPrimary(config, workers, createLogger(config.log));
+      if (workers > 1 && cluster.isPrimary) {
+        await probePorts(config).catch((err: unknown) => { throw listenError(err, config); });
+        return runPrimary(config, workers, createLogger(config.log));
+      }
       // Imported here, not at the top: the primary of `workers: N` only forks and supervises, and
       // the gateway's modules would cost it ~20 MB of resident memory for nothing.
       const { startGateway } = await import('../server/gateway.ts');

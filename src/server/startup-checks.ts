@@ -4,6 +4,7 @@
 import cluster from 'node:cluster';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { BOOTSTRAP_USER, mlgateCommand, shellWord } from '../auth/bootstrap-admin.ts';
 import { readHtpasswdUsers } from '../auth/htpasswd-file.ts';
 import { MlflowServerInfo, NEWEST_KNOWN_MLFLOW, newerThanKnown, type MlflowServerFacts } from '../authz/mlflow-server-info.ts';
@@ -117,6 +118,23 @@ export function mlflowReadiness(facts: MlflowServerFacts, allowUnknownRoutes: bo
  * listen()'s EADDRINUSE as a sentence that says what to do; any other error as it was. The port is
  * the gateway's (--port) or, with TLS, the one that redirects HTTP (tls.redirectHttpPort).
  */
+/**
+ * Before `workers` above 1 are forked: each worker would report a port in use itself, and the
+ * message would come once per worker that got to it. Listening for a moment here finds it first,
+ * and start-up stops with the one message a single process gives (listenError).
+ */
+export async function probePorts(config: Config): Promise<void> {
+  const ports = [config.port, ...(config.tls.enabled && config.tls.redirectHttpPort !== undefined ? [config.tls.redirectHttpPort] : [])];
+  for (const port of ports) {
+    const probe = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ port, host: config.host, exclusive: true }, resolve);
+    });
+    await new Promise((resolve) => probe.close(resolve));
+  }
+}
+
 export function listenError(err: unknown, config: Config): unknown {
   const { code, port } = (err ?? {}) as NodeJS.ErrnoException & { port?: number };
   if (code !== 'EADDRINUSE') return err;
