@@ -122,7 +122,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   }
 
   const waiting = new Set<UpstreamExchange>();
-  const sweepMs = Math.max(25, Math.min(IDLE_SWEEP_MS, Math.floor(timeoutMs / 4)));
+  const sweepMs = silenceSweepMs(timeoutMs);
   let tick = 0;
   const freedAt = new WeakMap<Socket, number>();
   agent.on('free', (socket: Socket) => freedAt.set(socket, tick));
@@ -144,12 +144,6 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     }
   }, sweepMs);
   sweep.unref();
-
-  function answer(state: UpstreamExchange, error: GatewayError): void {
-    if (state.answered) return;
-    state.answered = true;
-    state.fail(error);
-  }
 
   // http-proxy emits it once the upstream request has its socket, before it writes a byte there.
   function onProxyReq(proxyReq: http.ClientRequest, req: IncomingMessage): void {
@@ -195,7 +189,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     const refuse = (why: string) => {
       waiting.delete(state);
       proxyRes.destroy();
-      answer(state, { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: `mlgate could not filter MLflow's answer: ${why}` });
+      answerOnce(state, filterFailed(why));
     };
     const encoding = proxyRes.headers['content-encoding'];
     if (encoding !== undefined && encoding !== 'identity') return refuse(`it is compressed (${encoding})`);
@@ -222,7 +216,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         state.ctx.bytesOut += body.length;
         res.end(body);
       }, (err: Error) => {
-        if (!res.headersSent) answer(state, { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: `mlgate could not filter MLflow's answer: ${err.message}` });
+        if (!res.headersSent) answerOnce(state, filterFailed(err.message));
       });
     });
   }
@@ -255,7 +249,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     state.endAttempt();
     const failure = err as NodeJS.ErrnoException;
     if (failure.code === 'ECONNREFUSED') state.server.refused(failure.code);
-    if (state.tooLarge) return answer(state, tooLargeError(maxBodySize));
+    if (state.tooLarge) return answerOnce(state, tooLargeError(maxBodySize));
     if (req.socket.destroyed) return; // the client left; nothing to answer
     if (state.resend && !state.answered && neverSent(failure, state)) {
       waiting.delete(state);
@@ -266,7 +260,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         return state.resend(next);
       }
     }
-    answer(state, upstreamFailure(failure, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
+    answerOnce(state, upstreamFailure(failure, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
   }
 
   /**
@@ -285,7 +279,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     if (!state) return;
     const failure = err as NodeJS.ErrnoException;
     if (failure.code === 'ECONNREFUSED') state.server.refused(failure.code);
-    answer(state, upstreamFailure(failure, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
+    answerOnce(state, upstreamFailure(failure, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
   }
 
   return {
@@ -373,6 +367,23 @@ export function writeUpstreamHead(status: number, statusMessage: string | undefi
   }
   res.statusCode = status;
   if (statusMessage) res.statusMessage = statusMessage;
+}
+
+/** How often a forwarder checks its exchanges for silence past proxy.timeout: a quarter of it, 25 ms to 1 s. */
+export function silenceSweepMs(timeoutMs: number): number {
+  return Math.max(25, Math.min(IDLE_SWEEP_MS, Math.floor(timeoutMs / 4)));
+}
+
+/** An exchange gets one answer: the first failure reported is the one the client sees. */
+export function answerOnce(state: UpstreamExchange, error: GatewayError): void {
+  if (state.answered) return;
+  state.answered = true;
+  state.fail(error);
+}
+
+/** An answer the gateway had to read whole and filter (a search) could not be. */
+export function filterFailed(why: string): GatewayError {
+  return { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: `mlgate could not filter MLflow's answer: ${why}` };
 }
 
 export function tooLargeError(limit: number): GatewayError {

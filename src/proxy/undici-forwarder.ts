@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool, util as UndiciUtil } from 'undici';
 import type { RequestContext, UpstreamExchange } from '../context/request-context.ts';
 import type { GatewayError } from '../http/gateway-error.ts';
-import { createForwarder, IDLE_UPSTREAM_SOCKET_MS, MAX_TRANSFORMED_RESPONSE, tooLargeError, writeUpstreamHead, type Forwarder, type ForwarderOptions, type ForwardOptions } from './forwarder.ts';
+import { answerOnce, createForwarder, filterFailed, IDLE_UPSTREAM_SOCKET_MS, MAX_TRANSFORMED_RESPONSE, silenceSweepMs, tooLargeError, writeUpstreamHead, type Forwarder, type ForwarderOptions, type ForwardOptions } from './forwarder.ts';
 import { upstreamFailure } from './upstream-errors.ts';
 import type { UpstreamServer } from './upstream-pool.ts';
 
@@ -70,7 +70,7 @@ export function createUndiciForwarder(options: ForwarderOptions): Forwarder {
   })] as const));
 
   const waiting = new Set<UndiciExchange>();
-  const sweepMs = Math.max(25, Math.min(1000, Math.floor(timeoutMs / 4)));
+  const sweepMs = silenceSweepMs(timeoutMs);
   let tick = 0;
   const sweep = setInterval(() => {
     tick++;
@@ -82,12 +82,6 @@ export function createUndiciForwarder(options: ForwarderOptions): Forwarder {
     }
   }, sweepMs);
   sweep.unref();
-
-  function answer(state: UndiciExchange, error: GatewayError): void {
-    if (state.answered) return;
-    state.answered = true;
-    state.fail(error);
-  }
 
   function web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, server: UpstreamServer, fail: (error: GatewayError) => void, forward?: ForwardOptions): void {
     const body = forward?.body;
@@ -216,7 +210,7 @@ export function createUndiciForwarder(options: ForwarderOptions): Forwarder {
           ctx.bytesOut += transformedBody.length;
           res.end(transformedBody);
         }, (err: Error) => {
-          if (!res.headersSent) answer(state, { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: `mlgate could not filter MLflow's answer: ${err.message}` });
+          if (!res.headersSent) answerOnce(state, filterFailed(err.message));
         });
       },
       onError(err: Error) {
@@ -230,7 +224,7 @@ export function createUndiciForwarder(options: ForwarderOptions): Forwarder {
   function refuseTransform(state: UndiciExchange, why: string): void {
     waiting.delete(state);
     state.abort?.();
-    answer(state, { status: 502, code: 'TEMPORARILY_UNAVAILABLE', message: `mlgate could not filter MLflow's answer: ${why}` });
+    answerOnce(state, filterFailed(why));
   }
 
   function onWebError(state: UndiciExchange, req: IncomingMessage, res: ServerResponse, err: Error): void {
@@ -238,7 +232,7 @@ export function createUndiciForwarder(options: ForwarderOptions): Forwarder {
     const failure = err as NodeJS.ErrnoException;
     const code = failure.code && SOCKET_ERROR_CODES[failure.code];
     if (failure.code === 'ECONNREFUSED') state.server.refused(failure.code);
-    if (state.tooLarge) return answer(state, tooLargeError(maxBodySize));
+    if (state.tooLarge) return answerOnce(state, tooLargeError(maxBodySize));
     // Part of the answer went out: the client's connection is cut, as the upstream's was.
     if (res.headersSent) return void res.destroy();
     if (state.answered || res.destroyed || req.socket?.destroyed) return; // the client left; nothing to answer
@@ -254,7 +248,7 @@ export function createUndiciForwarder(options: ForwarderOptions): Forwarder {
       }
     }
     const reported = code ? Object.assign(new Error(failure.message), { code }) : failure;
-    answer(state, upstreamFailure(reported, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
+    answerOnce(state, upstreamFailure(reported, state.server.url, state.ctx.upstreamTimedOut, timeoutMs));
   }
 
   /**
